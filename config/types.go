@@ -1,0 +1,304 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is one complete, validated configuration: the process settings of
+// main.yaml and the routing table of upstreams.yaml (plus conf.d/*.yaml).
+// A Config is plain data: it is never mutated after Load returns, so it is
+// safe to share between goroutines; use Clone before changing a copy.
+type Config struct {
+	// Main holds the keys of main.yaml.
+	Main Main
+	// Upstreams holds the routing table of upstreams.yaml and conf.d.
+	Upstreams Upstreams
+	// MainPath is the absolute path of main.yaml ("" when built in code).
+	MainPath string
+}
+
+// Main is the parsed main.yaml. Keys inherited from Aralez keep Aralez's
+// types and units; keys added by this project use Go duration strings
+// ("250ms", "5s") and byte counts. Every field has a Default… constant
+// applied by ApplyDefaults when the key is absent.
+type Main struct {
+	// Threads is the number of OS threads running Go code (GOMAXPROCS).
+	// Zero means all CPUs. The GOMAXPROCS environment variable wins.
+	Threads int
+	// RunUser and RunGroup name the account to switch to after binding
+	// listeners. Empty means keep the current account.
+	RunUser, RunGroup string
+	// Daemon detaches the process from its terminal when true.
+	Daemon bool
+	// PIDFile is the path of the pid file, written at start and removed at
+	// exit. Empty means none.
+	PIDFile string
+	// UpgradeSock is Pingora's upgrade socket path; accepted and unused.
+	UpgradeSock string
+
+	// ConfigAPIEnabled allows pushing configs to POST /conf.
+	ConfigAPIEnabled bool
+	// ConfigAddress is the host:port of the plain-HTTP config API.
+	// Empty means no config API listener.
+	ConfigAddress string
+	// ConfigTLSAddress is the host:port of the TLS config API, served with
+	// ConfigTLSCertificate and ConfigTLSKeyFile (PEM paths).
+	ConfigTLSAddress, ConfigTLSCertificate, ConfigTLSKeyFile string
+	// MasterKey guards the config API and signs JWTs (HS256). The JWT_KEY
+	// environment variable overrides it. Never logged.
+	MasterKey string
+
+	// ProxyAddressHTTP is the host:port of the cleartext listener
+	// (HTTP/1.1 and h2c prior knowledge). Default DefaultProxyAddressHTTP.
+	ProxyAddressHTTP string
+	// ProxyAddressTLS is the host:port of the TLS listener. Empty means
+	// no TLS listener.
+	ProxyAddressTLS string
+	// ProxyConfigs is the folder holding certificates/ (and ACME state).
+	ProxyConfigs string
+	// ProxyTLSGrade is "high", "medium" (default) or "unsafe".
+	ProxyTLSGrade string
+	// UpstreamsConf is the path of upstreams.yaml. conf.d/*.yaml beside
+	// it is merged in file-name order.
+	UpstreamsConf string
+
+	// FileServerFolder is the folder served by the built-in static file
+	// server on FileServerAddress. Both empty means no file server.
+	FileServerFolder, FileServerAddress string
+
+	// LogLevel is "debug", "info" (default), "warn" or "error".
+	LogLevel string
+	// LogFile is the path of the process log. Empty means stderr.
+	LogFile string
+	// AccessLog is "all", "error" (status >= 400) or "off" (default).
+	AccessLog string
+
+	// HCMethod is the health check method: HEAD (default), GET or POST.
+	HCMethod string
+	// HCInterval is the health check interval in whole seconds
+	// (Aralez's unit). Default DefaultHCInterval. HealthCheckInterval
+	// overrides it with a finer duration.
+	HCInterval int
+	// HealthCheckInterval, when non-zero, replaces HCInterval (key
+	// health_check_interval, a duration such as "250ms").
+	HealthCheckInterval time.Duration
+	// HealthCheckTimeout bounds one probe. Zero means 80% of the interval.
+	HealthCheckTimeout time.Duration
+	// HealthCheckRise and HealthCheckFall are how many consecutive probe
+	// results flip a backend up or down. Default 2 each.
+	HealthCheckRise, HealthCheckFall int
+
+	// TCPKeepaliveIdle, TCPKeepaliveInterval (seconds) and
+	// TCPKeepaliveCount configure keep-alive probes on accepted client
+	// sockets. Zero means the system default.
+	TCPKeepaliveIdle, TCPKeepaliveInterval, TCPKeepaliveCount int
+
+	// UpstreamKeepalivePoolSize is the number of idle keep-alive
+	// connections kept per backend (as in Pingora). Default
+	// DefaultUpstreamKeepalivePoolSize.
+	UpstreamKeepalivePoolSize int
+	// UpstreamMaxConns caps concurrent connections per backend; 0 means
+	// unlimited. A request waits up to UpstreamWaitTimeout for a free
+	// connection, then gets 503.
+	UpstreamMaxConns int
+	// UpstreamWaitTimeout is how long a request waits for a free upstream
+	// connection when UpstreamMaxConns is reached.
+	UpstreamWaitTimeout time.Duration
+	// UpstreamConnectTimeout bounds dialing a backend (then 502).
+	UpstreamConnectTimeout time.Duration
+	// UpstreamTimeout bounds waiting for the upstream's response headers
+	// and each upstream read/write (then 504).
+	UpstreamTimeout time.Duration
+	// UpstreamIdleTimeout closes idle upstream keep-alive connections.
+	UpstreamIdleTimeout time.Duration
+
+	// ReadHeaderTimeout bounds reading a request's headers from a client.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request (headers and body).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response to a client.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a client keep-alive connection may stay idle.
+	IdleTimeout time.Duration
+	// DrainTimeout bounds graceful shutdown. Pingora's
+	// graceful_shutdown_timeout_seconds and grace_period_seconds map here.
+	DrainTimeout time.Duration
+
+	// MaxHeaderBytes limits a request's header block (then 431).
+	MaxHeaderBytes int
+	// MaxURIBytes limits the request target (then 414).
+	MaxURIBytes int
+	// BodyBufferBytes is the largest body with a known length that is
+	// buffered; larger and chunked bodies stream.
+	BodyBufferBytes int
+	// MaxRequestBodyBytes limits request bodies (then 413); 0 = unlimited.
+	MaxRequestBodyBytes int64
+
+	// TrustedProxies are the peers whose X-Forwarded-For is honoured.
+	TrustedProxies []netip.Prefix
+	// StickySecret keys sticky-session cookies. Empty means derived from
+	// MasterKey, else random per process.
+	StickySecret string
+
+	// Ignored lists keys accepted for compatibility and not used
+	// (Pingora keys), as YAML paths, in file order. cmd logs them once.
+	Ignored []string
+	// Deprecated lists warnings about deprecated keys, with positions.
+	Deprecated []string
+}
+
+// Upstreams is the parsed upstreams.yaml plus conf.d/*.yaml: the global
+// policies and the hosts with their path entries.
+type Upstreams struct {
+	// Provider is "file" (default), "consul" or "kubernetes".
+	Provider string
+	// StickySessions is the sticky-session cookie lifetime in seconds;
+	// 0 disables sticky sessions.
+	StickySessions int
+	// Policy holds the global policies; hosts and paths override them.
+	Policy Policy
+	// Consul configures the Consul provider (nil unless set).
+	Consul *Consul
+	// Kubernetes configures the Kubernetes provider (nil unless set).
+	Kubernetes *Kubernetes
+	// Hosts are the virtual hosts in file order (conf.d files after
+	// upstreams.yaml, in file-name order).
+	Hosts []Host
+	// Files lists the files this value was read from, in order.
+	Files []string
+	// Warnings lists non-fatal remarks (empty file, deprecated keys),
+	// each prefixed with file:line:col.
+	Warnings []string
+}
+
+// Policy is the set of per-request settings that can be given globally,
+// per host and per path. A nil pointer or empty slice means "not set
+// here": the next outer level applies.
+type Policy struct {
+	// ToHTTPS redirects plain-HTTP requests with 301 to https.
+	ToHTTPS *bool
+	// RateLimit is requests per second per client address + host.
+	// 0 means not set. Configured values are >= 1.
+	RateLimit int
+	// X4xxLimit is 4xx responses per second per client address + host
+	// before the client gets 429. 0 means not set.
+	X4xxLimit int
+	// ServerHeaders are set on the upstream request.
+	ServerHeaders []Header
+	// ClientHeaders are set on the response to the client.
+	ClientHeaders []Header
+	// Authorization is the auth policy; nil means not set here.
+	Authorization *Auth
+	// Allow and Deny are client CIDR lists (deny wins; no allow = all).
+	Allow, Deny []netip.Prefix
+	// TLSVerify verifies upstream certificates against system roots
+	// (and TLSCAFile) when true. Default false, as in Aralez.
+	TLSVerify *bool
+}
+
+// Host is one virtual host: an exact name ("app.example.com"), a
+// wildcard of one label ("*.example.com") or "DEFAULT".
+type Host struct {
+	// Name is lower-case, without port or trailing dot.
+	Name string
+	// Policy holds host-level overrides (rate_limit, x4xx_limit, …).
+	Policy Policy
+	// Paths are the path entries in file order.
+	Paths []Path
+	// Pos is where the host key appears.
+	Pos Pos
+}
+
+// Path is one path entry of a host: a prefix and where it goes.
+type Path struct {
+	// Prefix is the path prefix, starting with "/".
+	Prefix string
+	// Servers are the backends; empty only when RedirectTo is set.
+	Servers []Server
+	// Policy holds path-level overrides.
+	Policy Policy
+	// HealthCheck false exempts the servers from active checks; nil = true.
+	HealthCheck *bool
+	// RedirectTo, when set, answers 301 to RedirectTo + path + query.
+	RedirectTo string
+	// LoadBalance is "round_robin" (default), "least_conn" or "random".
+	LoadBalance string
+	// ForwardCredentials keeps the Authorization header for basic/jwt.
+	ForwardCredentials bool
+	// AuthResponseHeaders names the forward-auth response headers copied
+	// onto the upstream request. nil means DefaultAuthResponseHeaders.
+	AuthResponseHeaders []string
+	// Pos is where the path key appears.
+	Pos Pos
+}
+
+// Server is one backend of a path entry, parsed from
+// "host:port [weight=N] [backup]".
+type Server struct {
+	// Address is host:port as written (IPv6 in brackets).
+	Address string
+	// Weight is the relative share for round robin; default 1.
+	Weight int
+	// Backup servers get traffic only when every non-backup one is down.
+	Backup bool
+	// Pos is where the server string appears.
+	Pos Pos
+}
+
+// Header is one "Name: Value" header from a header list.
+type Header struct {
+	Name, Value string
+}
+
+// Auth is an authorization block: {type, data}.
+type Auth struct {
+	// Type is "basic", "apikey", "jwt" or "forward".
+	Type string
+	// Data holds the credentials: "user:password" or bcrypt entries for
+	// basic (several allowed), the key for apikey, the signing key for
+	// jwt (empty = master key), the auth service URL for forward.
+	Data []string
+	// Pos is where the authorization key appears.
+	Pos Pos
+}
+
+// Consul configures the Consul discovery provider.
+type Consul struct {
+	// Servers are Consul agent addresses (host:port or URLs).
+	Servers []string
+	// Services maps hosts and paths to Consul service names.
+	Services []ConsulService
+	// Token is the ACL token. Never logged.
+	Token string
+}
+
+// ConsulService maps one Consul service to a host and path.
+type ConsulService struct {
+	Proxy    string // host name (upstreams key)
+	Path     string // path prefix, default "/"
+	RealName string // Consul service name
+}
+
+// Kubernetes configures the Kubernetes discovery provider.
+type Kubernetes struct {
+	// Servers are API server addresses; empty means in-cluster config.
+	Servers []string
+	// Services maps hosts and paths to Kubernetes services.
+	Services []KubernetesService
+	// Tokenpath is the service account token file.
+	Tokenpath string
+}
+
+// KubernetesService maps one Kubernetes service to a host and path.
+type KubernetesService struct {
+	Hostname string // host name
+	Path     string // path prefix, default "/"
+	Upstream string // service name (namespace/name or name)
+}
+
+// Pos is a position in a YAML file: 1-based line and column.
+type Pos struct {
+	File      string
+	Line, Col int
+}
