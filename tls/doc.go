@@ -1,0 +1,97 @@
+// Package tls terminates TLS for the edge proxy: a certificate store
+// loaded from a folder, with SNI selection and hot reload, the server
+// [crypto/tls.Config] for each security grade, and client configs for
+// upstream TLS. Import it as edgetls:
+//
+//	import edgetls "github.com/aralez-go/aralez/tls"
+//
+// # Folder layout
+//
+// The store reads one folder, by default <proxy_configs>/certificates. It
+// holds pairs of PEM files that share a base name:
+//
+//	certificates/
+//	    example.com.crt      leaf certificate, then its chain (intermediates)
+//	    example.com.key      private key (PKCS #1, PKCS #8 or SEC 1)
+//	    wildcard.crt
+//	    wildcard.key
+//
+// The base name (NAME) is only an identifier; the host names a pair
+// serves come from its certificate: the DNS subject alternative names, or
+// the subject common name when there are none. Names are matched without
+// regard to case. IP SANs are ignored (SNI never carries an address).
+// Files whose names start with a dot are ignored, and each file may be at
+// most 1 MiB.
+//
+// # Certificate selection (SNI)
+//
+// For each handshake [Store.GetCertificate] tries, in order:
+//
+//  1. a certificate naming the SNI host exactly;
+//  2. a wildcard "*.example.com" when the SNI host is exactly one label
+//     followed by ".example.com" ("a.example.com" matches,
+//     "a.b.example.com" and "example.com" do not);
+//  3. the default certificate: the first pair by file name in byte order
+//     ("00-default.crt" sorts before "example.com.crt"). It also answers
+//     clients that send no SNI (IP-address URLs, very old clients).
+//
+// When several pairs serve the same name, the first (by file name) that
+// the client supports wins, so an ECDSA and an RSA certificate for one host
+// can be served side by side. With no pair loaded every handshake is
+// refused with [ErrNoCertificate].
+//
+// # Grades
+//
+// [Grade] selects protocol versions and, for TLS 1.2 and older, cipher
+// suites. TLS 1.3 is always on with its three suites (TLS_AES_128_GCM_SHA256,
+// TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256), which crypto/tls
+// does not let us configure and which are all ECDHE + AEAD. The lists are
+// set explicitly, so GODEBUG settings do not change a grade.
+//
+//	grade   versions      TLS 1.0-1.2 suites
+//	high    1.2, 1.3      ECDHE_ECDSA/ECDHE_RSA _WITH_ AES_128_GCM_SHA256,
+//	                      AES_256_GCM_SHA384, CHACHA20_POLY1305_SHA256
+//	medium  1.2, 1.3      high's, plus ECDHE_ECDSA/ECDHE_RSA _WITH_
+//	(default)             AES_128_CBC_SHA, AES_256_CBC_SHA
+//	                      (= Go's default list)
+//	unsafe  1.0, 1.1,     medium's, plus ECDHE_ECDSA/ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+//	        1.2, 1.3      RSA_WITH_AES_128_GCM_SHA256, RSA_WITH_AES_256_GCM_SHA384,
+//	                      RSA_WITH_AES_128_CBC_SHA, RSA_WITH_AES_256_CBC_SHA,
+//	                      RSA_WITH_AES_128_CBC_SHA256,
+//	                      ECDHE_RSA_WITH_3DES_EDE_CBC_SHA, RSA_WITH_3DES_EDE_CBC_SHA
+//
+// RC4 is never offered. The RSA key-exchange suites (RSA_WITH_*) need an
+// RSA certificate; serve one beside an ECDSA certificate for legacy
+// clients. Under unsafe, a client may negotiate h2 over a CBC suite, which
+// RFC 9113 §9.2.2 lists as prohibited; the HTTP/2 server may then refuse
+// the connection.
+//
+// # Reload
+//
+// [Store.Reload] re-reads the folder and swaps the new set in with one
+// atomic store: new handshakes use it at once, established connections
+// keep the certificate they negotiated. [Store.Watch] calls it after
+// file-system events on the folder, debounced (200 ms by default), so
+// added, changed and removed pairs take effect well within a second.
+//
+// A pair that fails to load (unparsable PEM, a key that does not match the
+// certificate, a .crt whose .key is not written yet, or the reverse) is
+// skipped and logged at error level; if the pair loaded before, its
+// previous certificate keeps serving. It is retried on the next event, so
+// writing the missing file completes it. Removing both files of a pair
+// drops it. Unchanged pairs are not parsed again.
+//
+// An empty or missing folder is not an error, at start or later: the store
+// logs a loud warning and refuses handshakes until a pair appears, which
+// lets ACME or a Kubernetes Secret fill the folder after the listener is
+// up. Watch also follows the folder being created, deleted or replaced
+// (it watches the parent folder, and polls while neither exists), and a
+// Kubernetes Secret volume's atomic ..data swap.
+//
+// # Upstream TLS
+//
+// [ClientConfig] builds the client side: verification is off by default
+// (self-signed upstreams work, as in Aralez) and, when on, uses the system
+// roots plus an optional CA file; SNI is sent when the backend host is a
+// name.
+package tls
