@@ -1,0 +1,115 @@
+package ratelimit
+
+import (
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkAllowSeenKeyShared is the worst case: every goroutine hits the
+// same key, so the compare-and-swap is contended.
+func BenchmarkAllowSeenKeyShared(b *testing.B) {
+	l := New(Options{})
+	k := MakeKey(addr("192.0.2.1"), 1, 0)
+	l.Allow(k, 1<<30, t0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Allow(k, 1<<30, t0)
+		}
+	})
+}
+
+// BenchmarkAllowSeenKeyDistinct is the common case: each goroutine is a
+// different client whose key already exists.
+func BenchmarkAllowSeenKeyDistinct(b *testing.B) {
+	l := New(Options{})
+	var next atomic.Uint32
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := next.Add(1)
+		k := MakeKey(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 1, 0)
+		l.Allow(k, 1<<30, t0)
+		for pb.Next() {
+			l.Allow(k, 1<<30, t0)
+		}
+	})
+}
+
+// BenchmarkAllowNeverTriggered is an enabled limit far above the traffic:
+// one Allow per request against a large key set, as a proxy would see it.
+func BenchmarkAllowNeverTriggered(b *testing.B) {
+	const keys = 1 << 16
+	l := New(Options{})
+	ks := make([]Key, keys)
+	for i := range ks {
+		ks[i] = MakeKey(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1, 0)
+		l.Allow(ks[i], 1<<30, t0)
+	}
+	var next atomic.Uint32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := next.Add(7919)
+		for pb.Next() {
+			i++
+			l.Allow(ks[i%keys], 1<<30, t0)
+		}
+	})
+}
+
+func BenchmarkBlockedSeenKey(b *testing.B) {
+	l := New(Options{})
+	k := MakeKey(addr("192.0.2.1"), 1, 0)
+	l.Count4xx(k, t0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Blocked(k, 10, t0)
+		}
+	})
+}
+
+func BenchmarkMakeKey(b *testing.B) {
+	a := addr("2001:db8:1:2::1")
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = MakeKey(a, 1, 2)
+	}
+}
+
+// BenchmarkMemory1MKeys fills a Limiter with 1,000,000 distinct client
+// addresses, reports the heap they take (B/key), then sweeps them after
+// they went idle and reports what is left once the GC ran (B-after-sweep).
+func BenchmarkMemory1MKeys(b *testing.B) {
+	const keys = 1_000_000
+	var live, left float64
+	for b.Loop() {
+		l := New(Options{MaxKeys: 2 * keys})
+		before := heapInUse()
+		for i := range keys {
+			k := MakeKey(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 1, 0)
+			l.Allow(k, 10, t0)
+		}
+		live = float64(heapInUse()-before) / keys
+		if n := l.Sweep(t0 + second + int64(DefaultIdleTTL)); n != keys {
+			b.Fatalf("Sweep = %d; want %d", n, keys)
+		}
+		left = float64(heapInUse() - before)
+		runtime.KeepAlive(l)
+	}
+	b.ReportMetric(live, "B/key")
+	b.ReportMetric(left, "B-after-sweep")
+	b.Logf("live %.1f B/key, after sweep %.0f B", live, left)
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
