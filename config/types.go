@@ -67,11 +67,23 @@ type Main struct {
 	// server on FileServerAddress. Both empty means no file server.
 	FileServerFolder, FileServerAddress string
 
-	// LogLevel is "debug", "info" (default), "warn" or "error".
+	// LogLevel is "trace", "debug", "info" (default), "warn", "error"
+	// or "off" (Aralez's set).
 	LogLevel string
 	// LogFile is the path of the process log. Empty means stderr.
+	// Aralez's form "path, size_mb, keep, compress" is accepted: the
+	// extra fields go to LogFileSizeMB, LogFileKeep and LogFileCompress.
 	LogFile string
+	// LogFileSizeMB is the size in MiB at which the log file is rotated.
+	// Default DefaultLogFileSizeMB.
+	LogFileSizeMB int
+	// LogFileKeep is how many rotated log files are kept. Default
+	// DefaultLogFileKeep.
+	LogFileKeep int
+	// LogFileCompress gzips rotated log files when true.
+	LogFileCompress bool
 	// AccessLog is "all", "error" (status >= 400) or "off" (default).
+	// Aralez's "access" is read as "all".
 	AccessLog string
 
 	// HCMethod is the health check method: HEAD (default), GET or POST.
@@ -140,6 +152,10 @@ type Main struct {
 	// StickySecret keys sticky-session cookies. Empty means derived from
 	// MasterKey, else random per process.
 	StickySecret string
+	// TLSCAFile is a PEM bundle of extra roots for verifying upstream
+	// certificates when tls_verify is on (Pingora's ca_file). Empty means
+	// system roots only.
+	TLSCAFile string
 
 	// Ignored lists keys accepted for compatibility and not used
 	// (Pingora keys), as YAML paths, in file order. cmd logs them once.
@@ -246,7 +262,8 @@ type Server struct {
 	Pos Pos
 }
 
-// Header is one "Name: Value" header from a header list.
+// Header is one "Name: Value" header from a header list. Name is an RFC
+// 9110 token; Value has no CR, LF or NUL; both are trimmed.
 type Header struct {
 	Name, Value string
 }
@@ -273,11 +290,20 @@ type Consul struct {
 	Token string
 }
 
-// ConsulService maps one Consul service to a host and path.
+// ConsulService maps one Consul service to a host and path. YAML keys:
+// hostname (or the older proxy), upstream (or the older real), path and
+// the per-path policy keys to_https, rate_limit, x4xx_limit,
+// client_headers, server_headers, authorization and redirect_to.
 type ConsulService struct {
 	Proxy    string // host name (upstreams key)
 	Path     string // path prefix, default "/"
 	RealName string // Consul service name
+	// Policy holds the service's per-path policy overrides.
+	Policy Policy
+	// RedirectTo, when set, answers 301 to RedirectTo + path + query.
+	RedirectTo string
+	// Pos is where the service entry appears.
+	Pos Pos
 }
 
 // Kubernetes configures the Kubernetes discovery provider.
@@ -290,14 +316,23 @@ type Kubernetes struct {
 	Tokenpath string
 }
 
-// KubernetesService maps one Kubernetes service to a host and path.
+// KubernetesService maps one Kubernetes service to a host and path. YAML
+// keys: hostname, upstream, path and the per-path policy keys, as for
+// ConsulService.
 type KubernetesService struct {
 	Hostname string // host name
 	Path     string // path prefix, default "/"
 	Upstream string // service name (namespace/name or name)
+	// Policy holds the service's per-path policy overrides.
+	Policy Policy
+	// RedirectTo, when set, answers 301 to RedirectTo + path + query.
+	RedirectTo string
+	// Pos is where the service entry appears.
+	Pos Pos
 }
 
-// Pos is a position in a YAML file: 1-based line and column.
+// Pos is a position in a YAML file: 1-based line and column. Line 0
+// means unknown (a value built in code).
 type Pos struct {
 	File      string
 	Line, Col int

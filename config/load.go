@@ -1,0 +1,156 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// EnvJWTKey names the environment variable that overrides master_key.
+const EnvJWTKey = "JWT_KEY"
+
+// Load reads main.yaml at mainPath, then the upstreams file it names
+// (upstreams_conf, default DefaultUpstreamsConf) and conf.d/*.yaml beside
+// that file. It applies defaults, validates, resolves relative paths
+// (upstreams_conf, pid_file, file_server_folder, log_file, proxy_configs,
+// config_tls_certificate, config_tls_key_file, ca_file) against
+// main.yaml's folder and lets the JWT_KEY environment variable override
+// master_key. On failure the error is an ErrorList holding every problem
+// of every file; a bad main.yaml stops before the upstreams are read.
+// Load does no network I/O and is safe to call from several goroutines.
+func Load(mainPath string) (*Config, error) {
+	return load(mainPath, os.LookupEnv)
+}
+
+func load(mainPath string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	abs, err := filepath.Abs(mainPath)
+	if err != nil {
+		return nil, ErrorList{{Pos: Pos{File: mainPath}, Msg: "resolving path: " + err.Error()}}
+	}
+	data, err := os.ReadFile(mainPath)
+	if err != nil {
+		return nil, ErrorList{{Pos: Pos{File: mainPath}, Msg: "reading main config: " + err.Error()}}
+	}
+	m, err := ParseMain(mainPath, data)
+	if err != nil {
+		return nil, err
+	}
+	m.resolvePaths(filepath.Dir(abs))
+	if v, ok := lookupEnv(EnvJWTKey); ok && v != "" {
+		m.MasterKey = v
+	}
+	var all ErrorList
+	if m.ConfigAPIEnabled && m.MasterKey == "" {
+		all = append(all, &FieldError{Pos: Pos{File: mainPath}, Path: "config_api_enabled",
+			Msg: "the config API needs master_key (or the " + EnvJWTKey + " environment variable)"})
+	}
+	u, err := LoadUpstreams(m.UpstreamsConf)
+	if err != nil {
+		var el ErrorList
+		if errors.As(err, &el) {
+			all = append(all, el...)
+		} else {
+			all = append(all, &FieldError{Pos: Pos{File: m.UpstreamsConf}, Msg: err.Error()})
+		}
+	}
+	if len(all) > 0 {
+		return nil, all.err()
+	}
+	return &Config{Main: *m, Upstreams: *u, MainPath: abs}, nil
+}
+
+// resolvePaths makes the file paths of m absolute against dir.
+func (m *Main) resolvePaths(dir string) {
+	for _, p := range []*string{
+		&m.UpstreamsConf, &m.PIDFile, &m.FileServerFolder, &m.LogFile,
+		&m.ProxyConfigs, &m.ConfigTLSCertificate, &m.ConfigTLSKeyFile, &m.TLSCAFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// Clone returns a deep copy of c: no slice, map or pointer is shared, so
+// the copy may be changed (for example to merge discovered backends)
+// without affecting c. A nil c gives nil.
+func (c *Config) Clone() *Config {
+	if c == nil {
+		return nil
+	}
+	n := *c
+	n.Main = c.Main.clone()
+	n.Upstreams = c.Upstreams.Clone()
+	return &n
+}
+
+func (m Main) clone() Main {
+	m.TrustedProxies = slices.Clone(m.TrustedProxies)
+	m.Ignored = slices.Clone(m.Ignored)
+	m.Deprecated = slices.Clone(m.Deprecated)
+	return m
+}
+
+// Clone returns a deep copy of u.
+func (u Upstreams) Clone() Upstreams {
+	u.Policy = u.Policy.clone()
+	if u.Consul != nil {
+		c := *u.Consul
+		c.Servers = slices.Clone(c.Servers)
+		c.Services = slices.Clone(c.Services)
+		for i := range c.Services {
+			c.Services[i].Policy = c.Services[i].Policy.clone()
+		}
+		u.Consul = &c
+	}
+	if u.Kubernetes != nil {
+		k := *u.Kubernetes
+		k.Servers = slices.Clone(k.Servers)
+		k.Services = slices.Clone(k.Services)
+		for i := range k.Services {
+			k.Services[i].Policy = k.Services[i].Policy.clone()
+		}
+		u.Kubernetes = &k
+	}
+	u.Hosts = slices.Clone(u.Hosts)
+	for i := range u.Hosts {
+		h := &u.Hosts[i]
+		h.Policy = h.Policy.clone()
+		h.Paths = slices.Clone(h.Paths)
+		for j := range h.Paths {
+			p := &h.Paths[j]
+			p.Policy = p.Policy.clone()
+			p.Servers = slices.Clone(p.Servers)
+			p.AuthResponseHeaders = slices.Clone(p.AuthResponseHeaders)
+			if p.HealthCheck != nil {
+				b := *p.HealthCheck
+				p.HealthCheck = &b
+			}
+		}
+	}
+	u.Files = slices.Clone(u.Files)
+	u.Warnings = slices.Clone(u.Warnings)
+	return u
+}
+
+func (p Policy) clone() Policy {
+	if p.ToHTTPS != nil {
+		b := *p.ToHTTPS
+		p.ToHTTPS = &b
+	}
+	if p.TLSVerify != nil {
+		b := *p.TLSVerify
+		p.TLSVerify = &b
+	}
+	if p.Authorization != nil {
+		a := *p.Authorization
+		a.Data = slices.Clone(a.Data)
+		p.Authorization = &a
+	}
+	p.ServerHeaders = slices.Clone(p.ServerHeaders)
+	p.ClientHeaders = slices.Clone(p.ClientHeaders)
+	p.Allow = slices.Clone(p.Allow)
+	p.Deny = slices.Clone(p.Deny)
+	return p
+}
