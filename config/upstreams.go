@@ -698,4 +698,3 @@ func (p *upParser) service(v ast.Node, path string) svc {
 	}
 	return s
 }
-
