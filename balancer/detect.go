@@ -1,0 +1,351 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// DefaultDetectTimeout bounds Detect when it is given no timeout.
+const DefaultDetectTimeout = 2 * time.Second
+
+// userAgent is sent with every probe so that backends can tell them
+// apart in their logs.
+const userAgent = "aralez-health-check"
+
+// dialError marks a failure to open a TCP connection: the backend is
+// unreachable, whatever its protocol.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dialing: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// probeConn is a connection left by detection, ready for a probe.
+type probeConn struct {
+	conn net.Conn
+	br   *bufio.Reader
+	// h2Started is true when the HTTP/2 preface and SETTINGS were
+	// already sent (h2c detection).
+	h2Started bool
+	stop      func() bool // unregisters the context watcher
+}
+
+func (pc *probeConn) Close() {
+	if pc == nil {
+		return
+	}
+	pc.stop()
+	pc.conn.Close()
+}
+
+// dial opens a TCP connection to addr bound to ctx: the context's
+// deadline becomes the connection's, and cancelling it unblocks reads.
+func dial(ctx context.Context, addr string) (*probeConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	return &probeConn{conn: c, stop: stop}, nil
+}
+
+// serverNameOf returns host without its port when it is a DNS name, and
+// "" when it is an IP address or empty (no SNI is sent for those, RFC
+// 6066 section 3).
+func serverNameOf(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return ""
+	}
+	return host
+}
+
+// Detect finds the protocol a backend at addr (host:port) speaks, as
+// Aralez's "SSL proxy: auto" does. It first tries a TLS handshake with
+// SNI serverName (none when empty or an IP address) and ALPN "h2",
+// "http/1.1", accepting any certificate (self-signed upstreams are
+// common): success gives ProtoTLS plus ProtoH2 or ProtoHTTP1. Otherwise
+// it opens a second connection, sends the HTTP/2 client preface and a
+// SETTINGS frame, and reads the reply: a SETTINGS frame gives ProtoH2C,
+// anything else (an HTTP/1 error response, a close, silence) gives
+// ProtoHTTP1. The whole detection is bounded by timeout (zero means
+// DefaultDetectTimeout); the TLS attempt gets at most half of it.
+//
+// Detect returns an error, with ProtoUnknown, when addr cannot be
+// dialed or when the backend rejects the TLS handshake with an alert
+// (it speaks TLS, but not with us).
+func Detect(ctx context.Context, addr, serverName string, timeout time.Duration) (Proto, error) {
+	if timeout <= 0 {
+		timeout = DefaultDetectTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	p, pc, err := detect(ctx, addr, serverName, timeout)
+	pc.Close()
+	return p, err
+}
+
+// detect is Detect that keeps the connection for a probe when it can:
+// after a TLS handshake (not yet used for HTTP) and after h2c detection
+// (preface sent). For ProtoHTTP1 it returns no connection.
+func detect(ctx context.Context, addr, serverName string, timeout time.Duration) (Proto, *probeConn, error) {
+	pc, err := dial(ctx, addr)
+	if err != nil {
+		return ProtoUnknown, nil, err
+	}
+	tc := tls.Client(pc.conn, &tls.Config{
+		ServerName:         serverName,
+		NextProtos:         []string{"h2", "http/1.1"},
+		InsecureSkipVerify: true, // Verified separately when asked, see verifyPeer.
+	})
+	hctx, hcancel := context.WithTimeout(ctx, timeout/2)
+	err = tc.HandshakeContext(hctx)
+	hcancel()
+	if err == nil {
+		pc.conn = tc
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			return ProtoTLS | ProtoH2, pc, nil
+		}
+		return ProtoTLS | ProtoHTTP1, pc, nil
+	}
+	pc.Close()
+	var alert tls.AlertError
+	if errors.As(err, &alert) {
+		return ProtoUnknown, nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	if ctx.Err() != nil {
+		return ProtoUnknown, nil, ctx.Err()
+	}
+
+	// Not TLS: try HTTP/2 prior knowledge (RFC 9113 section 3.3).
+	pc, err = dial(ctx, addr)
+	if err != nil {
+		return ProtoUnknown, nil, err
+	}
+	pc.br = bufio.NewReader(pc.conn)
+	fr := http2.NewFramer(pc.conn, pc.br)
+	if _, err := io.WriteString(pc.conn, http2.ClientPreface); err != nil {
+		pc.Close()
+		return ProtoHTTP1, nil, nil
+	}
+	if err := fr.WriteSettings(); err != nil {
+		pc.Close()
+		return ProtoHTTP1, nil, nil
+	}
+	if isSettingsHeader(pc.br) {
+		pc.h2Started = true
+		return ProtoH2C, pc, nil
+	}
+	pc.Close()
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ProtoUnknown, nil, ctx.Err()
+	}
+	return ProtoHTTP1, nil, nil
+}
+
+// isSettingsHeader peeks at the next 9 bytes and reports whether they
+// are the header of a SETTINGS frame (type 0x4, no ACK, stream 0,
+// length a multiple of 6). The bytes stay in br for the Framer.
+func isSettingsHeader(br *bufio.Reader) bool {
+	h, err := br.Peek(9)
+	if err != nil {
+		return false
+	}
+	length := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
+	typ, flags := h[3], h[4]
+	stream := uint32(h[5]&0x7f)<<24 | uint32(h[6])<<16 | uint32(h[7])<<8 | uint32(h[8])
+	return typ == byte(http2.FrameSettings) && flags&byte(http2.FlagSettingsAck) == 0 &&
+		stream == 0 && length%6 == 0 && length <= 16384
+}
+
+// errVerify marks certificate verification failures: the protocol is
+// right, the certificate is not, so detecting again would not help.
+var errVerify = errors.New("verifying upstream certificate")
+
+// verifyPeer checks the certificate chain of a TLS connection against
+// roots (nil means the system roots) for serverName, or for the host of
+// addr when serverName is empty.
+func verifyPeer(conn net.Conn, serverName, addr string, roots *x509.CertPool) error {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return fmt.Errorf("%w: none sent", errVerify)
+	}
+	name := serverName
+	if name == "" {
+		name, _, _ = net.SplitHostPort(addr)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter})
+	if err != nil {
+		return fmt.Errorf("%w: %w", errVerify, err)
+	}
+	return nil
+}
+
+// probeRequest is what one probe sends.
+type probeRequest struct {
+	method, scheme, host, path string
+}
+
+// probeHTTP1 sends one HTTP/1.1 request on pc and returns the status.
+func probeHTTP1(pc *probeConn, r probeRequest) (int, error) {
+	var b bytes.Buffer
+	b.WriteString(r.method)
+	b.WriteByte(' ')
+	b.WriteString(r.path)
+	b.WriteString(" HTTP/1.1\r\nHost: ")
+	b.WriteString(r.host)
+	b.WriteString("\r\nUser-Agent: " + userAgent + "\r\nConnection: close\r\n")
+	if r.method == http.MethodPost {
+		b.WriteString("Content-Length: 0\r\n")
+	}
+	b.WriteString("\r\n")
+	if _, err := pc.conn.Write(b.Bytes()); err != nil {
+		return 0, fmt.Errorf("writing request: %w", err)
+	}
+	if pc.br == nil {
+		pc.br = bufio.NewReader(pc.conn)
+	}
+	resp, err := http.ReadResponse(pc.br, &http.Request{Method: r.method})
+	if err != nil {
+		return 0, fmt.Errorf("reading response: %w", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// probeH2 sends one HTTP/2 request on stream 1 of pc and returns the
+// status of the response headers.
+func probeH2(pc *probeConn, r probeRequest) (int, error) {
+	if pc.br == nil {
+		pc.br = bufio.NewReader(pc.conn)
+	}
+	fr := http2.NewFramer(pc.conn, pc.br)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if !pc.h2Started {
+		if _, err := io.WriteString(pc.conn, http2.ClientPreface); err != nil {
+			return 0, fmt.Errorf("writing preface: %w", err)
+		}
+		if err := fr.WriteSettings(); err != nil {
+			return 0, fmt.Errorf("writing settings: %w", err)
+		}
+		pc.h2Started = true
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [...]hpack.HeaderField{
+		{Name: ":method", Value: r.method},
+		{Name: ":scheme", Value: r.scheme},
+		{Name: ":authority", Value: r.host},
+		{Name: ":path", Value: r.path},
+		{Name: "user-agent", Value: userAgent},
+	} {
+		enc.WriteField(f)
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{
+		StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true,
+	}); err != nil {
+		return 0, fmt.Errorf("writing headers: %w", err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return 0, fmt.Errorf("reading frame: %w", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				if err := fr.WriteSettingsAck(); err != nil {
+					return 0, fmt.Errorf("writing settings ack: %w", err)
+				}
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				fr.WritePing(true, f.Data)
+			}
+		case *http2.GoAwayFrame:
+			return 0, fmt.Errorf("server sent GOAWAY %v", f.ErrCode)
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 1 {
+				return 0, fmt.Errorf("server reset the stream: %v", f.ErrCode)
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID != 1 {
+				continue
+			}
+			st, err := strconv.Atoi(f.PseudoValue("status"))
+			if err != nil {
+				return 0, fmt.Errorf("bad :status %q", f.PseudoValue("status"))
+			}
+			if st >= 100 && st < 200 {
+				continue // informational; the final headers follow
+			}
+			fr.WriteGoAway(1, http2.ErrCodeNo, nil)
+			return st, nil
+		}
+	}
+}
+
+// probeOn sends the probe over pc with the protocol p.
+func probeOn(pc *probeConn, p Proto, r probeRequest) (int, error) {
+	if p&(ProtoH2|ProtoH2C) != 0 {
+		return probeH2(pc, r)
+	}
+	return probeHTTP1(pc, r)
+}
+
+// dialProto opens a connection for protocol p: plain TCP, or TLS with
+// ALPN set to what p says the backend negotiates.
+func dialProto(ctx context.Context, addr, serverName string, p Proto) (*probeConn, error) {
+	pc, err := dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if p&ProtoTLS == 0 {
+		return pc, nil
+	}
+	alpn := []string{"http/1.1"}
+	if p&ProtoH2 != 0 {
+		alpn = []string{"h2"}
+	}
+	tc := tls.Client(pc.conn, &tls.Config{
+		ServerName:         serverName,
+		NextProtos:         alpn,
+		InsecureSkipVerify: true, // Verified separately when asked, see verifyPeer.
+	})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	if p&ProtoH2 != 0 && tc.ConnectionState().NegotiatedProtocol != "h2" {
+		pc.Close()
+		return nil, errors.New("tls handshake: h2 no longer negotiated")
+	}
+	pc.conn = tc
+	return pc, nil
+}

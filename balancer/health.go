@@ -1,0 +1,433 @@
+package balancer
+
+import (
+	"cmp"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Health check defaults.
+const (
+	// DefaultHealthInterval is the time between the starts of two rounds.
+	DefaultHealthInterval = 2 * time.Second
+	// DefaultHealthRise is how many consecutive passing rounds bring a
+	// down backend up.
+	DefaultHealthRise = 2
+	// DefaultHealthFall is how many consecutive failing rounds take an
+	// up backend down.
+	DefaultHealthFall = 2
+	// DefaultHealthWorkers is how many probes run at once.
+	DefaultHealthWorkers = 64
+	// DefaultHealthMethod is the probe method.
+	DefaultHealthMethod = http.MethodHead
+)
+
+// orphanTTL is how long a backend that left the target list while down
+// keeps being probed. If it comes up in that time it is dropped then;
+// otherwise it is marked up (no one checks it any more) and dropped.
+const orphanTTL = 5 * time.Minute
+
+// Target is one thing to probe: a backend and the request to send it.
+type Target struct {
+	// Backend is the backend to probe; targets with a nil Backend are
+	// ignored.
+	Backend *Backend
+	// Host is the Host header (:authority in HTTP/2) and, when it is a
+	// DNS name, the TLS server name. Use the route's host; empty, or a
+	// wildcard such as "*.example.com", means the backend's address.
+	Host string
+	// Path is the request path, usually the route's path prefix. Empty
+	// means "/".
+	Path string
+}
+
+// HealthOptions configures a HealthChecker. The zero value gives the
+// defaults.
+type HealthOptions struct {
+	// Interval is the time between the starts of two rounds. Zero means
+	// DefaultHealthInterval. A round that runs longer delays the next.
+	Interval time.Duration
+	// Timeout bounds one probe, including connecting, detection and TLS.
+	// Zero, or a value not below Interval, means 80% of Interval.
+	Timeout time.Duration
+	// Rise and Fall are how many consecutive passing or failing rounds
+	// flip a backend up or down. Zero means DefaultHealthRise and
+	// DefaultHealthFall.
+	Rise, Fall int
+	// Method is HEAD, GET or POST (without a body). Empty or anything
+	// else means DefaultHealthMethod.
+	Method string
+	// Workers bounds how many backends are probed at once. Zero means
+	// DefaultHealthWorkers.
+	Workers int
+	// Logger gets one line per state change. Nil means no logging.
+	Logger *slog.Logger
+	// TLSVerify makes probes over TLS fail when the certificate chain
+	// does not verify against RootCAs for the target's host. Default
+	// false: any certificate is accepted, as in Aralez.
+	TLSVerify bool
+	// RootCAs are the roots for TLSVerify; nil means the system roots.
+	RootCAs *x509.CertPool
+}
+
+// hcState is the checker's record of one backend.
+type hcState struct {
+	b *Backend
+	// targets are deduplicated and sorted. SetTargets replaces the
+	// slice, never its elements, so a round may keep reading a copy of
+	// the old header.
+	targets []Target
+	// orphanSince is when the backend left the target list while down
+	// (unix nanos); 0 for a listed backend.
+	orphanSince int64
+	// ok and fail count consecutive passing and failing rounds.
+	// Guarded by the round mutex.
+	ok, fail int
+}
+
+// HealthChecker probes backends in rounds and sets their health state
+// (Backend.SetUp) and detected protocol (Backend.SetProto). A backend
+// passes a round when one of its targets answers with any HTTP status
+// below 500; Aralez counted 100 to 498 as healthy, and the difference
+// (499) is a status servers do not send. A backend is down after Fall
+// consecutive failed rounds and up again after Rise passing ones. Each
+// flip is logged once, with the reason.
+//
+// A HealthChecker is safe for concurrent use and must not be copied.
+type HealthChecker struct {
+	_ noCopy
+
+	o   HealthOptions
+	log *slog.Logger
+
+	// roundMu serialises rounds (Run and CheckNow); it guards the ok
+	// and fail counts of every hcState.
+	roundMu sync.Mutex
+
+	mu     sync.Mutex // guards states and hcState.targets, orphanSince
+	states map[*Backend]*hcState
+}
+
+// NewHealthChecker returns a checker with no targets. It starts no
+// goroutine; call Run.
+func NewHealthChecker(o HealthOptions) *HealthChecker {
+	if o.Interval <= 0 {
+		o.Interval = DefaultHealthInterval
+	}
+	if o.Timeout <= 0 || o.Timeout >= o.Interval {
+		o.Timeout = o.Interval * 4 / 5
+	}
+	if o.Rise <= 0 {
+		o.Rise = DefaultHealthRise
+	}
+	if o.Fall <= 0 {
+		o.Fall = DefaultHealthFall
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultHealthWorkers
+	}
+	switch m := strings.ToUpper(o.Method); m {
+	case http.MethodHead, http.MethodGet, http.MethodPost:
+		o.Method = m
+	default:
+		o.Method = DefaultHealthMethod
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &HealthChecker{o: o, log: log, states: make(map[*Backend]*hcState)}
+}
+
+// normalize fills in the defaults of a target.
+func normalize(t Target) Target {
+	if t.Host == "" || strings.HasPrefix(t.Host, "*") {
+		t.Host = t.Backend.addr
+	}
+	if t.Path == "" {
+		t.Path = "/"
+	} else if t.Path[0] != '/' {
+		t.Path = "/" + t.Path
+	}
+	return t
+}
+
+// SetTargets replaces the set of targets. Duplicates (same backend,
+// Host and Path after defaults; the scheme follows the backend) are
+// probed once. Backends that stay keep their counts and state; new ones
+// start from their current Backend state. A backend that leaves the list
+// while down keeps being probed until it comes up, or for five minutes
+// after which it is marked up, so that it is not left down forever with
+// no one checking it.
+func (h *HealthChecker) SetTargets(ts []Target) {
+	byB := make(map[*Backend][]Target)
+	for _, t := range ts {
+		if t.Backend == nil {
+			continue
+		}
+		t = normalize(t)
+		byB[t.Backend] = append(byB[t.Backend], t)
+	}
+	for b, l := range byB {
+		slices.SortFunc(l, func(x, y Target) int {
+			return cmp.Or(cmp.Compare(x.Host, y.Host), cmp.Compare(x.Path, y.Path))
+		})
+		byB[b] = slices.CompactFunc(l, func(x, y Target) bool { return x.Host == y.Host && x.Path == y.Path })
+	}
+	now := time.Now().UnixNano()
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for b, st := range h.states {
+		if l, ok := byB[b]; ok {
+			st.targets = l
+			st.orphanSince = 0
+			delete(byB, b)
+			continue
+		}
+		if b.Up() {
+			delete(h.states, b)
+		} else if st.orphanSince == 0 {
+			st.orphanSince = now
+		}
+	}
+	for b, l := range byB {
+		h.states[b] = &hcState{b: b, targets: l}
+	}
+}
+
+// Targets returns the targets now probed, including those of down
+// backends kept after leaving the list, sorted by address, Host and
+// Path.
+func (h *HealthChecker) Targets() []Target {
+	h.mu.Lock()
+	var out []Target
+	for _, st := range h.states {
+		out = append(out, st.targets...)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(out, func(x, y Target) int {
+		return cmp.Or(cmp.Compare(x.Backend.addr, y.Backend.addr),
+			cmp.Compare(x.Host, y.Host), cmp.Compare(x.Path, y.Path))
+	})
+	return out
+}
+
+// Run probes every target once per Interval, starting at once, until ctx
+// is done. Probes cut short by ctx do not count.
+func (h *HealthChecker) Run(ctx context.Context) {
+	t := time.NewTicker(h.o.Interval)
+	defer t.Stop()
+	for {
+		h.CheckNow(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CheckNow runs one round: it probes every target, Workers at a time,
+// applies the results and returns. It waits for a round in progress to
+// end first. Use it at startup, before serving, and in tests.
+func (h *HealthChecker) CheckNow(ctx context.Context) {
+	h.roundMu.Lock()
+	defer h.roundMu.Unlock()
+
+	type job struct {
+		st      *hcState
+		targets []Target
+	}
+	h.mu.Lock()
+	jobs := make([]job, 0, len(h.states))
+	for _, st := range h.states {
+		jobs = append(jobs, job{st, st.targets})
+	}
+	h.mu.Unlock()
+	if len(jobs) == 0 {
+		return
+	}
+
+	results := make([]result, len(jobs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(h.o.Workers, len(jobs)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) || ctx.Err() != nil {
+					return
+				}
+				results[i] = h.checkBackend(ctx, jobs[i].st.b, jobs[i].targets)
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+
+	now := time.Now().UnixNano()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, j := range jobs {
+		if h.states[j.st.b] != j.st {
+			continue // removed during the round
+		}
+		h.apply(j.st, results[i], now)
+	}
+}
+
+// result is the outcome of one backend's probes in a round.
+type result struct {
+	ok     bool
+	status int
+	proto  Proto // detected; ProtoUnknown if detection failed
+	target Target
+	err    error
+}
+
+// apply updates the backend and the counts with r. Called with h.mu and
+// h.roundMu held.
+func (h *HealthChecker) apply(st *hcState, r result, now int64) {
+	b := st.b
+	if r.proto != ProtoUnknown {
+		if old := b.Proto(); old != r.proto {
+			b.SetProto(r.proto)
+			h.log.Info("backend protocol detected", "backend", b.addr, "proto", r.proto.String(), "previous", old.String())
+		}
+	}
+	if r.ok {
+		st.ok++
+		st.fail = 0
+		b.lastError.Store(nil)
+		b.checkPassed()
+	} else {
+		st.fail++
+		st.ok = 0
+		msg := r.err.Error()
+		b.lastError.Store(&msg)
+		b.checkFailed(now)
+	}
+	switch up := b.Up(); {
+	case up && st.fail >= h.o.Fall:
+		b.SetUp(false)
+		h.log.Warn("backend down", "backend", b.addr, "host", r.target.Host, "path", r.target.Path,
+			"reason", r.err.Error(), "failed_checks", st.fail)
+	case !up && st.ok >= h.o.Rise:
+		b.SetUp(true)
+		h.log.Info("backend up", "backend", b.addr, "host", r.target.Host, "path", r.target.Path,
+			"status", r.status, "passed_checks", st.ok)
+	}
+	if st.orphanSince != 0 {
+		switch {
+		case b.Up():
+			delete(h.states, b)
+		case now-st.orphanSince > int64(orphanTTL):
+			b.SetUp(true)
+			delete(h.states, b)
+			h.log.Info("backend no longer checked, marked up", "backend", b.addr)
+		}
+	}
+}
+
+// checkBackend probes b's targets in order until one passes. It stops
+// early when b cannot be dialed: the other targets would fail the same
+// way.
+func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Target) (r result) {
+	defer func() {
+		if v := recover(); v != nil {
+			r = result{err: fmt.Errorf("panic in health probe: %v", v)}
+			if len(ts) > 0 {
+				r.target = ts[0]
+			}
+		}
+		b.lastCheck.Store(time.Now().UnixNano())
+	}()
+	for _, t := range ts {
+		pctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
+		status, proto, err := h.probe(pctx, b, t)
+		cancel()
+		r = result{status: status, proto: proto, target: t, err: err}
+		if proto == ProtoUnknown {
+			r.proto = b.Proto()
+		}
+		if err == nil && status >= 500 {
+			r.err = fmt.Errorf("status %d", status)
+		}
+		if r.err == nil {
+			r.ok = true
+			return r
+		}
+		var de *dialError
+		if errors.As(err, &de) || ctx.Err() != nil {
+			return r
+		}
+	}
+	if len(ts) == 0 {
+		r.err = errors.New("no targets")
+	}
+	return r
+}
+
+// probe sends one request for t and returns the status and the protocol
+// it used. It first speaks the protocol already known for b; when that
+// fails after connecting (the backend may have changed), and on first
+// use, it runs detection and reuses the detection connection when it
+// can.
+func (h *HealthChecker) probe(ctx context.Context, b *Backend, t Target) (int, Proto, error) {
+	sni := serverNameOf(t.Host)
+	if known := b.Proto(); known != ProtoUnknown {
+		status, err := h.probeWith(ctx, b, t, sni, known)
+		var de *dialError
+		if err == nil || errors.As(err, &de) || ctx.Err() != nil || errors.Is(err, errVerify) {
+			return status, known, err
+		}
+		// Fall through: detect again.
+	}
+	p, pc, err := detect(ctx, b.addr, sni, h.o.Timeout)
+	if err != nil {
+		return 0, ProtoUnknown, err
+	}
+	if pc == nil { // ProtoHTTP1: detection used its connection up
+		if pc, err = dial(ctx, b.addr); err != nil {
+			return 0, p, err
+		}
+	}
+	defer pc.Close()
+	if h.o.TLSVerify && p&ProtoTLS != 0 {
+		if err := verifyPeer(pc.conn, sni, b.addr, h.o.RootCAs); err != nil {
+			return 0, p, err
+		}
+	}
+	status, err := probeOn(pc, p, h.request(t, p))
+	return status, p, err
+}
+
+func (h *HealthChecker) probeWith(ctx context.Context, b *Backend, t Target, sni string, p Proto) (int, error) {
+	pc, err := dialProto(ctx, b.addr, sni, p)
+	if err != nil {
+		return 0, err
+	}
+	defer pc.Close()
+	if h.o.TLSVerify && p&ProtoTLS != 0 {
+		if err := verifyPeer(pc.conn, sni, b.addr, h.o.RootCAs); err != nil {
+			return 0, err
+		}
+	}
+	return probeOn(pc, p, h.request(t, p))
+}
+
+func (h *HealthChecker) request(t Target, p Proto) probeRequest {
+	return probeRequest{method: h.o.Method, scheme: p.Scheme(), host: t.Host, path: t.Path}
+}

@@ -1,0 +1,167 @@
+package balancer
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"strconv"
+)
+
+// StickyMACBytes is the length of the truncated HMAC-SHA256 in a sticky
+// cookie value (96 bits), before base64url encoding to 16 characters.
+const StickyMACBytes = 12
+
+// stickyMACChars is the base64url (unpadded) length of the MAC.
+const stickyMACChars = (StickyMACBytes*8 + 5) / 6
+
+// MaxStickyValueLen is the longest value AppendValue produces: a 10-digit
+// route ID, a dot and the 16-character MAC.
+const MaxStickyValueLen = 10 + 1 + stickyMACChars
+
+// Sticky signs and checks sticky-session cookie values. A value is
+//
+//	<routeID>.<mac>
+//
+// where routeID is the route's number in decimal and mac is the first 12
+// bytes of HMAC-SHA256(secret, routeID as 4 big-endian bytes || backend
+// address), encoded with unpadded base64url (RFC 4648 section 5). The
+// value names no address and cannot be forged without the secret; it is
+// only valid for the route it was issued for.
+//
+// A Sticky is immutable and safe for concurrent use; it must not be
+// copied.
+type Sticky struct {
+	_ noCopy
+
+	// ipad and opad are the key blocks of RFC 2104, precomputed so that
+	// a MAC costs two SHA-256 sums over stack buffers.
+	ipad, opad [sha256.BlockSize]byte
+}
+
+// NewSticky returns a Sticky keyed with secret. Secrets longer than 64
+// bytes are hashed first (RFC 2104). An empty secret means 32 random
+// bytes, so that cookies are valid for the life of the process only.
+func NewSticky(secret []byte) *Sticky {
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret) // never returns an error (crypto/rand doc)
+	}
+	var key [sha256.BlockSize]byte
+	if len(secret) > sha256.BlockSize {
+		sum := sha256.Sum256(secret)
+		copy(key[:], sum[:])
+	} else {
+		copy(key[:], secret)
+	}
+	s := &Sticky{}
+	for i, k := range key {
+		s.ipad[i] = k ^ 0x36
+		s.opad[i] = k ^ 0x5c
+	}
+	return s
+}
+
+// macStackAddr is the longest address hashed without allocating.
+const macStackAddr = 256
+
+// mac returns the truncated HMAC for (routeID, addr).
+func (s *Sticky) mac(routeID uint32, addr string) [StickyMACBytes]byte {
+	var buf [sha256.BlockSize + 4 + macStackAddr]byte
+	var msg []byte
+	if len(addr) <= macStackAddr {
+		msg = buf[:0]
+	} else {
+		msg = make([]byte, 0, sha256.BlockSize+4+len(addr))
+	}
+	msg = append(msg, s.ipad[:]...)
+	msg = binary.BigEndian.AppendUint32(msg, routeID)
+	msg = append(msg, addr...)
+	inner := sha256.Sum256(msg)
+
+	var obuf [sha256.BlockSize + sha256.Size]byte
+	copy(obuf[:], s.opad[:])
+	copy(obuf[sha256.BlockSize:], inner[:])
+	outer := sha256.Sum256(obuf[:])
+
+	var m [StickyMACBytes]byte
+	copy(m[:], outer[:])
+	return m
+}
+
+// AppendValue appends the cookie value binding routeID to b and returns
+// the extended slice. It allocates nothing when dst has room for
+// MaxStickyValueLen more bytes and the address is at most 256 bytes.
+func (s *Sticky) AppendValue(dst []byte, routeID uint32, b *Backend) []byte {
+	m := s.mac(routeID, b.addr)
+	dst = strconv.AppendUint(dst, uint64(routeID), 10)
+	dst = append(dst, '.')
+	return base64.RawURLEncoding.AppendEncode(dst, m[:])
+}
+
+// stickyTable maps the MACs of a pool's members for one (Sticky, route).
+type stickyTable struct {
+	s       *Sticky
+	routeID uint32
+	macs    map[[StickyMACBytes]byte]*Backend
+}
+
+// Prepare computes the MACs of p's members for routeID so that Lookup
+// does not have to (it would, once, on its first call). Call it when
+// compiling a config. A pool remembers the table of one (Sticky,
+// routeID) pair at a time; use each pool with one route.
+func (s *Sticky) Prepare(p *Pool, routeID uint32) {
+	s.table(p, routeID)
+}
+
+func (s *Sticky) table(p *Pool, routeID uint32) *stickyTable {
+	if t := p.sticky.Load(); t != nil && t.s == s && t.routeID == routeID {
+		return t
+	}
+	t := &stickyTable{s: s, routeID: routeID, macs: make(map[[StickyMACBytes]byte]*Backend, len(p.members))}
+	for _, m := range p.members {
+		t.macs[s.mac(routeID, m.Backend.addr)] = m.Backend
+	}
+	p.sticky.Store(t)
+	return t
+}
+
+// Lookup returns the member of p that value (a cookie value from
+// AppendValue) binds routeID to, or nil when the value is malformed, was
+// issued for another route or with another secret, names no member of p,
+// or names a member that is not available at nowNanos (unix nanoseconds;
+// 0 means read the clock if needed). It never returns a backend outside
+// p. After Prepare (or a first call) it allocates nothing.
+//
+// A nil result means "no affinity": pick normally and issue a new value.
+func (s *Sticky) Lookup(p *Pool, routeID uint32, value []byte, nowNanos int64) *Backend {
+	dot := -1
+	for i, c := range value {
+		if c == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 1 || dot > 10 || len(value)-dot-1 != stickyMACChars {
+		return nil
+	}
+	var id uint64
+	for _, c := range value[:dot] {
+		if c < '0' || c > '9' {
+			return nil
+		}
+		id = id*10 + uint64(c-'0')
+	}
+	if id != uint64(routeID) {
+		return nil
+	}
+	var m [StickyMACBytes]byte
+	if n, err := base64.RawURLEncoding.Decode(m[:], value[dot+1:]); err != nil || n != StickyMACBytes {
+		return nil
+	}
+	b := s.table(p, routeID).macs[m]
+	if b == nil || !p.available(b, nowNanos) {
+		return nil
+	}
+	return b
+}
