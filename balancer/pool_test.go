@@ -438,7 +438,7 @@ func TestProtoString(t *testing.T) {
 			t.Errorf("Proto(%d).String() = %q; want %q", tt.p, got, tt.want)
 		}
 	}
-	if !(ProtoTLS | ProtoH2).Has(ProtoTLS) || ProtoHTTP1.Has(ProtoTLS) || (ProtoTLS | ProtoH2).Scheme() != "https" {
+	if !(ProtoTLS | ProtoH2).Has(ProtoTLS) || ProtoHTTP1.Has(ProtoTLS) || (ProtoTLS|ProtoH2).Scheme() != "https" {
 		t.Errorf("Has/Scheme wrong")
 	}
 }
