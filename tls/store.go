@@ -37,9 +37,9 @@ var ErrNoCertificate = errors.New("edgetls: no certificate loaded")
 // package doc for naming, SNI and reload rules.
 //
 // The loaded set is an immutable value behind an atomic.Pointer:
-// GetCertificate takes no lock and does not allocate for lower-case server
-// names. All methods are safe for concurrent use; Reload calls are
-// serialised. A Store must not be copied after first use.
+// GetCertificate takes no lock and does not allocate. All methods are safe
+// for concurrent use; Reload calls are serialised. A Store must not be
+// copied after first use.
 type Store struct {
 	_ noCopy
 
@@ -358,8 +358,7 @@ func (s *Store) Pairs() []string {
 // and an RSA certificate for the same host).
 //
 // It returns ErrNoCertificate when no pair is loaded. It is safe for
-// concurrent use, takes no lock, and does not allocate unless the name has
-// upper-case letters.
+// concurrent use, takes no lock, and does not allocate.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	set := s.set.Load()
 	if set.def == nil {
@@ -370,8 +369,27 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 		return set.def, nil
 	}
 	name = strings.TrimSuffix(name, ".")
-	if hasUpper(name) {
-		name = strings.ToLower(name)
+	if hasUpper(name) && len(name) <= maxHostLen {
+		// Lower-case into a stack buffer; map lookups keyed by
+		// string(bytes) do not allocate.
+		var buf [maxHostLen]byte
+		b := buf[:len(name)]
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b[i] = c
+		}
+		if certs, ok := set.exact[string(b)]; ok {
+			return pick(hello, certs), nil
+		}
+		if i := bytes.IndexByte(b, '.'); i > 0 {
+			if certs, ok := set.wild[string(b[i+1:])]; ok {
+				return pick(hello, certs), nil
+			}
+		}
+		return set.def, nil
 	}
 	if certs, ok := set.exact[name]; ok {
 		return pick(hello, certs), nil
@@ -383,6 +401,10 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	}
 	return set.def, nil
 }
+
+// maxHostLen is the longest DNS name in text form (RFC 1035 §2.3.4);
+// longer SNI values cannot match a certificate name.
+const maxHostLen = 253
 
 // pick returns the first of certs the client supports, or certs[0].
 func pick(hello *tls.ClientHelloInfo, certs []*tls.Certificate) *tls.Certificate {
