@@ -1,0 +1,50 @@
+# aralez build, test and bench targets. `make help` lists them.
+GO        ?= go
+BIN       := bin/aralez
+CONFIG    ?= etc/main.yaml
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+TEST_FLAGS ?= -race -timeout 600s
+FUZZTIME  ?= 10s
+
+.PHONY: help build run test vet lint deps fmt fuzz bench bench-setup bench-go clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/aralez
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aralez
+
+run: build ## build and run the proxy on etc/main.yaml (http://127.0.0.1:6193/)
+	./$(BIN) -c $(CONFIG)
+
+test: ## run every test with the race detector (unit + integration)
+	$(GO) test $(TEST_FLAGS) ./...
+
+vet: ## go vet
+	$(GO) vet ./...
+
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+lint: vet deps ## gofmt check, go vet, import-direction check
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+deps: ## fail on an import edge STYLE.md forbids
+	@bash .ci/deps-check
+
+fuzz: ## time-boxed native fuzzing of the parsers
+	$(GO) test -run '^$$' -fuzz FuzzParseUpstreams -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./proxy/
+
+bench-go: ## Go micro-benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy/ ./balancer/ ./policy/...
+
+bench-setup: ## install wrk, h2load, nginx, haproxy, caddy (only what is missing)
+	bash bench/setup
+
+bench: build bench-setup ## the load suite against nginx, HAProxy, Caddy (see bench/README.md)
+	$(GO) run ./bench/cmd/aralez-bench $(BENCH_FLAGS)
+
+clean:
+	rm -rf bin

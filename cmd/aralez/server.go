@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/discovery"
+	"github.com/aralez-go/aralez/proxy"
+)
+
+// server is the running process: listeners, engine, health checker and
+// the single reload loop that owns config changes.
+type server struct {
+	log      *slog.Logger
+	mainPath string
+
+	cfg    *config.Config // the config serving now; only the reload loop touches it
+	digest string
+	gen    uint64
+
+	reg    *proxy.Registry
+	engine *proxy.Engine
+	health *balancer.HealthChecker
+
+	front    *fasthttp.Server
+	frontLn  net.Listener
+	files    *fasthttp.Server
+	filesLn  net.Listener
+	pidWrote bool
+}
+
+func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, error) {
+	m := &cfg.Main
+	s := &server{log: log, mainPath: mainPath, cfg: cfg}
+	s.reg = proxy.NewRegistry(proxy.UpstreamOptions{
+		KeepalivePoolSize: m.UpstreamKeepalivePoolSize,
+		MaxConns:          m.UpstreamMaxConns,
+		WaitTimeout:       m.UpstreamWaitTimeout,
+		ConnectTimeout:    m.UpstreamConnectTimeout,
+		Timeout:           m.UpstreamTimeout,
+		IdleTimeout:       m.UpstreamIdleTimeout,
+		MaxHeaderBytes:    m.MaxHeaderBytes,
+	})
+	tlsPort := 0
+	if m.ProxyAddressTLS != "" {
+		if _, p, err := net.SplitHostPort(m.ProxyAddressTLS); err == nil {
+			tlsPort, _ = strconv.Atoi(p)
+		}
+	}
+	s.engine = proxy.NewEngine(s.reg, proxy.Options{
+		Logger:              log,
+		TLSPort:             tlsPort,
+		BodyBufferBytes:     m.BodyBufferBytes,
+		MaxRequestBodyBytes: m.MaxRequestBodyBytes,
+		MaxURIBytes:         m.MaxURIBytes,
+	})
+	s.health = balancer.NewHealthChecker(balancer.HealthOptions{
+		Interval: healthInterval(m),
+		Timeout:  m.HealthCheckTimeout,
+		Rise:     m.HealthCheckRise,
+		Fall:     m.HealthCheckFall,
+		Method:   m.HCMethod,
+		Logger:   log,
+	})
+	logUnsupported(log, cfg)
+	if err := s.apply(cfg, "start"); err != nil {
+		return nil, err
+	}
+	s.front = proxy.NewFastServer(s.engine, proxy.ServerOptions{
+		ReadHeaderTimeout: m.ReadHeaderTimeout,
+		ReadTimeout:       m.ReadTimeout,
+		WriteTimeout:      m.WriteTimeout,
+		IdleTimeout:       m.IdleTimeout,
+		MaxHeaderBytes:    m.MaxHeaderBytes,
+	})
+	var err error
+	if m.FileServerFolder != "" && m.FileServerAddress != "" {
+		if s.filesLn, err = net.Listen("tcp", m.FileServerAddress); err != nil {
+			return nil, fmt.Errorf("file server listener: %w", err)
+		}
+		fsrv := &fasthttp.FS{Root: m.FileServerFolder, IndexNames: []string{"index.html"}, Compress: false, AcceptByteRange: true}
+		s.files = &fasthttp.Server{Handler: fsrv.NewRequestHandler(), Name: "aralez", Logger: discardLogger{}, ReadTimeout: m.ReadTimeout, WriteTimeout: m.WriteTimeout, IdleTimeout: m.IdleTimeout}
+	}
+	if s.frontLn, err = net.Listen("tcp", m.ProxyAddressHTTP); err != nil {
+		if s.filesLn != nil {
+			s.filesLn.Close()
+		}
+		return nil, fmt.Errorf("proxy_address_http listener: %w", err)
+	}
+	if m.PIDFile != "" {
+		if err := os.WriteFile(m.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			log.Warn("cannot write pid_file", "path", m.PIDFile, "err", err)
+		} else {
+			s.pidWrote = true
+		}
+	}
+	return s, nil
+}
+
+func healthInterval(m *config.Main) time.Duration {
+	if m.HealthCheckInterval > 0 {
+		return m.HealthCheckInterval
+	}
+	return time.Duration(m.HCInterval) * time.Second
+}
+
+// digestOf identifies a routing table by content, so that an event that
+// changed nothing (an editor touching the file) skips the reload.
+func digestOf(up *config.Upstreams) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%#v", stripWarnings(up))
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+func stripWarnings(up *config.Upstreams) config.Upstreams {
+	c := *up
+	c.Warnings = nil
+	return c
+}
+
+// apply compiles cfg and swaps it in. On error nothing changes.
+func (s *server) apply(cfg *config.Config, reason string) error {
+	start := time.Now()
+	digest := digestOf(&cfg.Upstreams)
+	if s.engine.Snapshot().Generation != 0 && digest == s.digest {
+		s.log.Info("config unchanged; reload skipped", "reason", reason, "digest", digest)
+		return nil
+	}
+	snap, err := proxy.Compile(cfg, s.reg)
+	if err != nil {
+		return err
+	}
+	s.gen++
+	snap.Generation, snap.Digest = s.gen, digest
+	s.engine.Swap(snap)
+	s.health.SetTargets(snap.HealthTargets())
+	s.cfg, s.digest = cfg, digest
+	for _, w := range cfg.Upstreams.Warnings {
+		s.log.Warn("config warning", "msg", w)
+	}
+	s.log.Info("config applied", "reason", reason, "generation", s.gen, "digest", digest,
+		"duration_seconds", time.Since(start).Seconds(), "hosts", len(cfg.Upstreams.Hosts), "routes", len(snap.Routes))
+	return nil
+}
+
+// serve runs until ctx is done: listeners, health checks and the reload
+// loop; then it drains within the drain timeout.
+func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
+	m := &s.cfg.Main
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.front.Serve(s.frontLn); err != nil {
+			errc <- fmt.Errorf("proxy listener: %w", err)
+		}
+	}()
+	if s.files != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.files.Serve(s.filesLn); err != nil {
+				errc <- fmt.Errorf("file server: %w", err)
+			}
+		}()
+	}
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go s.health.Run(hctx)
+
+	updates := make(chan discovery.Update, 1)
+	src := discovery.NewFile(m.UpstreamsConf, 0, s.log)
+	go func() {
+		if err := src.Run(hctx, updates); err != nil {
+			s.log.Warn("config file watch unavailable; SIGHUP still reloads", "err", err)
+		}
+	}()
+	s.log.Info("aralez started", "version", version, "http", s.frontLn.Addr().String(),
+		"file_server", m.FileServerAddress, "pid", os.Getpid(), "gomaxprocs", runtimeProcs())
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case u := <-updates:
+			s.onUpdate(u)
+		case <-hup:
+			s.onHUP()
+		}
+	}
+	s.shutdown()
+	wg.Wait()
+	return runErr
+}
+
+func (s *server) onUpdate(u discovery.Update) {
+	if u.Err != nil {
+		s.log.Error("config rejected; old config keeps serving", "source", u.Source, "errors", u.Err.Error())
+		return
+	}
+	cfg := s.cfg.Clone()
+	cfg.Upstreams = *u.Upstreams
+	if err := s.apply(cfg, u.Source); err != nil {
+		s.log.Error("config rejected; old config keeps serving", "source", u.Source, "err", err)
+	}
+}
+
+// onHUP re-reads main.yaml and the upstreams; keys that need a restart
+// are logged as pending.
+func (s *server) onHUP() {
+	cfg, err := config.Load(s.mainPath)
+	if err != nil {
+		s.log.Error("SIGHUP: config rejected; old config keeps serving", "errors", err.Error())
+		return
+	}
+	old := &s.cfg.Main
+	for _, k := range restartKeys(old, &cfg.Main) {
+		s.log.Warn("SIGHUP: main.yaml key changed; takes effect after restart", "key", k)
+	}
+	// Keep the running process settings; take the new routing table.
+	next := s.cfg.Clone()
+	next.Upstreams = cfg.Upstreams
+	if err := s.apply(next, "sighup"); err != nil {
+		s.log.Error("SIGHUP: config rejected; old config keeps serving", "err", err)
+	}
+}
+
+// restartKeys names main.yaml keys whose change needs a restart.
+func restartKeys(a, b *config.Main) []string {
+	var out []string
+	add := func(k string, changed bool) {
+		if changed {
+			out = append(out, k)
+		}
+	}
+	add("proxy_address_http", a.ProxyAddressHTTP != b.ProxyAddressHTTP)
+	add("proxy_address_tls", a.ProxyAddressTLS != b.ProxyAddressTLS)
+	add("threads", a.Threads != b.Threads)
+	add("runuser", a.RunUser != b.RunUser)
+	add("rungroup", a.RunGroup != b.RunGroup)
+	add("file_server_address", a.FileServerAddress != b.FileServerAddress)
+	add("file_server_folder", a.FileServerFolder != b.FileServerFolder)
+	add("upstreams_conf", a.UpstreamsConf != b.UpstreamsConf)
+	add("log_file", a.LogFile != b.LogFile)
+	add("log_level", a.LogLevel != b.LogLevel)
+	add("upstream_keepalive_pool_size", a.UpstreamKeepalivePoolSize != b.UpstreamKeepalivePoolSize)
+	add("upstream_timeout", a.UpstreamTimeout != b.UpstreamTimeout)
+	add("hc_interval", a.HCInterval != b.HCInterval || a.HealthCheckInterval != b.HealthCheckInterval)
+	return out
+}
+
+func (s *server) shutdown() {
+	drain := s.cfg.Main.DrainTimeout
+	s.log.Info("shutting down", "drain_timeout_seconds", drain.Seconds())
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range []*fasthttp.Server{s.front, s.files} {
+		if srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(srv *fasthttp.Server) {
+			defer wg.Done()
+			if err := srv.ShutdownWithContext(ctx); err != nil {
+				s.log.Warn("drain timeout reached; closing remaining connections", "err", err)
+			}
+		}(srv)
+	}
+	wg.Wait()
+	if s.pidWrote {
+		os.Remove(s.cfg.Main.PIDFile)
+	}
+	s.log.Info("stopped")
+}
+
+// logUnsupported logs once, at start, every configured key whose feature
+// this build does not implement yet, and the Pingora keys it ignores.
+func logUnsupported(log *slog.Logger, cfg *config.Config) {
+	for _, k := range cfg.Main.Ignored {
+		log.Info("main.yaml key accepted and ignored", "key", k)
+	}
+	for _, d := range cfg.Main.Deprecated {
+		log.Warn("deprecated key", "msg", d)
+	}
+	for _, k := range notYetSupported(cfg) {
+		log.Warn("key not yet supported; ignored", "key", k)
+	}
+}
+
+func notYetSupported(cfg *config.Config) []string {
+	m := &cfg.Main
+	var out []string
+	add := func(k string, set bool) {
+		if set {
+			out = append(out, k)
+		}
+	}
+	add("daemon", m.Daemon)
+	add("runuser", m.RunUser != "")
+	add("rungroup", m.RunGroup != "")
+	add("proxy_address_tls", m.ProxyAddressTLS != "")
+	add("config_api_enabled", m.ConfigAPIEnabled)
+	add("config_tls_address", m.ConfigTLSAddress != "")
+	add("access_log", m.AccessLog != "" && m.AccessLog != "off")
+	add("tcp_keepalive_idle", m.TCPKeepaliveIdle != 0)
+	add("tcp_keepalive_interval", m.TCPKeepaliveInterval != 0)
+	add("tcp_keepalive_count", m.TCPKeepaliveCount != 0)
+	add("trusted_proxies", len(m.TrustedProxies) > 0)
+	up := &cfg.Upstreams
+	add("provider: "+up.Provider, up.Provider != "" && up.Provider != "file")
+	add("sticky_sessions", up.StickySessions > 0)
+	rl, x4, auth, acl := false, false, false, false
+	pols := []*config.Policy{&up.Policy}
+	for i := range up.Hosts {
+		pols = append(pols, &up.Hosts[i].Policy)
+		for j := range up.Hosts[i].Paths {
+			pols = append(pols, &up.Hosts[i].Paths[j].Policy)
+		}
+	}
+	for _, p := range pols {
+		rl = rl || p.RateLimit > 0
+		x4 = x4 || p.X4xxLimit > 0
+		auth = auth || p.Authorization != nil
+		acl = acl || len(p.Allow) > 0 || len(p.Deny) > 0
+	}
+	add("rate_limit", rl)
+	add("x4xx_limit", x4)
+	add("authorization", auth)
+	add("allow/deny", acl)
+	return out
+}
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// discardLogger drops fasthttp's per-connection error lines (protocol
+// probes and scanners would flood the log).
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}

@@ -1,0 +1,135 @@
+// Package discovery holds the sources of upstream configuration: the file
+// watcher (upstreams.yaml and conf.d/), and later the config API push,
+// Consul and Kubernetes. Each source emits complete config.Upstreams
+// values on a channel; none touches the running proxy. The single reload
+// goroutine in cmd/aralez owns applying them.
+package discovery
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/aralez-go/aralez/config"
+)
+
+// Update is one value emitted by a Source: a freshly loaded routing table,
+// or the error that loading it gave (the caller keeps the old one).
+type Update struct {
+	// Source names the emitter ("file", "api", "consul", "kubernetes").
+	Source string
+	// Upstreams is the new routing table; nil when Err is set.
+	Upstreams *config.Upstreams
+	// Err is a load error: a config.ErrorList with file:line:col entries,
+	// or an I/O error.
+	Err error
+}
+
+// Source produces routing tables until its context ends.
+type Source interface {
+	// Name identifies the source in logs.
+	Name() string
+	// Run emits updates on out until ctx is done, then returns nil; it
+	// returns an error only when it cannot start at all.
+	Run(ctx context.Context, out chan<- Update) error
+}
+
+// DefaultDebounce is File's default quiet period after the last change
+// before a reload: long enough to coalesce an editor's write burst.
+const DefaultDebounce = 150 * time.Millisecond
+
+// File watches an upstreams file and the conf.d folder beside it and
+// emits a reloaded config.Upstreams after every change. It watches the
+// folders, not the files, so that editors that save by rename work, and
+// filters events to the upstreams file and conf.d/*.yaml (logs or
+// certificates in the same folder cause no reload). Debouncing is on the
+// trailing edge: a second save inside the window restarts it, so the
+// last save is always applied.
+type File struct {
+	path     string
+	debounce time.Duration
+	log      *slog.Logger
+}
+
+// NewFile returns a File source for the upstreams file at path. debounce
+// <= 0 means DefaultDebounce.
+func NewFile(path string, debounce time.Duration, log *slog.Logger) *File {
+	if debounce <= 0 {
+		debounce = DefaultDebounce
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		path = abs
+	}
+	return &File{path: path, debounce: debounce, log: log}
+}
+
+// Name returns "file".
+func (f *File) Name() string { return "file" }
+
+// Run watches until ctx is done. It returns an error only when the
+// watcher cannot be created or the upstreams file's folder cannot be
+// watched.
+func (f *File) Run(ctx context.Context, out chan<- Update) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	dir := filepath.Dir(f.path)
+	confd := filepath.Join(dir, "conf.d")
+	if err := w.Add(dir); err != nil {
+		return err
+	}
+	confdWatched := w.Add(confd) == nil
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Name == confd && !confdWatched && ev.Has(fsnotify.Create) {
+				confdWatched = w.Add(confd) == nil
+			}
+			if !f.relevant(ev.Name, confd) {
+				continue
+			}
+			timer.Reset(f.debounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			f.log.Warn("config watch error", "err", err)
+		case <-timer.C:
+			up, err := config.LoadUpstreams(f.path)
+			u := Update{Source: f.Name(), Upstreams: up, Err: err}
+			if err != nil {
+				u.Upstreams = nil
+			}
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func (f *File) relevant(name, confd string) bool {
+	if name == f.path || name == confd {
+		return true
+	}
+	return filepath.Dir(name) == confd && (strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
+}

@@ -1,0 +1,449 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/aralez-go/aralez/balancer"
+)
+
+// ServerOptions configures the fasthttp front end built by NewFastServer.
+// Zero fields take the defaults noted.
+type ServerOptions struct {
+	// ReadHeaderTimeout bounds reading a request's headers; it is also the
+	// idle timeout of a keep-alive connection when IdleTimeout is zero.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may stay idle.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes limits the request line and header block: a larger
+	// one gets 431.
+	MaxHeaderBytes int
+	// Concurrency caps concurrent connections; 0 = fasthttp's default.
+	Concurrency int
+}
+
+// NewFastServer returns the HTTP/1.1 front end: a fasthttp.Server serving
+// e's policy chain with path normalization switched off (the proxy
+// normalizes, doc.go), bodies above the engine's buffer threshold
+// streamed, and the timeouts and limits of o.
+func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       e.ServeFastHTTP,
+		ExpectHandler:                 e.expectFast,
+		ErrorHandler:                  fastErrorHandler,
+		Name:                          "",
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		DisableHeaderNamesNormalizing: false,
+		StreamRequestBody:             true,
+		MaxRequestBodySize:            e.opts.BodyBufferBytes,
+		ReadBufferSize:                o.MaxHeaderBytes,
+		ReadTimeout:                   o.ReadTimeout,
+		WriteTimeout:                  o.WriteTimeout,
+		IdleTimeout:                   o.IdleTimeout,
+		Concurrency:                   o.Concurrency,
+		CloseOnShutdown:               true,
+		SecureErrorLogMessage:         true,
+		Logger:                        quietLogger{},
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{}
+		},
+	}
+}
+
+// fastErrorHandler answers requests fasthttp could not parse: 431 for a
+// header block over the read buffer, 408 for a read timeout, else 400.
+// The connection is closed in every case.
+func fastErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var sErr *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &sErr):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err):
+		status = fasthttp.StatusRequestTimeout
+	}
+	ctx.Response.Reset()
+	ctx.SetConnectionClose()
+	writeStatus(ctx, status)
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
+
+// state is the pooled per-request scratch space of the fasthttp front end.
+type state struct {
+	host, path, uri, xff []byte
+	req                  Request
+	dec                  Decision
+}
+
+var statePool = sync.Pool{New: func() any {
+	return &state{
+		host: make([]byte, 0, 64),
+		path: make([]byte, 0, 256),
+		uri:  make([]byte, 0, 512),
+		xff:  make([]byte, 0, 64),
+		dec:  Decision{buf: make([]byte, 0, 256)},
+	}
+}}
+
+var (
+	strConnection      = []byte("Connection")
+	strVia             = []byte("Via")
+	strXForwardedFor   = []byte("X-Forwarded-For")
+	strXForwardedProto = []byte("X-Forwarded-Proto")
+	strXForwardedHost  = []byte("X-Forwarded-Host")
+	strLocation        = []byte("Location")
+	strHTTP            = []byte("http")
+	strHTTPS           = []byte("https")
+	strCommaSpace      = []byte(", ")
+	strGET             = []byte("GET")
+	strHEAD            = []byte("HEAD")
+	strOPTIONS         = []byte("OPTIONS")
+	strTRACE           = []byte("TRACE")
+	strPUT             = []byte("PUT")
+	strDELETE          = []byte("DELETE")
+	strContentLength   = []byte("Content-Length")
+
+	// hopHeaders are removed in both directions, RFC 9110 §7.6.1.
+	hopHeaders = [][]byte{
+		[]byte("Connection"), []byte("Keep-Alive"), []byte("Proxy-Connection"),
+		[]byte("TE"), []byte("Trailer"), []byte("Transfer-Encoding"), []byte("Upgrade"),
+		[]byte("Expect"),
+	}
+)
+
+// prepare fills st.req from ctx and reports false after answering a
+// malformed request itself (400, and the connection is closed).
+func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) bool {
+	h := &ctx.Request.Header
+	if h.ContentLength() == -1 && h.ConnectionClose() && hasRawHeader(h, strContentLength) {
+		// Content-Length together with Transfer-Encoding: a smuggling
+		// attempt (RFC 9112 §6.3 item 3); never forwarded.
+		return badRequest(ctx)
+	}
+	target := h.RequestURI()
+	if max := e.opts.MaxURIBytes; max > 0 && len(target) > max {
+		ctx.SetConnectionClose()
+		writeStatus(ctx, fasthttp.StatusRequestURITooLong)
+		return false
+	}
+	host := h.Host()
+	var rawPath, query []byte
+	switch {
+	case len(target) > 0 && target[0] == '/':
+		rawPath = target
+	case hasSchemePrefix(target):
+		// absolute-form, RFC 9112 §3.2.2: the target's authority wins.
+		rest := target[bytes.IndexByte(target, ':')+3:]
+		end := bytes.IndexAny(rest, "/?")
+		if end < 0 {
+			end = len(rest)
+		}
+		host, rawPath = rest[:end], rest[end:]
+		if len(rawPath) == 0 || rawPath[0] == '?' {
+			rawPath = append(st.uri[:0], '/')
+			rawPath = append(rawPath, rest[end:]...)
+		}
+	default:
+		return badRequest(ctx)
+	}
+	if i := bytes.IndexByte(rawPath, '?'); i >= 0 {
+		rawPath, query = rawPath[:i], rawPath[i+1:]
+	}
+	if i := bytes.IndexByte(rawPath, '#'); i >= 0 {
+		rawPath = rawPath[:i]
+	}
+	var err error
+	if st.path, err = AppendNormalizedPath(st.path[:0], rawPath); err != nil {
+		return badRequest(ctx)
+	}
+	st.host = st.host[:0]
+	if len(host) > 0 {
+		var ok bool
+		if st.host, ok = AppendNormalizedHost(st.host, host); !ok {
+			return badRequest(ctx)
+		}
+	} else if h.IsHTTP11() {
+		// RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400.
+		return badRequest(ctx)
+	}
+	r := &st.req
+	r.Method = h.Method()
+	r.Host = st.host
+	r.Path = st.path
+	r.Query = query
+	r.TLS = ctx.IsTLS()
+	r.Client = clientAddr(ctx.RemoteAddr())
+	return true
+}
+
+func hasSchemePrefix(t []byte) bool {
+	return len(t) > 8 && (bytes.EqualFold(t[:7], []byte("http://")) || bytes.EqualFold(t[:8], []byte("https://")))
+}
+
+// hasRawHeader reports whether the raw request headers name key; it is
+// only called on the rare path where fasthttp folded a header away.
+func hasRawHeader(h *fasthttp.RequestHeader, key []byte) bool {
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		line := raw
+		if i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if c := bytes.IndexByte(line, ':'); c > 0 && bytes.EqualFold(bytes.TrimSpace(line[:c]), key) {
+			return true
+		}
+	}
+	return false
+}
+
+func clientAddr(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func badRequest(ctx *fasthttp.RequestCtx) bool {
+	ctx.SetConnectionClose()
+	writeStatus(ctx, fasthttp.StatusBadRequest)
+	return false
+}
+
+// writeStatus answers with status and a short plain-text body naming it.
+func writeStatus(ctx *fasthttp.RequestCtx, status int) {
+	ctx.Response.Header.SetContentTypeBytes(strTextPlain)
+	ctx.SetStatusCode(status)
+	ctx.Response.SetBodyRaw(statusBody(status))
+}
+
+// expectFast runs the policy chain on an "Expect: 100-continue" request
+// before fasthttp sends 100: only a request that would be forwarded (or
+// redirected) gets 100 and has its body read (RFC 9110 §10.1.1).
+func (e *Engine) expectFast(ctx *fasthttp.RequestCtx) int {
+	st := statePool.Get().(*state)
+	defer statePool.Put(st)
+	if !e.prepare(ctx, st) {
+		return fasthttp.StatusBadRequest
+	}
+	e.decide(e.snap.Load(), &st.req, &st.dec)
+	if st.dec.Action == ActRespond {
+		return st.dec.Status
+	}
+	return fasthttp.StatusContinue
+}
+
+// ServeFastHTTP is the fasthttp request handler: it loads the snapshot
+// once, fills the neutral Request view, runs the policy chain and acts on
+// the decision. It allocates nothing for requests and responses whose
+// bodies are under the buffer threshold.
+func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	snap := e.snap.Load()
+	st := statePool.Get().(*state)
+	defer statePool.Put(st)
+	if !e.prepare(ctx, st) {
+		return
+	}
+	if max := e.opts.MaxRequestBodyBytes; max > 0 && int64(ctx.Request.Header.ContentLength()) > max {
+		ctx.SetConnectionClose()
+		writeStatus(ctx, fasthttp.StatusRequestEntityTooLarge)
+		return
+	}
+	e.decide(snap, &st.req, &st.dec)
+	switch st.dec.Action {
+	case ActRespond:
+		writeStatus(ctx, st.dec.Status)
+	case ActRedirect:
+		ctx.Response.Header.SetBytesKV(strLocation, st.dec.Location)
+		writeStatus(ctx, st.dec.Status)
+	case ActForward:
+		e.forwardFast(ctx, snap, st)
+	}
+}
+
+// forwardFast sends the request to a backend of the decided route and
+// relays the answer. A connect failure or a stale keep-alive connection
+// is retried once, on another backend when there is one, for idempotent
+// requests without a streamed body (RFC 9110 §9.2.2).
+func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state) {
+	rt := st.dec.Route
+	req, resp := &ctx.Request, &ctx.Response
+	noHost := len(req.Header.Host()) == 0
+	e.rewriteRequest(ctx, st, rt)
+
+	var tried *balancer.Backend
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		b, _ := rt.pool.Pick(tried)
+		if b == nil {
+			break
+		}
+		u := snap.upstreams[b]
+		if noHost {
+			// HTTP/1.0 without Host: HTTP/1.1 upstreams need one.
+			req.Header.SetHost(u.hc.Addr)
+		}
+		b.Acquire()
+		err = roundTrip(u.hc, req, resp, e.opts.BodyBufferBytes)
+		b.Release()
+		if err == nil {
+			b.ReportSuccess()
+			e.rewriteResponse(resp, rt)
+			return
+		}
+		if !errors.Is(err, errStale) {
+			b.ReportFailure(nowNanos())
+		}
+		tried = b
+		if !retryable(req, err) {
+			break
+		}
+		e.log.Debug("upstream attempt failed; retrying", "backend", b.Addr(), "err", err)
+	}
+	resp.Reset()
+	status := fasthttp.StatusBadGateway
+	if err == nil {
+		status = fasthttp.StatusServiceUnavailable
+	} else if isTimeout(err) {
+		status = fasthttp.StatusGatewayTimeout
+	}
+	if err != nil {
+		e.log.Warn("upstream request failed", "route", rt.Host+rt.Prefix, "status", status, "err", err)
+	}
+	writeStatus(ctx, status)
+}
+
+// retryable reports whether a failed attempt may be sent again: the
+// method is idempotent (RFC 9110 §9.2.2), the body was not streamed, and
+// the failure happened before the upstream answered (dial error or a
+// stale keep-alive connection).
+func retryable(req *fasthttp.Request, err error) bool {
+	if req.IsBodyStream() {
+		return false
+	}
+	m := req.Header.Method()
+	if !(bytes.Equal(m, strGET) || bytes.Equal(m, strHEAD) || bytes.Equal(m, strOPTIONS) ||
+		bytes.Equal(m, strTRACE) || bytes.Equal(m, strPUT) || bytes.Equal(m, strDELETE)) {
+		return false
+	}
+	if errors.Is(err, errStale) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// rewriteRequest turns the client's request into the upstream request in
+// place: normalized target, hop-by-hop headers removed, X-Forwarded-*
+// and Via set, the route's server_headers applied.
+func (e *Engine) rewriteRequest(ctx *fasthttp.RequestCtx, st *state, rt *Route) {
+	req := &ctx.Request
+	h := &req.Header
+	xfh := h.Host() // the original Host, forwarded unchanged
+	st.uri = appendPathQuery(st.uri[:0], st.req.Path, st.req.Query)
+	req.SetRequestURIBytes(st.uri)
+	req.UseHostHeader = true
+	stripHopByHopReq(h)
+	h.ResetConnectionClose()
+
+	st.xff = st.req.Client.AppendTo(st.xff[:0])
+	h.SetBytesKV(strXForwardedFor, st.xff)
+	if st.req.TLS {
+		h.SetBytesKV(strXForwardedProto, strHTTPS)
+	} else {
+		h.SetBytesKV(strXForwardedProto, strHTTP)
+	}
+	if len(xfh) > 0 {
+		h.SetBytesKV(strXForwardedHost, xfh)
+	} else {
+		h.DelBytes(strXForwardedHost)
+	}
+	if v := h.PeekBytes(strVia); len(v) > 0 {
+		// SetBytesKV copied st.xff above, so its buffer is free again.
+		st.xff = append(append(append(st.xff[:0], v...), strCommaSpace...), e.via...)
+		h.SetBytesKV(strVia, st.xff)
+	} else {
+		h.SetBytesKV(strVia, e.via)
+	}
+	for i := range rt.serverHeaders {
+		op := &rt.serverHeaders[i]
+		if op.add {
+			h.AddBytesKV(op.name, op.value)
+		} else {
+			h.SetBytesKV(op.name, op.value)
+		}
+	}
+}
+
+// rewriteResponse removes hop-by-hop headers from the upstream response
+// and applies the route's client_headers.
+func (e *Engine) rewriteResponse(resp *fasthttp.Response, rt *Route) {
+	h := &resp.Header
+	stripHopByHopResp(h)
+	h.ResetConnectionClose()
+	for i := range rt.clientHeaders {
+		op := &rt.clientHeaders[i]
+		if op.add {
+			h.AddBytesKV(op.name, op.value)
+		} else {
+			h.SetBytesKV(op.name, op.value)
+		}
+	}
+}
+
+// stripHopByHopReq removes the headers named in Connection, then the
+// hop-by-hop list (RFC 9110 §7.6.1). It runs before the proxy adds its
+// own headers, so a client cannot remove those by naming them.
+func stripHopByHopReq(h *fasthttp.RequestHeader) {
+	if v := h.PeekBytes(strConnection); len(v) > 0 {
+		forEachToken(v, func(tok []byte) { h.DelBytes(tok) })
+	}
+	for _, k := range hopHeaders {
+		h.DelBytes(k)
+	}
+}
+
+func stripHopByHopResp(h *fasthttp.ResponseHeader) {
+	if v := h.PeekBytes(strConnection); len(v) > 0 {
+		forEachToken(v, func(tok []byte) { h.DelBytes(tok) })
+	}
+	for _, k := range hopHeaders {
+		h.DelBytes(k)
+	}
+}
+
+// forEachToken calls fn for each comma-separated token of a list header,
+// trimmed of optional whitespace (RFC 9110 §5.6.1).
+func forEachToken(v []byte, fn func([]byte)) {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		tok := v
+		if i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			v = nil
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) > 0 {
+			fn(tok)
+		}
+	}
+}

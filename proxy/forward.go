@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http/httputil"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// errStale marks a failure on a reused keep-alive connection before any
+// response byte arrived: the upstream had closed it. Retrying such a
+// request on a fresh connection is safe when it is idempotent.
+var errStale = errors.New("proxy: upstream closed keep-alive connection")
+
+// roundTrip sends req to the backend behind hc and reads the response
+// headers into resp. A response body of known length up to bufLimit is
+// read whole and the connection goes back to the pool at once; a larger,
+// chunked or close-delimited body is attached to resp as a stream that
+// gives the connection back when the front end closes it after relaying.
+// Errors: a dial error, a net.Error whose Timeout() is true, errStale, or
+// another I/O error; on error the connection is closed.
+func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, bufLimit int) error {
+	cc, err := hc.AcquireConn(0, false)
+	if err != nil {
+		return err
+	}
+	conn := cc.Conn()
+	reused := !cc.LastUseTime().IsZero()
+	now := time.Now()
+	if hc.WriteTimeout > 0 {
+		_ = conn.SetWriteDeadline(now.Add(hc.WriteTimeout))
+	}
+	if hc.ReadTimeout > 0 {
+		_ = conn.SetReadDeadline(now.Add(hc.ReadTimeout))
+	}
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if err != nil {
+		hc.CloseConn(cc)
+		if reused && isStale(err) && !req.IsBodyStream() {
+			return errStale
+		}
+		return err
+	}
+
+	br := hc.AcquireReader(conn)
+	resp.Header.DisableNormalizing()
+	resp.Header.EnableNormalizing()
+	err = resp.Header.Read(br)
+	for err == nil && resp.StatusCode() >= 100 && resp.StatusCode() < 200 && resp.StatusCode() != 101 {
+		err = resp.Header.Read(br) // interim responses (RFC 9110 §15.2) are consumed
+	}
+	if err != nil {
+		hc.ReleaseReader(br)
+		hc.CloseConn(cc)
+		if reused && isStale(err) {
+			return errStale
+		}
+		return err
+	}
+	closeConn := req.Header.ConnectionClose() || resp.Header.ConnectionClose()
+	cl := resp.Header.ContentLength()
+	if req.Header.IsHead() || noBody(resp.StatusCode()) {
+		resp.SkipBody = true
+		cl = 0
+	}
+	switch {
+	case cl == 0:
+		resp.ResetBody()
+	case cl > 0 && cl <= bufLimit:
+		if err = resp.ReadBody(br, cl); err != nil {
+			hc.ReleaseReader(br)
+			hc.CloseConn(cc)
+			return err
+		}
+	default:
+		// Stream: the connection stays with the body until Close.
+		us := newUpstreamStream(cc, hc.ReleaseConn, hc.CloseConn)
+		us.hc, us.br, us.closeConn = hc, br, closeConn
+		switch cl {
+		case -1: // chunked, RFC 9112 §7.1
+			us.r = httputil.NewChunkedReader(br)
+			us.chunked = true
+		case -2: // close-delimited, RFC 9112 §6.3 item 8
+			us.r = br
+			us.closeConn = true
+			cl = -1
+		default:
+			us.lr.R, us.lr.N = br, int64(cl)
+			us.r = &us.lr
+		}
+		resp.SetBodyStream(us, cl)
+		return nil
+	}
+	hc.ReleaseReader(br)
+	if closeConn {
+		hc.CloseConn(cc)
+	} else {
+		hc.ReleaseConn(cc)
+	}
+	return nil
+}
+
+// noBody reports whether a response with this status has no body
+// (RFC 9110 §6.4.1).
+func noBody(status int) bool {
+	return status < 200 || status == 204 || status == 304
+}
+
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// isTimeout reports whether err is a timeout (then 504).
+func isTimeout(err error) bool {
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// upstreamStream relays a streamed upstream response body and returns the
+// upstream connection to its pool (or closes it) when the front end
+// closes the stream after writing the response. C is fasthttp's
+// connection handle type, which is not exported.
+type upstreamStream[C any] struct {
+	cc        C
+	release   func(C)
+	close     func(C)
+	hc        *fasthttp.HostClient
+	br        *bufio.Reader
+	r         io.Reader
+	lr        io.LimitedReader
+	closeConn bool
+	chunked   bool
+	eof       bool
+	done      bool
+}
+
+func newUpstreamStream[C any](cc C, release, closeFn func(C)) *upstreamStream[C] {
+	return &upstreamStream[C]{cc: cc, release: release, close: closeFn}
+}
+
+func (s *upstreamStream[C]) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err == io.EOF {
+		switch {
+		case s.r == io.Reader(&s.lr) && s.lr.N > 0:
+			err = io.ErrUnexpectedEOF // the upstream closed early
+		case s.chunked:
+			// The chunked reader stops at the last chunk; the trailer
+			// section and its final CRLF must be consumed before the
+			// connection can carry another response (RFC 9112 §7.1.2).
+			if terr := skipTrailers(s.br); terr != nil {
+				return n, terr
+			}
+			s.eof = true
+		default:
+			s.eof = true
+		}
+	}
+	return n, err
+}
+
+// Close gives the connection back: to the pool when the body was read to
+// its end and the connection may be kept alive, else it is closed.
+func (s *upstreamStream[C]) Close() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	s.hc.ReleaseReader(s.br)
+	if s.eof && !s.closeConn {
+		s.release(s.cc)
+	} else {
+		s.close(s.cc)
+	}
+	return nil
+}
+
+// skipTrailers reads and drops a chunked body's trailer section up to and
+// including the empty line that ends it.
+func skipTrailers(br *bufio.Reader) error {
+	for i := 0; i < 1000; i++ {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+			return nil
+		}
+	}
+	return errors.New("proxy: too many trailer fields")
+}

@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/aralez-go/aralez/balancer"
+)
+
+// UpstreamOptions configures the connection pool of every backend.
+// Zero fields take the config package's defaults.
+type UpstreamOptions struct {
+	// KeepalivePoolSize is the number of idle keep-alive connections a
+	// backend should keep (main.yaml upstream_keepalive_pool_size).
+	KeepalivePoolSize int
+	// MaxConns caps concurrent connections per backend; 0 = unlimited.
+	MaxConns int
+	// WaitTimeout is how long a request waits for a free connection when
+	// MaxConns is reached; then 503.
+	WaitTimeout time.Duration
+	// ConnectTimeout bounds dialing a backend (then 504).
+	ConnectTimeout time.Duration
+	// Timeout bounds each upstream read and write (then 504).
+	Timeout time.Duration
+	// IdleTimeout closes idle upstream connections.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the upstream response header block.
+	MaxHeaderBytes int
+}
+
+// unlimitedConns stands for "no cap" in fasthttp.HostClient.MaxConns,
+// which has no unlimited setting of its own.
+const unlimitedConns = 1 << 30
+
+// upstream is one backend's balancer state and connection pool.
+type upstream struct {
+	backend *balancer.Backend
+	hc      *fasthttp.HostClient
+}
+
+// Registry holds per-backend state keyed by address (host:port), so that
+// counters, health and pooled connections survive reloads that keep the
+// backend. It is safe for concurrent use; lookups happen in Compile,
+// never on the request path.
+type Registry struct {
+	opts UpstreamOptions
+	set  *balancer.Set
+
+	mu        sync.Mutex // guards upstreams
+	upstreams map[string]*upstream
+}
+
+// NewRegistry returns an empty Registry whose pools use o.
+func NewRegistry(o UpstreamOptions) *Registry {
+	return &Registry{opts: o, set: balancer.NewSet(), upstreams: make(map[string]*upstream)}
+}
+
+// Backends returns the balancer's per-address state set.
+func (r *Registry) Backends() *balancer.Set { return r.set }
+
+func (r *Registry) get(addr string) *upstream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u, ok := r.upstreams[addr]; ok {
+		return u
+	}
+	u := &upstream{backend: r.set.Get(addr), hc: r.newHostClient(addr)}
+	r.upstreams[addr] = u
+	return u
+}
+
+// Sweep closes the idle connections of, and forgets, every backend for
+// which keep returns false. Call it after the drain timeout of a reload.
+func (r *Registry) Sweep(keep func(addr string) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for addr, u := range r.upstreams {
+		if !keep(addr) {
+			u.hc.CloseIdleConnections()
+			delete(r.upstreams, addr)
+			n++
+		}
+	}
+	r.set.Sweep(keep)
+	return n
+}
+
+func (r *Registry) newHostClient(addr string) *fasthttp.HostClient {
+	o := r.opts
+	maxConns := o.MaxConns
+	if maxConns <= 0 {
+		maxConns = unlimitedConns
+	}
+	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &fasthttp.HostClient{
+		Addr:                          addr,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		MaxConns:                      maxConns,
+		MaxConnWaitTimeout:            o.WaitTimeout,
+		MaxIdleConnDuration:           o.IdleTimeout,
+		ReadTimeout:                   o.Timeout,
+		WriteTimeout:                  o.Timeout,
+		MaxResponseBodySize:           0,
+		ReadBufferSize:                o.MaxHeaderBytes,
+		MaxIdemponentCallAttempts:     1,
+		StreamResponseBody:            true,
+		Dial: func(a string) (net.Conn, error) {
+			return dialer.Dial("tcp", a)
+		},
+	}
+}

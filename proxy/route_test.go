@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/aralez-go/aralez/config"
+)
+
+// routeConfig builds a config whose every path entry names one server;
+// the route's Host+Prefix identifies it in assertions.
+func routeConfig(hosts map[string][]string) *config.Config {
+	cfg := &config.Config{}
+	names := make([]string, 0, len(hosts))
+	for h := range hosts {
+		names = append(names, h)
+	}
+	for _, h := range names {
+		host := config.Host{Name: h}
+		for _, p := range hosts[h] {
+			host.Paths = append(host.Paths, config.Path{Prefix: p, Servers: []config.Server{{Address: "127.0.0.1:9", Weight: 1}}})
+		}
+		cfg.Upstreams.Hosts = append(cfg.Upstreams.Hosts, host)
+	}
+	return cfg
+}
+
+func TestSnapshotMatch(t *testing.T) {
+	t.Parallel()
+	cfg := routeConfig(map[string][]string{
+		"example.com":   {"/", "/api", "/api/v2", "/static/"},
+		"*.example.com": {"/"},
+		"DEFAULT":       {"/", "/admin"},
+		"onlyapi.test":  {"/api"},
+	})
+	snap, err := Compile(cfg, NewRegistry(UpstreamOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, host, path, want string
+	}{
+		{name: "exact root", host: "example.com", path: "/", want: "example.com /"},
+		{name: "prefix itself", host: "example.com", path: "/api", want: "example.com /api"},
+		{name: "below prefix", host: "example.com", path: "/api/x", want: "example.com /api"},
+		{name: "segment boundary", host: "example.com", path: "/apix", want: "example.com /"},
+		{name: "longest prefix", host: "example.com", path: "/api/v2/users", want: "example.com /api/v2"},
+		{name: "v2x is not v2", host: "example.com", path: "/api/v2x", want: "example.com /api"},
+		{name: "dir prefix below", host: "example.com", path: "/static/a.css", want: "example.com /static/"},
+		{name: "dir prefix itself without slash", host: "example.com", path: "/static", want: "example.com /"},
+		{name: "wildcard one label", host: "www.example.com", path: "/x", want: "*.example.com /"},
+		{name: "wildcard not two labels", host: "a.b.example.com", path: "/x", want: "DEFAULT /"},
+		{name: "wildcard not apex", host: "example.org", path: "/admin/x", want: "DEFAULT /admin"},
+		{name: "default", host: "unknown.test", path: "/", want: "DEFAULT /"},
+		{name: "no host goes to default", host: "", path: "/admin", want: "DEFAULT /admin"},
+		{name: "no fallback without root", host: "onlyapi.test", path: "/other", want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := snap.Match([]byte(tt.host), []byte(tt.path))
+			got := ""
+			if r != nil {
+				got = r.Host + " " + r.Prefix
+			}
+			if got != tt.want {
+				t.Fatalf("Match(%q, %q) = %q; want %q", tt.host, tt.path, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSnapshotMatchNoDefault(t *testing.T) {
+	t.Parallel()
+	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), NewRegistry(UpstreamOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := snap.Match([]byte("b.test"), []byte("/")); r != nil {
+		t.Fatalf("Match(b.test) = %s %s; want nil", r.Host, r.Prefix)
+	}
+}
+
+func TestMergeHeaders(t *testing.T) {
+	t.Parallel()
+	global := []config.Header{{Name: "X-A", Value: "g"}, {Name: "X-B", Value: "g"}}
+	path := []config.Header{{Name: "x-a", Value: "p1"}, {Name: "X-A", Value: "p2"}}
+	ops := mergeHeaders(global, nil, path)
+	var got []string
+	for _, o := range ops {
+		mode := "set"
+		if o.add {
+			mode = "add"
+		}
+		got = append(got, mode+" "+string(o.name)+"="+string(o.value))
+	}
+	want := []string{"set X-B=g", "set x-a=p1", "add X-A=p2"}
+	if len(got) != len(want) {
+		t.Fatalf("mergeHeaders = %v; want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("mergeHeaders = %v; want %v", got, want)
+		}
+	}
+}
