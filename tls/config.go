@@ -118,22 +118,24 @@ func (g Grade) cipherSuites() []uint16 {
 	return slices.Clone(suitesMedium)
 }
 
-// DefaultNextProtos is the ALPN list ServerConfig offers when the caller
+// defaultNextProtos is the ALPN list ServerConfig offers when the caller
 // passes none: HTTP/2 first, then HTTP/1.1.
-var DefaultNextProtos = []string{"h2", "http/1.1"}
+var defaultNextProtos = []string{"h2", "http/1.1"}
 
 // ServerConfig returns a new server [tls.Config] that takes certificates
 // from s (GetCertificate, so reloads apply to new handshakes without a new
 // config) with the versions and cipher suites of grade g; an out-of-range
 // g acts as GradeMedium. nextProtos is the ALPN list in preference order;
-// nil or empty means DefaultNextProtos. The slice is copied.
+// nil or empty means ["h2", "http/1.1"]. The slice is copied. Every grade
+// lists TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, which
+// golang.org/x/net/http2.ConfigureServer requires.
 //
 // Every call returns a distinct value the caller may modify before use;
 // once handed to a listener it must not be modified. It is safe to call
 // concurrently.
 func (s *Store) ServerConfig(g Grade, nextProtos []string) *tls.Config {
 	if len(nextProtos) == 0 {
-		nextProtos = DefaultNextProtos
+		nextProtos = defaultNextProtos
 	}
 	return &tls.Config{
 		GetCertificate: s.GetCertificate,

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -314,4 +315,46 @@ func ExampleParseGrade() {
 	// high <nil>
 	// unsafe <nil>
 	// medium edgetls: unknown TLS grade "strong" (want high, medium or unsafe)
+}
+
+func TestServerConfigGrades(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, t.TempDir())
+	for _, tc := range []struct {
+		g       Grade
+		min     uint16
+		nSuites int
+	}{
+		{GradeHigh, tls.VersionTLS12, 6},
+		{GradeMedium, tls.VersionTLS12, 10},
+		{GradeUnsafe, tls.VersionTLS10, 19},
+		{Grade(200), tls.VersionTLS12, 10}, // out of range acts as medium
+	} {
+		cfg := s.ServerConfig(tc.g, nil)
+		if cfg.MinVersion != tc.min || len(cfg.CipherSuites) != tc.nSuites {
+			t.Errorf("ServerConfig(%v): MinVersion %s, %d suites; want %s, %d",
+				tc.g, tls.VersionName(cfg.MinVersion), len(cfg.CipherSuites), tls.VersionName(tc.min), tc.nSuites)
+		}
+		// golang.org/x/net/http2.ConfigureServer insists on this suite.
+		if !containsSuite(cfg.CipherSuites, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) {
+			t.Errorf("ServerConfig(%v) lacks TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", tc.g)
+		}
+		if cfg.GetCertificate == nil {
+			t.Errorf("ServerConfig(%v).GetCertificate = nil", tc.g)
+		}
+		cfg.CipherSuites[0] = 0 // must not corrupt the next config
+	}
+	if got := s.ServerConfig(GradeHigh, nil).CipherSuites[0]; got == 0 {
+		t.Errorf("ServerConfig shares its suite slice between calls")
+	}
+
+	// unsafe is every TLS 1.0-1.2 suite crypto/tls implements except RC4.
+	unsafe := s.ServerConfig(GradeUnsafe, nil).CipherSuites
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		tls12 := slices.Contains(cs.SupportedVersions, tls.VersionTLS12)
+		rc4 := strings.Contains(cs.Name, "RC4")
+		if got := containsSuite(unsafe, cs.ID); got != (tls12 && !rc4) {
+			t.Errorf("unsafe lists %s = %v; want %v", cs.Name, got, tls12 && !rc4)
+		}
+	}
 }

@@ -48,17 +48,38 @@
 // does not let us configure and which are all ECDHE + AEAD. The lists are
 // set explicitly, so GODEBUG settings do not change a grade.
 //
-//	grade   versions      TLS 1.0-1.2 suites
-//	high    1.2, 1.3      ECDHE_ECDSA/ECDHE_RSA _WITH_ AES_128_GCM_SHA256,
-//	                      AES_256_GCM_SHA384, CHACHA20_POLY1305_SHA256
-//	medium  1.2, 1.3      high's, plus ECDHE_ECDSA/ECDHE_RSA _WITH_
-//	(default)             AES_128_CBC_SHA, AES_256_CBC_SHA
-//	                      (= Go's default list)
-//	unsafe  1.0, 1.1,     medium's, plus ECDHE_ECDSA/ECDHE_RSA_WITH_AES_128_CBC_SHA256,
-//	        1.2, 1.3      RSA_WITH_AES_128_GCM_SHA256, RSA_WITH_AES_256_GCM_SHA384,
-//	                      RSA_WITH_AES_128_CBC_SHA, RSA_WITH_AES_256_CBC_SHA,
-//	                      RSA_WITH_AES_128_CBC_SHA256,
-//	                      ECDHE_RSA_WITH_3DES_EDE_CBC_SHA, RSA_WITH_3DES_EDE_CBC_SHA
+//	high      TLS 1.2 and 1.3. TLS 1.2 suites, ECDHE + AEAD only:
+//	            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+//	            TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+//	            TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+//	            TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+//	            TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+//	            TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+//
+//	medium    TLS 1.2 and 1.3 (the default). Go's default suite list:
+//	            the six of high, plus
+//	            TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA
+//	            TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA
+//	            TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA
+//	            TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA
+//
+//	unsafe    TLS 1.0, 1.1, 1.2 and 1.3, for legacy clients:
+//	            the ten of medium, plus
+//	            TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+//	            TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
+//	            TLS_RSA_WITH_AES_128_GCM_SHA256
+//	            TLS_RSA_WITH_AES_256_GCM_SHA384
+//	            TLS_RSA_WITH_AES_128_CBC_SHA
+//	            TLS_RSA_WITH_AES_256_CBC_SHA
+//	            TLS_RSA_WITH_AES_128_CBC_SHA256
+//	            TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA
+//	            TLS_RSA_WITH_3DES_EDE_CBC_SHA
+//
+// So a client limited to TLS 1.0/1.1, or offering only RSA key exchange,
+// CBC-SHA256 or 3DES suites, is refused by high and medium; a client
+// offering only ECDHE AES-CBC-SHA suites is refused by high alone. crypto/tls
+// picks the suite (server preference is not configurable since Go 1.17):
+// AES-GCM first on hardware with AES instructions, else ChaCha20-Poly1305.
 //
 // RC4 is never offered. The RSA key-exchange suites (RSA_WITH_*) need an
 // RSA certificate; serve one beside an ECDSA certificate for legacy

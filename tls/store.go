@@ -20,8 +20,11 @@ import (
 
 // File name extensions of a certificate pair in the store folder.
 const (
+	// CertExt ends the name of a pair's PEM certificate file (leaf first,
+	// then the chain).
 	CertExt = ".crt"
-	KeyExt  = ".key"
+	// KeyExt ends the name of a pair's PEM private key file.
+	KeyExt = ".key"
 )
 
 // maxPEMSize bounds how much of a .crt or .key file is read (bytes). A
