@@ -3,6 +3,10 @@ package proxy
 import (
 	"net/netip"
 	"strconv"
+
+	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/policy/auth"
+	"github.com/aralez-go/aralez/policy/ratelimit"
 )
 
 // Request is the front-end-neutral view of a client request that the
@@ -23,8 +27,23 @@ type Request struct {
 	Query []byte
 	// Client is the client address used by access lists and limits.
 	Client netip.Addr
+	// Peer is the TCP peer address (before trusted_proxies are applied).
+	Peer netip.Addr
 	// TLS reports whether the client connection is TLS.
 	TLS bool
+	// Authorization is the Authorization header value (nil if absent).
+	Authorization []byte
+	// APIKey is the x-api-key header value (nil if absent).
+	APIKey []byte
+	// Cookie is the raw Cookie header value (nil if absent).
+	Cookie []byte
+	// XForwardedFor is the client's X-Forwarded-For value; it is read
+	// only when Peer is a trusted proxy.
+	XForwardedFor []byte
+	// Proto is "HTTP/1.1", "HTTP/1.0" or "HTTP/2.0", for forward auth.
+	Proto []byte
+	// URI is the raw request target as received, for forward auth.
+	URI []byte
 }
 
 // Action is what the policy chain decided to do with a request.
@@ -51,6 +70,38 @@ type Decision struct {
 	// Location is the redirect target for ActRedirect; it is built in the
 	// Decision's own buffer and valid until the next Decide.
 	Location []byte
+	// Query is the query string to forward: the request's, minus
+	// parameters the proxy consumed (araleztoken). Valid until the next
+	// Decide.
+	Query []byte
+	// RetryAfter is the Retry-After value in seconds for a 429; 0 = none.
+	RetryAfter int
+	// WWWAuthenticate is the challenge to send with a 401; nil = none.
+	WWWAuthenticate []byte
+	// DropAuthorization removes the Authorization header before
+	// forwarding (consumed basic or jwt credentials).
+	DropAuthorization bool
+	// DropAPIKey removes the x-api-key header before forwarding.
+	DropAPIKey bool
+	// StripHeaders names request headers to remove before forwarding
+	// (forward auth's response header names, so clients cannot forge
+	// them).
+	StripHeaders []string
+	// AddHeaders are set on the upstream request after StripHeaders
+	// (forward auth's values on success).
+	AddHeaders []auth.HeaderValue
+	// Sticky is the backend a valid sticky cookie pins the request to;
+	// nil means balance normally.
+	Sticky *balancer.Backend
+	// SetSticky asks the front end to send a fresh sticky cookie for the
+	// backend that serves the request.
+	SetSticky bool
+	// LimitKey is the x4xx counter key when the route has an x4xx_limit;
+	// the front end calls (*Engine).Count4xx with it after a 4xx from
+	// the upstream.
+	LimitKey ratelimit.Key
+	// Count4xx reports whether LimitKey is in use.
+	Count4xx bool
 
 	buf []byte
 }
@@ -95,6 +146,7 @@ func (e *Engine) decide(s *Snapshot, r *Request, d *Decision) {
 		d.Action, d.Status = ActRespond, 503
 		return
 	}
+	d.Query = r.Query
 	d.Action = ActForward
 }
 
