@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/aralez-go/aralez/config"
+)
+
+// benchBody is the upstream's answer: 100 bytes, like the bench suite's
+// reference upstream.
+var benchBody = bytes.Repeat([]byte("x"), 100)
+
+// pathBench is a whole request path (parse, route, pick, header rewrite,
+// forward to an in-memory upstream, response rewrite) driven without a
+// client socket, so that allocations are the proxy's own.
+type pathBench struct {
+	e   *Engine
+	ctx fasthttp.RequestCtx
+	raw []byte
+	br  *bufio.Reader
+	rd  *bytes.Reader
+	up  *fasthttp.Server
+	ln  *fasthttputil.InmemoryListener
+}
+
+func newPathBench(tb testing.TB, cfg *config.Config, rawReq string, respBody []byte) *pathBench {
+	tb.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Content-Type", "application/json")
+		ctx.Response.SetBodyRaw(respBody)
+	}}
+	go up.Serve(ln) //nolint:errcheck
+	reg := NewRegistry(UpstreamOptions{})
+	e := NewEngine(reg, Options{})
+	snap, err := Compile(cfg, reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, u := range snap.upstreams {
+		u.hc.Dial = func(string) (net.Conn, error) { return ln.Dial() }
+	}
+	e.Swap(snap)
+	pb := &pathBench{e: e, raw: []byte(rawReq), up: up, ln: ln}
+	pb.rd = bytes.NewReader(pb.raw)
+	pb.br = bufio.NewReaderSize(pb.rd, 4096)
+	pb.ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
+	tb.Cleanup(func() { up.Shutdown(); ln.Close() })
+	return pb
+}
+
+// do runs one request through the proxy and returns the status.
+func (pb *pathBench) do(tb testing.TB) int {
+	pb.ctx.Request.Reset()
+	pb.ctx.Response.Reset()
+	pb.rd.Reset(pb.raw)
+	pb.br.Reset(pb.rd)
+	if err := pb.ctx.Request.Read(pb.br); err != nil {
+		tb.Fatal(err)
+	}
+	pb.e.ServeFastHTTP(&pb.ctx)
+	return pb.ctx.Response.StatusCode()
+}
+
+func benchConfig(nHosts int) *config.Config {
+	cfg := &config.Config{}
+	cfg.Upstreams.Policy.ServerHeaders = []config.Header{{Name: "X-Proxy-From", Value: "aralez"}}
+	cfg.Upstreams.Policy.ClientHeaders = []config.Header{{Name: "X-Served-Via", Value: "aralez"}}
+	for i := 0; i < nHosts; i++ {
+		h := oneRoute("h"+strconv.Itoa(i)+".bench.test", "/", "10.0.0.1:80", "10.0.0.2:80")
+		h.Paths = append(h.Paths, config.Path{Prefix: "/api", Servers: h.Paths[0].Servers})
+		cfg.Upstreams.Hosts = append(cfg.Upstreams.Hosts, h)
+	}
+	return cfg
+}
+
+const benchRequest = "GET /api/users?id=7 HTTP/1.1\r\nHost: h0.bench.test\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+
+// BenchmarkRequestPath measures the whole fasthttp request path with a
+// 100 B response; allocs/op must stay 0 (see TestRequestPathAllocs).
+func BenchmarkRequestPath(b *testing.B) {
+	pb := newPathBench(b, benchConfig(1), benchRequest, benchBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := pb.do(b); st != 200 {
+			b.Fatalf("status %d", st)
+		}
+	}
+}
+
+// BenchmarkRequestPathStreamed measures a 1 MiB response, above the
+// buffer threshold, relayed as a stream; its allocations are reported.
+func BenchmarkRequestPathStreamed(b *testing.B) {
+	pb := newPathBench(b, benchConfig(1), benchRequest, bytes.Repeat([]byte("y"), 1<<20))
+	b.ReportAllocs()
+	b.SetBytes(1 << 20)
+	var sink discardWriter
+	for b.Loop() {
+		if st := pb.do(b); st != 200 {
+			b.Fatalf("status %d", st)
+		}
+		// Relay the stream as the server would, then close it.
+		bw := bufio.NewWriterSize(&sink, 4096)
+		if err := pb.ctx.Response.Write(bw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type discardWriter struct{}
+
+func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkRouteLookup compares route lookup in a 1-host and a
+// 10,000-host snapshot (issue 7's goal: within 5%).
+func BenchmarkRouteLookup(b *testing.B) {
+	for _, n := range []int{1, 10000} {
+		snap, err := Compile(benchConfig(n), NewRegistry(UpstreamOptions{}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		host := []byte("h0.bench.test")
+		path := []byte("/api/users")
+		b.Run(strconv.Itoa(n)+"hosts", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if snap.Match(host, path) == nil {
+					b.Fatal("no route")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkNormalizePath measures path normalization of a typical path.
+func BenchmarkNormalizePath(b *testing.B) {
+	p := []byte("/api/v1/users/%7Ejohn/../jane/profile")
+	dst := make([]byte, 0, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		dst, _ = AppendNormalizedPath(dst[:0], p)
+	}
+}
