@@ -379,6 +379,8 @@ func (p *upParser) path(pt *Path, pe entry) {
 	if !ok {
 		return
 	}
+	// A target is servers or redirect_to; a bad one was reported already.
+	hasTarget := false
 	for _, e := range es {
 		if p.isNull(e.val) {
 			continue
@@ -388,12 +390,15 @@ func (p *upParser) path(pt *Path, pe entry) {
 		}
 		switch e.key {
 		case "servers":
+			n := len(p.errs)
 			pt.Servers = p.servers(e)
+			hasTarget = hasTarget || len(pt.Servers) > 0 || len(p.errs) > n
 		case "healthcheck":
 			if b, ok := p.boolean(e.val, e.path); ok {
 				pt.HealthCheck = &b
 			}
 		case "redirect_to":
+			hasTarget = true
 			if s, ok := p.str(e.val, e.path); ok {
 				if msg := checkHTTPURL(s); msg != "" {
 					p.errorf(e.val, e.path, "%s", msg)
@@ -439,7 +444,7 @@ func (p *upParser) path(pt *Path, pe entry) {
 			p.unknownKey(e, pathKeys)
 		}
 	}
-	if len(pt.Servers) == 0 && pt.RedirectTo == "" {
+	if !hasTarget {
 		p.errorf(pe.keyN, pe.path, "no servers: give at least one server or redirect_to")
 	}
 }

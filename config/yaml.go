@@ -27,6 +27,7 @@ type walker struct {
 	anchors map[string]ast.Node
 	visits  int
 	over    bool // maxNodeVisits reached; reported once
+	seenErr map[FieldError]bool
 }
 
 func newWalker(file string) *walker {
@@ -134,8 +135,18 @@ func (w *walker) errorf(n ast.Node, path, format string, args ...any) {
 	w.errorAt(w.pos(n), path, format, args...)
 }
 
+// errorAt records an error once: content under an anchor that is used
+// several times under the same path would otherwise repeat it.
 func (w *walker) errorAt(p Pos, path, format string, args ...any) {
-	w.errs = append(w.errs, &FieldError{Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)})
+	e := &FieldError{Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)}
+	if w.seenErr == nil {
+		w.seenErr = make(map[FieldError]bool)
+	}
+	if w.seenErr[*e] {
+		return
+	}
+	w.seenErr[*e] = true
+	w.errs = append(w.errs, e)
 }
 
 func (w *walker) warnf(n ast.Node, path, format string, args ...any) {
@@ -228,33 +239,30 @@ type entry struct {
 
 // entries returns the keys of the mapping n (already resolved). Merge keys
 // ("<<: *anchor") add the keys of the merged mappings that n does not set
-// itself. Duplicate keys are errors. null is an empty mapping.
+// itself; earlier merged mappings win over later ones. Duplicate keys are
+// errors. null is an empty mapping.
 func (w *walker) entries(n ast.Node, path string) ([]entry, bool) {
-	switch n.(type) {
+	switch m := n.(type) {
 	case nil, *ast.NullNode:
 		return nil, true
 	case *ast.MappingNode:
+		return w.mappingEntries(m, path, 0), true
 	default:
 		w.errorf(n, path, "want a mapping, got %s", kind(n))
 		return nil, false
 	}
-	var out []entry
-	seen := make(map[string]ast.Node)
-	var merged []entry
-	w.mappingEntries(n.(*ast.MappingNode), path, &out, &merged, seen, 0)
-	for _, e := range merged {
-		if _, ok := seen[e.key]; !ok {
-			seen[e.key] = e.keyN
-			out = append(out, e)
-		}
-	}
-	return out, true
 }
 
-func (w *walker) mappingEntries(m *ast.MappingNode, path string, out, merged *[]entry, seen map[string]ast.Node, depth int) {
+// mappingEntries returns the explicit keys of m followed by the merged
+// keys it does not set, each key once, so that nested merges cost no
+// more than the keys they name.
+func (w *walker) mappingEntries(m *ast.MappingNode, path string, depth int) []entry {
+	var out, merged []entry
+	seen := make(map[string]ast.Node, len(m.Values))
 	for _, mv := range m.Values {
+		w.visits++
 		if _, ok := mv.Key.(*ast.MergeKeyNode); ok {
-			w.merge(mv.Value, path, merged, depth)
+			merged = append(merged, w.merge(mv.Value, path, depth)...)
 			continue
 		}
 		kn := w.resolve(mv.Key, path)
@@ -277,30 +285,38 @@ func (w *walker) mappingEntries(m *ast.MappingNode, path string, out, merged *[]
 			continue
 		}
 		seen[key] = mv.Key
-		*out = append(*out, entry{key: key, keyN: mv.Key, val: mv.Value, path: p})
+		out = append(out, entry{key: key, keyN: mv.Key, val: mv.Value, path: p})
 	}
+	for _, e := range merged {
+		if _, ok := seen[e.key]; !ok {
+			seen[e.key] = e.keyN
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
-// merge adds the keys of "<<" values: a mapping or a list of mappings.
-func (w *walker) merge(v ast.Node, path string, merged *[]entry, depth int) {
+// merge returns the keys of a "<<" value: a mapping or a list of them.
+func (w *walker) merge(v ast.Node, path string, depth int) []entry {
 	if depth > 20 {
 		w.errorf(v, path, "merge keys nested too deeply")
-		return
+		return nil
 	}
 	n := w.resolve(v, path)
 	switch t := n.(type) {
 	case nil:
+		return nil
 	case *ast.MappingNode:
-		var sub, subMerged []entry
-		w.mappingEntries(t, path, &sub, &subMerged, make(map[string]ast.Node), depth+1)
-		*merged = append(*merged, sub...)
-		*merged = append(*merged, subMerged...)
+		return w.mappingEntries(t, path, depth+1)
 	case *ast.SequenceNode:
+		var out []entry
 		for _, x := range t.Values {
-			w.merge(x, path, merged, depth+1)
+			out = append(out, w.merge(x, path, depth+1)...)
 		}
+		return out
 	default:
 		w.errorf(v, path, "merge key <<: want a mapping or an alias of one, got %s", kind(n))
+		return nil
 	}
 }
 
@@ -384,15 +400,15 @@ func (w *walker) integer(v ast.Node, path string, lo, hi int64) (int64, bool) {
 		w.errorf(v, path, "want an integer, got %s", kind(n))
 		return 0, false
 	}
-	if x < lo || x > hi {
-		switch {
-		case hi == math.MaxInt64 && lo == 1:
-			w.errorf(v, path, "must be a positive integer, got %d", x)
-		case hi == math.MaxInt64:
-			w.errorf(v, path, "must be at least %d, got %d", lo, x)
-		default:
-			w.errorf(v, path, "must be between %d and %d, got %d", lo, hi, x)
-		}
+	switch {
+	case x < lo && lo == 1:
+		w.errorf(v, path, "must be a positive integer, got %d", x)
+		return 0, false
+	case x < lo:
+		w.errorf(v, path, "must be at least %d, got %d", lo, x)
+		return 0, false
+	case x > hi:
+		w.errorf(v, path, "must be at most %d, got %d", hi, x)
 		return 0, false
 	}
 	return x, true
