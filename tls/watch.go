@@ -21,6 +21,10 @@ const (
 	DefaultPollInterval = time.Second
 )
 
+// maxDebounceFactor bounds how many debounce periods a steady stream of
+// events may delay a reload.
+const maxDebounceFactor = 10
+
 // k8sDataLink is the symlink Kubernetes swaps atomically when a mounted
 // Secret changes; the NAME.crt links themselves do not change, so an
 // event on it must trigger a reload too.
@@ -37,7 +41,8 @@ const k8sDataLink = "..data"
 // exists Watch also polls every PollInterval. Events are filtered to
 // *.crt and *.key (and Kubernetes' ..data link) and debounced on the
 // trailing edge by Debounce, so a pair written as two files is read once,
-// complete. Watch reloads once at start to catch changes made since
+// complete; a steady stream of events delays a reload by at most ten
+// Debounce periods. Watch reloads once at start to catch changes made since
 // NewStore. Each reload logs one line with the pair count and duration;
 // skipped pairs are logged by Reload.
 //
@@ -75,11 +80,22 @@ func (s *Store) Watch(ctx context.Context) error {
 		}
 	}
 
+	// Debounce on the trailing edge, but never hold a reload back for
+	// more than maxDelay while events keep coming.
+	maxDelay := maxDebounceFactor * debounce
 	timer := time.NewTimer(debounce)
 	timer.Stop()
-	var fire <-chan time.Time
+	var (
+		fire         <-chan time.Time
+		pendingSince time.Time
+	)
 	schedule := func() {
-		timer.Reset(debounce)
+		now := time.Now()
+		if fire == nil {
+			pendingSince = now
+		}
+		delay := min(debounce, max(pendingSince.Add(maxDelay).Sub(now), 0))
+		timer.Reset(delay)
 		fire = timer.C
 	}
 	poll := time.NewTicker(pollEvery)
@@ -109,6 +125,9 @@ func (s *Store) Watch(ctx context.Context) error {
 				return errors.New("edgetls: file watcher stopped")
 			}
 			switch {
+			case ev.Name == parent && parentWatched && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)):
+				_ = w.Remove(parent)
+				parentWatched = false // the poll re-adds it once it exists
 			case ev.Name == dir:
 				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 					if dirWatched {

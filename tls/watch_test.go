@@ -10,8 +10,11 @@ import (
 )
 
 // startWatch runs s.Watch until the test ends and checks it returns nil.
-func startWatch(t *testing.T, s *Store) {
+// It returns once the watch is set up (Watch's first reload is logged),
+// so that later changes are seen through events.
+func startWatch(t *testing.T, s *Store, logs *logBuffer) {
 	t.Helper()
+	defer waitFor(t, "Watch to start", func() bool { return strings.Contains(logs.String(), "certificates reloaded") })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Watch(ctx) }()
@@ -40,9 +43,9 @@ func TestWatchAddChangeRemove(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writePair(t, dir, "a", certSpec{cn: "a", dns: []string{"a.test"}})
-	s, _ := newTestStore(t, dir)
+	s, logs := newTestStore(t, dir)
 	s.Debounce = DefaultDebounce // measure with the production setting
-	startWatch(t, s)
+	startWatch(t, s, logs)
 	addr := serveTLS(t, s.ServerConfig(GradeMedium, nil))
 
 	connA, err := dial(addr, "a.test", nil)
@@ -97,7 +100,7 @@ func TestWatchBrokenPairs(t *testing.T) {
 	writePair(t, dir, "a", certSpec{cn: "a", dns: []string{"a.test"}})
 	writePair(t, dir, "y", certSpec{cn: "y1", dns: []string{"y.test"}})
 	s, logs := newTestStore(t, dir)
-	startWatch(t, s)
+	startWatch(t, s, logs)
 	addr := serveTLS(t, s.ServerConfig(GradeMedium, nil))
 
 	// Half-written: the .crt lands first (plain write, not atomic).
@@ -162,7 +165,7 @@ func TestWatchFolderAppears(t *testing.T) {
 			root := t.TempDir()
 			dir := filepath.Join(root, tc.sub)
 			s, logs := newTestStore(t, dir)
-			startWatch(t, s)
+			startWatch(t, s, logs)
 			addr := serveTLS(t, s.ServerConfig(GradeMedium, nil))
 			if !strings.Contains(logs.String(), "NO TLS CERTIFICATES LOADED") {
 				t.Errorf("log = %q; want a loud warning", logs.String())
@@ -192,29 +195,85 @@ func TestWatchFolderAppears(t *testing.T) {
 
 func TestWatchFolderRecreated(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join(t.TempDir(), "certificates")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		// remove is the path deleted, relative to the test's temp dir: the
+		// certificate folder itself, or its parent too.
+		remove string
+	}{
+		{"folder", "configs/certificates"},
+		{"parent", "configs"},
 	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			dir := filepath.Join(root, "configs", "certificates")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writePair(t, dir, "a", certSpec{cn: "a", dns: []string{"a.test"}})
+			s, logs := newTestStore(t, dir)
+			startWatch(t, s, logs)
+			addr := serveTLS(t, s.ServerConfig(GradeMedium, nil))
+			if got, err := servedCN(addr, "a.test"); err != nil || got != "a" {
+				t.Fatalf("servedCN(a.test) = %q, %v; want a", got, err)
+			}
+			if err := os.RemoveAll(filepath.Join(root, tc.remove)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "handshakes to be refused after the folder is removed", refused(addr, "a.test"))
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writePair(t, dir, "b", certSpec{cn: "b", dns: []string{"b.test"}})
+			waitFor(t, "b.test to be served from the new folder", cnIs(addr, "b.test", "b"))
+			// The new folder is watched, not the deleted one.
+			writePair(t, dir, "c", certSpec{cn: "c", dns: []string{"c.test"}})
+			waitFor(t, "c.test to be served", cnIs(addr, "c.test", "c"))
+		})
+	}
+}
+
+// TestWatchSteadyEvents checks that a folder that never goes quiet still
+// reloads: the debounce is capped.
+func TestWatchSteadyEvents(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
 	writePair(t, dir, "a", certSpec{cn: "a", dns: []string{"a.test"}})
-	s, _ := newTestStore(t, dir)
-	startWatch(t, s)
+	s, logs := newTestStore(t, dir)
+	// A long quiet period that the stream below never leaves: only the
+	// cap (ten periods, 1.5 s) lets a reload through.
+	s.Debounce = 150 * time.Millisecond
+	startWatch(t, s, logs)
 	addr := serveTLS(t, s.ServerConfig(GradeMedium, nil))
-	if got, err := servedCN(addr, "a.test"); err != nil || got != "a" {
-		t.Fatalf("servedCN(a.test) = %q, %v; want a", got, err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
+
+	aCrt, err := os.ReadFile(filepath.Join(dir, "a.crt"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "handshakes to be refused after the folder is removed", refused(addr, "a.test"))
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	// Rewrite a.crt every 2 ms, well inside the debounce.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				// Same bytes: Write events, and a reload that races a
+				// write keeps the previous a.
+				_ = os.WriteFile(filepath.Join(dir, "a.crt"), aCrt, 0o600)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
 	writePair(t, dir, "b", certSpec{cn: "b", dns: []string{"b.test"}})
-	waitFor(t, "b.test to be served from the new folder", cnIs(addr, "b.test", "b"))
-	// The new folder is watched, not the deleted one.
-	writePair(t, dir, "c", certSpec{cn: "c", dns: []string{"c.test"}})
-	waitFor(t, "c.test to be served", cnIs(addr, "c.test", "c"))
+	waitFor(t, "b.test to be served despite the event stream", cnIs(addr, "b.test", "b"))
 }
 
 // TestWatchKubernetesSecret mimics how the kubelet updates a Secret
@@ -244,8 +303,8 @@ func TestWatchKubernetesSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, _ := newTestStore(t, dir)
-	startWatch(t, s)
+	s, logs := newTestStore(t, dir)
+	startWatch(t, s, logs)
 	addr := serveTLS(t, s.ServerConfig(GradeMedium, nil))
 	if got, err := servedCN(addr, "site.test"); err != nil || got != "v1" {
 		t.Fatalf("servedCN(site.test) = %q, %v; want v1", got, err)
