@@ -1,0 +1,256 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// authServer runs handler on 127.0.0.1 and records the last request's
+// method and headers.
+type authServer struct {
+	*httptest.Server
+	method atomic.Value // string
+	header atomic.Value // http.Header
+	conns  atomic.Int64 // connections accepted
+}
+
+func newAuthServer(t *testing.T, handler http.HandlerFunc) *authServer {
+	t.Helper()
+	s := &authServer{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.method.Store(r.Method)
+		s.header.Store(r.Header.Clone())
+		handler(w, r)
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func newForward(t *testing.T, url string, o ForwardOptions) *Forward {
+	t.Helper()
+	f, err := NewForward(url, o)
+	if err != nil {
+		t.Fatalf("NewForward(%q) = %v", url, err)
+	}
+	t.Cleanup(f.Close)
+	return f
+}
+
+var fwdReq = ForwardRequest{
+	Method:        "POST",
+	Proto:         "https",
+	Host:          "app.example.com",
+	URI:           "/private/page?x=1",
+	ClientAddr:    "203.0.113.7",
+	Authorization: "Bearer t0k3n",
+	Cookie:        "session=abc",
+}
+
+func TestForwardAllowWithHeaders(t *testing.T) {
+	t.Parallel()
+	s := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Remote-User", "alice")
+		w.Header().Add("Remote-Groups", "admins")
+		w.Header().Add("Remote-Groups", "dev")
+		w.Header().Set("X-Not-Listed", "no")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ok"))
+	})
+	f := newForward(t, s.URL+"/verify?rd=1", ForwardOptions{})
+	for i := range 3 {
+		req := fwdReq
+		got := f.Check(context.Background(), &req)
+		want := ForwardResult{Decision: Allow, Status: 200, Headers: []HeaderValue{
+			{"Remote-User", "alice"}, {"Remote-Groups", "admins"}, {"Remote-Groups", "dev"},
+		}}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("call %d: Check = %+v; want %+v", i, got, want)
+		}
+	}
+	if m := s.method.Load(); m != http.MethodGet {
+		t.Fatalf("auth service saw method %v; want GET", m)
+	}
+	h := s.header.Load().(http.Header)
+	for name, want := range map[string]string{
+		"X-Forwarded-Method": "POST",
+		"X-Forwarded-Proto":  "https",
+		"X-Forwarded-Host":   "app.example.com",
+		"X-Forwarded-Uri":    "/private/page?x=1",
+		"X-Forwarded-For":    "203.0.113.7",
+		"Authorization":      "Bearer t0k3n",
+		"Cookie":             "session=abc",
+	} {
+		if got := h.Get(name); got != want {
+			t.Errorf("auth service saw %s = %q; want %q", name, got, want)
+		}
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Errorf("auth service accepted %d connections for 3 calls; want 1 (pooled)", n)
+	}
+}
+
+func TestForwardHeadAndEmptyFields(t *testing.T) {
+	t.Parallel()
+	s := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Remote-User", "alice")
+		w.WriteHeader(http.StatusNoContent)
+	})
+	f := newForward(t, s.URL, ForwardOptions{ResponseHeaders: []string{}})
+	got := f.Check(context.Background(), &ForwardRequest{Method: "HEAD", URI: "/"})
+	if got.Decision != Allow || got.Status != 204 || got.Headers != nil {
+		t.Fatalf("Check = %+v; want allow, 204, no headers", got)
+	}
+	if m := s.method.Load(); m != http.MethodHead {
+		t.Fatalf("auth service saw method %v; want HEAD", m)
+	}
+	h := s.header.Load().(http.Header)
+	for _, name := range []string{"Authorization", "Cookie", "X-Forwarded-For"} {
+		if _, ok := h[name]; ok {
+			t.Errorf("auth service saw %s for an empty field; want none", name)
+		}
+	}
+}
+
+func TestForwardDecisions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    ForwardResult
+	}{
+		{
+			name: "302 to login",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "https://login.example.com/?rd=x", http.StatusFound)
+			},
+			want: ForwardResult{Decision: Redirect, Status: 302, Location: "https://login.example.com/?rd=x"},
+		},
+		{
+			name: "401 with challenge",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("WWW-Authenticate", `Basic realm="sso"`)
+				w.Header().Set("Remote-User", "mallory")
+				w.WriteHeader(http.StatusUnauthorized)
+			},
+			want: ForwardResult{Decision: Deny, Status: 401, WWWAuthenticate: `Basic realm="sso"`},
+		},
+		{
+			name:    "403",
+			handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) },
+			want:    ForwardResult{Decision: Deny, Status: 403},
+		},
+		{
+			name:    "500 fails closed",
+			handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) },
+			want:    ForwardResult{Decision: Unavailable, Status: 503},
+		},
+		{
+			name:    "404 fails closed",
+			handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) },
+			want:    ForwardResult{Decision: Unavailable, Status: 503},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newAuthServer(t, tt.handler)
+			f := newForward(t, s.URL, ForwardOptions{})
+			req := fwdReq
+			got := f.Check(context.Background(), &req)
+			if (got.Err != nil) != (tt.want.Decision == Unavailable) {
+				t.Fatalf("Check error = %v; want one only for unavailable", got.Err)
+			}
+			got.Err = nil
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("Check = %+v; want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestForwardDown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	f := newForward(t, "http://"+addr+"/auth", ForwardOptions{Timeout: 5 * time.Second})
+	req := fwdReq
+	got := f.Check(context.Background(), &req)
+	if got.Decision != Unavailable || got.Status != 503 || got.Err == nil {
+		t.Fatalf("Check(closed port) = %+v; want unavailable, 503, an error", got)
+	}
+}
+
+func TestForwardSlow(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	s := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		case <-time.After(30 * time.Second):
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	t.Cleanup(func() { close(release) }) // runs before s.Close
+	f := newForward(t, s.URL, ForwardOptions{Timeout: 100 * time.Millisecond})
+	start := time.Now()
+	req := fwdReq
+	got := f.Check(context.Background(), &req)
+	if got.Decision != Unavailable || got.Status != 503 || !errors.Is(got.Err, context.DeadlineExceeded) {
+		t.Fatalf("Check(slow) = %+v; want unavailable, 503, deadline exceeded", got)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Check(slow) took %v; want about the 100ms timeout", d)
+	}
+}
+
+func TestForwardCallerContext(t *testing.T) {
+	t.Parallel()
+	s := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	f := newForward(t, s.URL, ForwardOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := fwdReq
+	if got := f.Check(ctx, &req); got.Decision != Unavailable {
+		t.Fatalf("Check(cancelled context) = %+v; want unavailable", got)
+	}
+}
+
+func TestNewForwardErrors(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"", "auth.example.com/verify", "/verify", "ftp://auth.example.com/", "http://", "http://[::1"} {
+		if _, err := NewForward(u, ForwardOptions{}); !errors.Is(err, ErrForwardURL) {
+			t.Errorf("NewForward(%q) = %v; want ErrForwardURL", u, err)
+		}
+	}
+}
+
+func TestDecisionString(t *testing.T) {
+	t.Parallel()
+	var zero Decision
+	if zero != Unavailable {
+		t.Fatalf("zero Decision = %v; want unavailable (fail closed)", zero)
+	}
+	for d, want := range map[Decision]string{Allow: "allow", Redirect: "redirect", Deny: "deny", Unavailable: "unavailable", 9: "unknown"} {
+		if got := d.String(); got != want {
+			t.Errorf("Decision(%d).String() = %q; want %q", d, got, want)
+		}
+	}
+}
