@@ -1,0 +1,506 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// row is one target in one case, aggregated over the kept rounds.
+type row struct {
+	scen             int
+	caseID, target   string
+	kind             int
+	rounds           []int
+	rps              map[int]float64 // per round
+	eff              map[int]float64 // requests per proxy CPU-second, per round
+	p50, p99, p999   []float64
+	non2xx, errors   float64
+	errText          string
+	cpu, elapsed     []float64
+	hwm              []float64
+	busyP, busyL     []float64
+	othersP, othersL []float64
+	speedP, speedL   []float64
+	upConns          []float64
+	up1, up2, reqs   []float64
+	pinned           string
+	flagged, repeat  int
+	failed           []string
+}
+
+// aggregate groups samples into rows in the order they were first seen.
+func aggregate(samples []sample) []*row {
+	var rows []*row
+	idx := map[string]*row{}
+	for _, sm := range samples {
+		k := fmt.Sprintf("%d|%s|%s", sm.Scenario, sm.Case, sm.Target)
+		r := idx[k]
+		if r == nil {
+			r = &row{scen: sm.Scenario, caseID: sm.Case, target: sm.Target, kind: sm.Kind,
+				rps: map[int]float64{}, eff: map[int]float64{}}
+			idx[k] = r
+			rows = append(rows, r)
+		}
+		if !sm.Kept {
+			r.repeat++
+			continue
+		}
+		if sm.Failed != "" {
+			r.failed = append(r.failed, fmt.Sprintf("round %d: %s", sm.Round, sm.Failed))
+			continue
+		}
+		r.rounds = append(r.rounds, sm.Round)
+		r.rps[sm.Round] = sm.RPS
+		if sm.ProxyCPU > 0 {
+			r.eff[sm.Round] = sm.Requests / sm.ProxyCPU
+		}
+		r.p50 = append(r.p50, sm.P50us)
+		r.p99 = append(r.p99, sm.P99us)
+		r.p999 = append(r.p999, sm.P999us)
+		r.non2xx += sm.Non2xx
+		r.errors += sm.Errors
+		if sm.ErrText != "" && r.errText == "" {
+			r.errText = sm.ErrText
+		}
+		r.cpu = append(r.cpu, sm.ProxyCPU)
+		r.elapsed = append(r.elapsed, sm.Elapsed)
+		r.hwm = append(r.hwm, sm.HWMKiB)
+		r.busyP = append(r.busyP, sm.BusyP)
+		r.busyL = append(r.busyL, sm.BusyL)
+		r.othersP = append(r.othersP, sm.OthersP)
+		r.othersL = append(r.othersL, sm.OthersL)
+		r.speedP = append(r.speedP, sm.SpeedP)
+		r.speedL = append(r.speedL, sm.SpeedL)
+		r.upConns = append(r.upConns, sm.UpConns)
+		r.up1 = append(r.up1, sm.Up1)
+		r.up2 = append(r.up2, sm.Up2)
+		r.reqs = append(r.reqs, sm.Requests)
+		r.pinned = sm.Pinned
+		if sm.Why != "" {
+			r.flagged++
+		}
+	}
+	return rows
+}
+
+func values(m map[int]float64) []float64 {
+	out := make([]float64, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// ratioCell formats the median of per-round ratios, with "?" when they
+// spread more than warn % around it.
+func ratioCell(rs []float64, warn float64) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	m := median(rs)
+	q := ""
+	if sp := spread(rs); !math.IsNaN(sp) && 100*sp > warn {
+		q = "?"
+	}
+	return fmt.Sprintf("%.2fx%s", m, q)
+}
+
+func fmtK(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	if v >= 10000 {
+		return fmt.Sprintf("%.1fk", v/1000)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func ms(us []float64) string {
+	m := median(us)
+	if math.IsNaN(m) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", m/1000)
+}
+
+// bound names the side that ran out of CPU first, from medians: "proxy"
+// when the proxy used at least 90 % of its CPUs, "load CPU" when the load
+// CPUs were at least 90 % busy with our own work, "others" when they were
+// that busy only because of processes that are not ours (a noisy window).
+func (r *row) bound(threads int, noiseMax float64) string {
+	cpu, el := median(r.cpu), median(r.elapsed)
+	if r.kind != kindDirect && el > 0 && 100*cpu/el >= 90*float64(threads) {
+		return "proxy"
+	}
+	if median(r.busyL) >= 90 {
+		if median(r.othersL) > noiseMax {
+			return "others (noisy)"
+		}
+		return "load CPU"
+	}
+	if r.kind != kindDirect && median(r.busyP) >= 90 && median(r.othersP) > noiseMax {
+		return "others (noisy)"
+	}
+	return "neither"
+}
+
+// renderTables writes the per-scenario tables for rows of one scenario.
+// threads is the proxies' thread count (for the bound column).
+func renderTables(w *bytes.Buffer, rows []*row, threads int, warn, noiseMax float64) {
+	// Best peer and direct per case and round, for the ratio columns.
+	bestRPS, bestEff, direct := map[string]map[int]float64{}, map[string]map[int]float64{}, map[string]map[int]float64{}
+	peerRows := map[string][]*row{}
+	for _, r := range rows {
+		switch r.kind {
+		case kindPeer:
+			peerRows[r.caseID] = append(peerRows[r.caseID], r)
+		case kindDirect:
+			direct[r.caseID] = r.rps
+		}
+	}
+	for id, prs := range peerRows {
+		var rs, es []map[int]float64
+		for _, p := range prs {
+			rs = append(rs, p.rps)
+			es = append(es, p.eff)
+		}
+		bestRPS[id] = bestPerRound(rs...)
+		bestEff[id] = bestPerRound(es...)
+	}
+	fmt.Fprintln(w, "| case | target | req/s (median) | min–max | spread | p50 ms | p99 ms | p99.9 ms | non-2xx / errors | proxy CPU s (%) | req per proxy CPU-s | peak RSS MiB | bound | req/s vs best peer | req/s vs direct | req per CPU-s vs best peer |")
+	fmt.Fprintln(w, "|---|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|")
+	for _, r := range rows {
+		if len(r.rounds) == 0 {
+			fmt.Fprintf(w, "| %s | %s | **FAILED** | %s | | | | | | | | | | | | |\n", r.caseID, r.target, strings.Join(r.failed, "; "))
+			continue
+		}
+		rv := values(r.rps)
+		lo, hi := minMax(rv)
+		sp := spread(rv)
+		errCell := fmt.Sprintf("%.0f / %.0f", r.non2xx, r.errors)
+		if r.non2xx > 0 || r.errors > 0 {
+			errCell = fmt.Sprintf("**%.0f / %.0f !!!**", r.non2xx, r.errors)
+			if r.errText != "" {
+				errCell += " " + strings.ReplaceAll(r.errText, "|", "/")
+			}
+		}
+		if len(r.failed) > 0 {
+			errCell += " **failed windows: " + strings.ReplaceAll(strings.Join(r.failed, "; "), "|", "/") + "**"
+		}
+		cpu, eff, rss, vb, vd, ve := "-", "-", "-", "-", "-", "-"
+		if r.kind != kindDirect {
+			c, el := median(r.cpu), median(r.elapsed)
+			cpu = fmt.Sprintf("%.2f (%.0f%%)", c, 100*c/el)
+			if len(r.eff) > 0 {
+				eff = fmtK(median(values(r.eff)))
+			}
+			rss = fmt.Sprintf("%.1f", slices.Max(r.hwm)/1024)
+			vb = ratioCell(ratios(r.rps, bestRPS[r.caseID]), warn)
+			vd = ratioCell(ratios(r.rps, direct[r.caseID]), warn)
+			ve = ratioCell(ratios(r.eff, bestEff[r.caseID]), warn)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s–%s | %.0f%% | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.caseID, r.target, median(rv), fmtK(lo), fmtK(hi), 100*sp, ms(r.p50), ms(r.p99), ms(r.p999), errCell,
+			cpu, eff, rss, r.bound(threads, noiseMax), vb, vd, ve)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "<details><summary>fairness checks</summary>")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| case | target | proxy CPUs busy % | others % | speed % | load CPUs busy % | others % | speed % | new upstream conns | forwarded / answered | up1 : up2 | pinned to | flagged | repeats |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+	best := 0.0
+	for _, r := range rows {
+		for _, v := range append(slices.Clone(r.speedP), r.speedL...) {
+			best = max(best, v)
+		}
+	}
+	pct := func(xs []float64) string {
+		m := median(xs)
+		if best <= 0 || math.IsNaN(m) || m == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", 100*m/best)
+	}
+	for _, r := range rows {
+		if len(r.rounds) == 0 {
+			continue
+		}
+		u1, u2, rq := median(r.up1), median(r.up2), median(r.reqs)
+		fwd, split := "-", "-"
+		if u1+u2 > 0 && rq > 0 {
+			fwd = fmt.Sprintf("%.3f", (u1+u2)/rq)
+			split = fmt.Sprintf("%.0f : %.0f", 100*u1/(u1+u2), 100*u2/(u1+u2))
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %.0f | %s | %s | %s | %d | %d |\n",
+			r.caseID, r.target, median(r.busyP), median(r.othersP), pct(r.speedP), median(r.busyL), median(r.othersL), pct(r.speedL),
+			median(r.upConns), fwd, split, r.pinned, r.flagged, r.repeat)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "</details>")
+	fmt.Fprintln(w)
+}
+
+// goal is one performance goal of issue 7 and how to judge it from rows.
+type goal struct {
+	text  string
+	judge func(rows []*row, warn float64) string
+}
+
+// effVs returns the median per-round ratio of aralez's requests per CPU
+// second to peer's in case id.
+func effVs(rows []*row, id, peer string) ([]float64, bool) {
+	var ours, them *row
+	for _, r := range rows {
+		if r.caseID != id {
+			continue
+		}
+		switch r.target {
+		case "aralez":
+			ours = r
+		case peer:
+			them = r
+		}
+	}
+	if ours == nil || them == nil || len(ours.eff) == 0 || len(them.eff) == 0 {
+		return nil, false
+	}
+	return ratios(ours.eff, them.eff), true
+}
+
+func judgeEff(id, peer string, want float64) func([]*row, float64) string {
+	return func(rows []*row, warn float64) string {
+		rs, ok := effVs(rows, id, peer)
+		if !ok {
+			return "not measured in this run"
+		}
+		m := median(rs)
+		verdict := "**not met**"
+		if m >= want {
+			verdict = "met"
+		}
+		return fmt.Sprintf("%s: %s (aralez / %s = %s)", verdict, id, peer, ratioCell(rs, warn))
+	}
+}
+
+var goals = []goal{
+	{"HTTP/1.1 keep-alive 100 B: requests per proxy CPU-second ≥ 1.25× nginx", judgeEff("h1 100B c50", "nginx", 1.25)},
+	{"HTTP/1.1 keep-alive 100 B: requests per proxy CPU-second ≥ 1.25× HAProxy", judgeEff("h1 100B c50", "haproxy", 1.25)},
+	{"HTTP/1.1 keep-alive 100 B: p99 no worse than nginx's", func(rows []*row, warn float64) string {
+		var ours, ng *row
+		for _, r := range rows {
+			if r.caseID == "h1 100B c50" && r.target == "aralez" {
+				ours = r
+			}
+			if r.caseID == "h1 100B c50" && r.target == "nginx" {
+				ng = r
+			}
+		}
+		if ours == nil || ng == nil || len(ours.p99) == 0 || len(ng.p99) == 0 {
+			return "not measured in this run"
+		}
+		a, b := median(ours.p99), median(ng.p99)
+		if a <= b {
+			return fmt.Sprintf("met: p99 %.2f ms vs nginx %.2f ms", a/1000, b/1000)
+		}
+		return fmt.Sprintf("**not met**: p99 %.2f ms vs nginx %.2f ms", a/1000, b/1000)
+	}},
+	{"Connection per request: ≥ nginx per CPU-second", judgeEff("h1 close c50", "nginx", 1)},
+	{"TLS h2: ≥ Caddy per CPU-second", judgeEff("TLS h2 c50x10", "caddy", 1)},
+	{"TLS h2: ≥ 0.8× nginx per CPU-second", judgeEff("TLS h2 c50x10", "nginx", 0.8)},
+}
+
+// report renders the whole run as markdown.
+func (s *suite) report(loadWall time.Duration) string {
+	var w bytes.Buffer
+	now := time.Now().UTC()
+	mode := "full"
+	if s.o.quick {
+		mode = "QUICK"
+	}
+	fmt.Fprintf(&w, "### Run %s (%s)\n\n", now.Format("2006-01-02 15:04 UTC"), mode)
+	if s.o.note != "" {
+		fmt.Fprintf(&w, "> **Note:** %s\n\n", s.o.note)
+	}
+	for _, l := range s.machine {
+		fmt.Fprintf(&w, "- %s\n", l)
+	}
+	fmt.Fprintf(&w, "- settings: scenarios %v, rounds %d, warm-up %v, window %v, proxy CPUs %s, load CPUs %s, %d thread(s) per proxy, noise max %.0f%%, speed min %.0f%%, repeats used %d of %d\n",
+		s.o.scenarios, s.o.rounds, s.o.warmup, s.o.duration, cpuList(s.o.proxyCPUs), cpuList(s.o.loadCPUs), s.o.threads,
+		s.o.noiseMax, s.o.speedMin, s.retries, s.o.maxRetries)
+	fmt.Fprintf(&w, "- command: `%s`\n", strings.Join(append([]string{"aralez-bench"}, os.Args[1:]...), " ")+envSummary())
+	fmt.Fprintf(&w, "- wall time of the load part: %.0f s\n\n", loadWall.Seconds())
+	fmt.Fprintln(&w, "```")
+	for _, v := range s.versions {
+		fmt.Fprintln(&w, v)
+	}
+	fmt.Fprintln(&w, "```")
+	fmt.Fprintln(&w)
+	for _, n := range s.notes {
+		fmt.Fprintf(&w, "**%s**\n\n", n)
+	}
+	rows := aggregate(s.samples)
+	for _, sc := range s.o.scenarios {
+		fmt.Fprintf(&w, "#### Scenario %d: %s\n\n", sc, scenarioTitles[sc])
+		if sc == 8 {
+			fmt.Fprintln(&w, "Peers run their plain scenario-1 config here (open-source nginx has no JWT check); only aralez has rate limit and JWT on.")
+			fmt.Fprintln(&w)
+		}
+		if sc == 7 {
+			fmt.Fprintf(&w, "Every proxy has %d hosts in its config; wrk sends requests round robin over all of them. Route lookup cost is judged by the Go benchmark, not here.\n\n", numHosts)
+		}
+		for _, l := range s.skips[sc] {
+			fmt.Fprintf(&w, "- **%s**\n", l)
+		}
+		if len(s.skips[sc]) > 0 {
+			fmt.Fprintln(&w)
+		}
+		var rs []*row
+		for _, r := range rows {
+			if r.scen == sc {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) == 0 {
+			fmt.Fprintln(&w, "**No row: nothing in this scenario could run.**")
+			fmt.Fprintln(&w)
+			continue
+		}
+		renderTables(&w, rs, s.o.threads, s.o.spreadWarn, s.o.noiseMax)
+	}
+	fmt.Fprintln(&w, "#### Goals of issue 7 (this run)")
+	fmt.Fprintln(&w)
+	for _, g := range goals {
+		fmt.Fprintf(&w, "- %s — %s\n", g.text, g.judge(rows, s.o.spreadWarn))
+	}
+	fmt.Fprintln(&w, "- Route lookup with 10,000 hosts within 5 % of 1 host; reload < 200 ms; RSS with 10,000 idle connections ≤ 2× nginx — judged by Go benchmarks and separate tests, not by this run")
+	fmt.Fprintln(&w)
+	if s.o.goBench {
+		s.renderGoBench(&w)
+	}
+	fmt.Fprintln(&w, "<details><summary>exact commands</summary>")
+	fmt.Fprintln(&w)
+	fmt.Fprintln(&w, "```")
+	keys := make([]string, 0, len(s.commands))
+	for k := range s.commands {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&w, "# %s\n", k)
+		for _, c := range s.commands[k] {
+			fmt.Fprintln(&w, strings.ReplaceAll(c, s.o.outDir, "$OUT"))
+		}
+	}
+	fmt.Fprintln(&w, "```")
+	fmt.Fprintln(&w)
+	fmt.Fprintf(&w, "`$OUT` = `%s` (configs, logs, raw.jsonl).\n\n", relTo(s.o.root, s.o.outDir))
+	fmt.Fprintln(&w, "</details>")
+	fmt.Fprintln(&w)
+	return w.String()
+}
+
+func relTo(root, p string) string {
+	if r, err := filepath.Rel(root, p); err == nil {
+		return r
+	}
+	return p
+}
+
+// envSummary lists the bench environment variables that were set.
+func envSummary() string {
+	var parts []string
+	for _, k := range []string{"QUICK", "SCENARIOS", "ROUNDS", "WARMUP", "DURATION", "PROXY_CPUS", "LOAD_CPUS", "THREADS", "TARGETS", "GOBENCH"} {
+		if v := os.Getenv(k); v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " with " + strings.Join(parts, " ")
+}
+
+// runGoBench runs the Go micro-benchmarks of the whole module.
+func (s *suite) runGoBench() {
+	argv := []string{"go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", s.o.goBenchTime, "./..."}
+	s.goCmd = strings.Join(argv, " ")
+	s.say("running %s", s.goCmd)
+	cmd := exec.CommandContext(s.ctx, argv[0], argv[1:]...)
+	cmd.Dir = s.o.root
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	timer := time.AfterFunc(8*time.Minute, func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	err := cmd.Run()
+	timer.Stop()
+	_ = os.WriteFile(filepath.Join(s.o.outDir, "logs", "gobench.txt"), buf.Bytes(), 0o644)
+	s.goBench, s.goFailed = parseGoBench(buf.Bytes())
+	if err != nil {
+		s.goErr = err.Error()
+	}
+}
+
+func (s *suite) renderGoBench(w *bytes.Buffer) {
+	fmt.Fprintf(w, "#### Go micro-benchmarks (`%s`)\n\n", s.goCmd)
+	renderGoBenchTable(w, s.goBench, s.goFailed)
+	if s.goErr != "" {
+		fmt.Fprintf(w, "**go test ended with: %s** (output: logs/gobench.txt)\n\n", s.goErr)
+	}
+}
+
+func renderGoBenchTable(w *bytes.Buffer, bs []goBench, failed []string) {
+	if len(bs) == 0 {
+		fmt.Fprintln(w, "No benchmark in the module yet.")
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "| package | benchmark | ns/op | B/op | allocs/op |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|")
+		for _, b := range bs {
+			bo, ao := "-", "-"
+			if b.BytesPerOp >= 0 {
+				bo = fmt.Sprintf("%.0f", b.BytesPerOp)
+			}
+			if b.AllocsPerOp >= 0 {
+				ao = fmt.Sprintf("%.0f", b.AllocsPerOp)
+			}
+			fmt.Fprintf(w, "| %s | %s | %.1f | %s | %s |\n", strings.TrimPrefix(b.Pkg, "github.com/aralez-go/aralez/"), b.Name, b.NsPerOp, bo, ao)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, f := range failed {
+		fmt.Fprintf(w, "- **FAILED: %s**\n", f)
+	}
+	if len(failed) > 0 {
+		fmt.Fprintln(w)
+	}
+}
+
+// appendResults appends report to the results file, creating it with a
+// header when missing.
+func appendResults(path, report string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(path, []byte("# Bench results\n\nSee bench/README.md for how to read these tables.\n\n## Runs\n\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString("\n" + report); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Fixed loopback layout. Nothing the suite starts or sends leaves
+// 127.0.0.1; these ports stay clear of the unit tests' (which pick ports
+// at random) and of the reference harness in ../shared/bench-ref.
+const (
+	up1Addr, up2Addr       = "127.0.0.1:19001", "127.0.0.1:19002"
+	up1Stats, up2Stats     = "127.0.0.1:19101", "127.0.0.1:19102"
+	helperAddr, helperGRPC = "127.0.0.1:19011", "127.0.0.1:19012"
+)
+
+// Target kinds.
+const (
+	kindDirect = iota // the reference upstream itself: the load side's ceiling
+	kindPeer          // nginx, HAProxy, Caddy
+	kindOurs          // bin/aralez
+)
+
+// targetSpec is a target's fixed addresses.
+type targetSpec struct {
+	name            string
+	kind            int
+	http, tls, h2c  string
+	templateMain    string // peers.* template for its main config
+	templateUpExtra string // second file (aralez upstreams), or ""
+}
+
+var allTargets = []targetSpec{
+	{name: "direct", kind: kindDirect},
+	{name: "nginx", kind: kindPeer, http: "127.0.0.1:18081", tls: "127.0.0.1:18441", h2c: "127.0.0.1:18091"},
+	{name: "haproxy", kind: kindPeer, http: "127.0.0.1:18082", tls: "127.0.0.1:18442", h2c: "127.0.0.1:18092"},
+	{name: "caddy", kind: kindPeer, http: "127.0.0.1:18083", tls: "127.0.0.1:18443", h2c: "127.0.0.1:18093"},
+	// aralez has no separate h2c listener in its config: h2c (prior
+	// knowledge) is expected on the plain HTTP listener.
+	{name: "aralez", kind: kindOurs, http: "127.0.0.1:18084", tls: "127.0.0.1:18444", h2c: "127.0.0.1:18084"},
+}
+
+// Config sets: proxies are started once per set and stay up for all its
+// cases and rounds.
+const (
+	setBase     = "base"     // scenarios 1-6
+	setHosts    = "hosts"    // scenario 7: 10,000 hosts in the config
+	setFeatures = "features" // scenario 8: rate limit and JWT on (ours)
+)
+
+// tcase is one measured cell: a load generator run with fixed settings
+// against every target that supports it.
+type tcase struct {
+	scen    int
+	set     string
+	id      string // short label, e.g. "h1 100B c50"
+	tool    string // wrk, h2load, grpc, ws
+	scheme  string // http, https, h2c
+	path    string
+	conns   int
+	streams int      // h2load -m
+	headers []string // extra request headers, "Name: value"
+	script  string   // wrk Lua prepended to the report script
+	host    string   // Host header of the sanity request ("" = default)
+	direct  string   // address of the direct row, "" = no direct row
+	feature string   // what an "ours" skip message names
+	method  string   // sanity request method, "" = GET
+}
+
+const uploadScript = `
+wrk.method = "POST"
+wrk.body = string.rep("x", 1048576)
+wrk.headers["Content-Type"] = "application/octet-stream"
+`
+
+// hostsScript spreads requests round robin over n Host values.
+func hostsScript(n int) string {
+	return fmt.Sprintf(`
+local hosts = {}
+local n = %d
+local i = 0
+init = function(args)
+  for k = 1, n do
+    hosts[k] = wrk.format("GET", "/", {["Host"] = string.format("h%%05d.bench.test", k)})
+  end
+end
+request = function()
+  i = i %% n + 1
+  return hosts[i]
+end
+`, n)
+}
+
+// hostName returns the i-th (1-based) host of the many-routes scenario.
+func hostName(i int) string { return fmt.Sprintf("h%05d.bench.test", i) }
+
+const numHosts = 10000
+
+// scenarioTitles names each scenario in the report.
+var scenarioTitles = map[int]string{
+	1: "HTTP/1.1 keep-alive, 100 B body",
+	2: "HTTP/1.1, new connection per request (Connection: close)",
+	3: "Large bodies: 64 KiB down, 1 MiB up",
+	4: "TLS: HTTP/1.1 (wrk) and h2 (h2load)",
+	5: "h2c and gRPC unary",
+	6: "WebSocket echo",
+	7: "Many routes: 10,000 hosts in the config",
+	8: "Rate limit and JWT auth enabled, never triggered",
+}
+
+// buildCases returns the cases of the chosen scenarios in run order.
+// jwtToken is sent as a bearer token in scenario 8.
+func buildCases(scens []int, jwtToken string) []tcase {
+	var out []tcase
+	has := func(n int) bool {
+		for _, s := range scens {
+			if s == n {
+				return true
+			}
+		}
+		return false
+	}
+	if has(1) {
+		out = append(out,
+			tcase{scen: 1, set: setBase, id: "h1 100B c50", tool: "wrk", scheme: "http", path: "/", conns: 50, direct: up1Addr},
+			tcase{scen: 1, set: setBase, id: "h1 100B c256", tool: "wrk", scheme: "http", path: "/", conns: 256, direct: up1Addr})
+	}
+	if has(2) {
+		out = append(out, tcase{scen: 2, set: setBase, id: "h1 close c50", tool: "wrk", scheme: "http", path: "/", conns: 50,
+			headers: []string{"Connection: close"}, direct: up1Addr})
+	}
+	if has(3) {
+		out = append(out,
+			tcase{scen: 3, set: setBase, id: "64KiB down c50", tool: "wrk", scheme: "http", path: "/64k", conns: 50, direct: up1Addr},
+			tcase{scen: 3, set: setBase, id: "1MiB up c16", tool: "wrk", scheme: "http", path: "/upload", conns: 16,
+				script: uploadScript, direct: helperAddr, method: "POST", feature: "request body streaming on /upload"})
+	}
+	if has(4) {
+		out = append(out,
+			tcase{scen: 4, set: setBase, id: "TLS h1 c50", tool: "wrk", scheme: "https", path: "/", conns: 50, feature: "TLS listener"},
+			tcase{scen: 4, set: setBase, id: "TLS h2 c50x10", tool: "h2load", scheme: "https", path: "/", conns: 50, streams: 10, feature: "TLS listener with h2"})
+	}
+	if has(5) {
+		out = append(out,
+			tcase{scen: 5, set: setBase, id: "h2c c50x10", tool: "h2load", scheme: "h2c", path: "/", conns: 50, streams: 10,
+				direct: helperAddr, feature: "h2c (prior knowledge) on the HTTP listener"},
+			tcase{scen: 5, set: setBase, id: "gRPC unary c50", tool: "grpc", scheme: "h2c", path: "/bench.Echo/Unary", conns: 50,
+				direct: helperGRPC, feature: "gRPC proxying over h2c"})
+	}
+	if has(6) {
+		out = append(out, tcase{scen: 6, set: setBase, id: "WebSocket echo c50", tool: "ws", scheme: "http", path: "/ws", conns: 50,
+			direct: helperAddr, feature: "WebSocket upgrade"})
+	}
+	if has(7) {
+		out = append(out, tcase{scen: 7, set: setHosts, id: "h1 10k hosts c50", tool: "wrk", scheme: "http", path: "/", conns: 50,
+			script: hostsScript(numHosts), host: hostName(numHosts / 2), feature: "10,000 host entries"})
+	}
+	if has(8) {
+		out = append(out, tcase{scen: 8, set: setFeatures, id: "h1 ratelimit+JWT c50", tool: "wrk", scheme: "http", path: "/", conns: 50,
+			headers: []string{"Authorization: Bearer " + jwtToken}, feature: "rate_limit and JWT authorization"})
+	}
+	return out
+}
+
+// parseScenarios parses "1,4" or "1-3,8"; empty means all.
+func parseScenarios(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return []int{1, 2, 3, 4, 5, 6, 7, 8}, nil
+	}
+	list, err := parseCPUList(s)
+	if err != nil {
+		return nil, fmt.Errorf("scenarios %q: %w", s, err)
+	}
+	for _, n := range list {
+		if _, ok := scenarioTitles[n]; !ok {
+			return nil, fmt.Errorf("scenarios %q: no scenario %d (1-8)", s, n)
+		}
+	}
+	return list, nil
+}
