@@ -8,7 +8,6 @@ import (
 	"net/http/httputil"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -30,15 +29,9 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	if err != nil {
 		return err
 	}
+	// Deadlines: the connection sets one per Read and Write (timeoutConn).
 	conn := cc.Conn()
 	reused := !cc.LastUseTime().IsZero()
-	now := time.Now()
-	if hc.WriteTimeout > 0 {
-		_ = conn.SetWriteDeadline(now.Add(hc.WriteTimeout))
-	}
-	if hc.ReadTimeout > 0 {
-		_ = conn.SetReadDeadline(now.Add(hc.ReadTimeout))
-	}
 	bw := hc.AcquireWriter(conn)
 	err = req.Write(bw)
 	if err == nil {

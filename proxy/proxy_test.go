@@ -72,7 +72,7 @@ func startProxy(t *testing.T, cfg *config.Config, o Options, uo UpstreamOptions)
 		t.Fatal(err)
 	}
 	e.Swap(snap)
-	srv := NewFastServer(e, ServerOptions{ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
+	srv := NewFastServer(e, ServerOptions{ReadTimeout: 120 * time.Second, WriteTimeout: 120 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

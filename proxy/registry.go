@@ -104,14 +104,39 @@ func (r *Registry) newHostClient(addr string) *fasthttp.HostClient {
 		MaxConns:                      maxConns,
 		MaxConnWaitTimeout:            o.WaitTimeout,
 		MaxIdleConnDuration:           o.IdleTimeout,
-		ReadTimeout:                   o.Timeout,
-		WriteTimeout:                  o.Timeout,
 		MaxResponseBodySize:           0,
 		ReadBufferSize:                o.MaxHeaderBytes,
 		MaxIdemponentCallAttempts:     1,
 		StreamResponseBody:            true,
 		Dial: func(a string) (net.Conn, error) {
-			return dialer.Dial("tcp", a)
+			c, err := dialer.Dial("tcp", a)
+			if err != nil || o.Timeout <= 0 {
+				return c, err
+			}
+			return &timeoutConn{Conn: c, timeout: o.Timeout}, nil
 		},
 	}
+}
+
+// timeoutConn gives every Read and Write on an upstream connection its own
+// deadline of timeout from the call: an idle timeout between successive
+// operations (like nginx's proxy_read_timeout), so that a large body that
+// keeps flowing is never cut by a deadline set when the request started.
+type timeoutConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *timeoutConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *timeoutConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
