@@ -127,8 +127,9 @@ func detect(ctx context.Context, addr, serverName string, timeout time.Duration)
 		return ProtoTLS | ProtoHTTP1, pc, nil
 	}
 	pc.Close()
-	var alert tls.AlertError
-	if errors.As(err, &alert) {
+	// crypto/tls reports an alert received from the peer as a
+	// *net.OpError with Op "remote error".
+	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" {
 		return ProtoUnknown, nil, fmt.Errorf("tls handshake: %w", err)
 	}
 	if ctx.Err() != nil {
@@ -229,14 +230,71 @@ func probeHTTP1(pc *probeConn, r probeRequest) (int, error) {
 		return 0, fmt.Errorf("writing request: %w", err)
 	}
 	if pc.br == nil {
-		pc.br = bufio.NewReader(pc.conn)
+		pc.br = bufio.NewReaderSize(pc.conn, 1024)
 	}
-	resp, err := http.ReadResponse(pc.br, &http.Request{Method: r.method})
+	for {
+		st, err := readStatus(pc.br)
+		if err != nil {
+			return 0, fmt.Errorf("reading response: %w", err)
+		}
+		if st >= 200 || st == http.StatusSwitchingProtocols {
+			return st, nil
+		}
+		// 1xx: its header block ends with an empty line; the final
+		// response follows (RFC 9110 section 15.2).
+		if err := skipHeaders(pc.br); err != nil {
+			return 0, fmt.Errorf("reading response: %w", err)
+		}
+	}
+}
+
+// errMalformed is returned for a reply that is not an HTTP/1 response.
+var errMalformed = errors.New("malformed HTTP/1 status line")
+
+// readStatus reads an HTTP/1 status line ("HTTP/1.1 200 OK") and returns
+// its code. Only the status matters to a probe: headers and body are
+// not read.
+func readStatus(br *bufio.Reader) (int, error) {
+	line, err := br.ReadSlice('\n')
 	if err != nil {
-		return 0, fmt.Errorf("reading response: %w", err)
+		return 0, err
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	// "HTTP/1.x NNN" at least.
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return 0, errMalformed
+	}
+	code := line[9:12]
+	st := 0
+	for _, c := range code {
+		if c < '0' || c > '9' {
+			return 0, errMalformed
+		}
+		st = st*10 + int(c-'0')
+	}
+	if st < 100 || len(line) > 12 && line[12] != ' ' && line[12] != '\r' && line[12] != '\n' {
+		return 0, errMalformed
+	}
+	return st, nil
+}
+
+// skipHeaders reads up to and including the empty line that ends a
+// header block.
+func skipHeaders(br *bufio.Reader) error {
+	cont := false // the slice continues a line longer than the buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			cont = true
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !cont && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
+			return nil
+		}
+		cont = false
+	}
 }
 
 // probeH2 sends one HTTP/2 request on stream 1 of pc and returns the
@@ -320,32 +378,29 @@ func probeOn(pc *probeConn, p Proto, r probeRequest) (int, error) {
 }
 
 // dialProto opens a connection for protocol p: plain TCP, or TLS with
-// ALPN set to what p says the backend negotiates.
-func dialProto(ctx context.Context, addr, serverName string, p Proto) (*probeConn, error) {
+// ALPN "h2" and "http/1.1". For TLS it returns the protocol the
+// handshake negotiated, which may differ from p: ALPN is detection for
+// free on every probe.
+func dialProto(ctx context.Context, addr, serverName string, p Proto) (*probeConn, Proto, error) {
 	pc, err := dial(ctx, addr)
 	if err != nil {
-		return nil, err
+		return nil, p, err
 	}
 	if p&ProtoTLS == 0 {
-		return pc, nil
-	}
-	alpn := []string{"http/1.1"}
-	if p&ProtoH2 != 0 {
-		alpn = []string{"h2"}
+		return pc, p, nil
 	}
 	tc := tls.Client(pc.conn, &tls.Config{
 		ServerName:         serverName,
-		NextProtos:         alpn,
+		NextProtos:         []string{"h2", "http/1.1"},
 		InsecureSkipVerify: true, // Verified separately when asked, see verifyPeer.
 	})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		pc.Close()
-		return nil, fmt.Errorf("tls handshake: %w", err)
-	}
-	if p&ProtoH2 != 0 && tc.ConnectionState().NegotiatedProtocol != "h2" {
-		pc.Close()
-		return nil, errors.New("tls handshake: h2 no longer negotiated")
+		return nil, p, fmt.Errorf("tls handshake: %w", err)
 	}
 	pc.conn = tc
-	return pc, nil
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		return pc, ProtoTLS | ProtoH2, nil
+	}
+	return pc, ProtoTLS | ProtoHTTP1, nil
 }

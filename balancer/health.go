@@ -265,7 +265,7 @@ func (h *HealthChecker) CheckNow(ctx context.Context) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(jobs) || ctx.Err() != nil {
+				if i >= len(jobs) || cut(ctx) {
 					return
 				}
 				results[i] = h.checkBackend(ctx, jobs[i].st.b, jobs[i].targets)
@@ -273,7 +273,7 @@ func (h *HealthChecker) CheckNow(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	if ctx.Err() != nil {
+	if cut(ctx) {
 		return
 	}
 
@@ -286,6 +286,18 @@ func (h *HealthChecker) CheckNow(ctx context.Context) {
 		}
 		h.apply(j.st, results[i], now)
 	}
+}
+
+// cut reports whether ctx is done or past its deadline. A connection's
+// deadline (set from the context's) can fire before the context's own
+// timer has run, so ctx.Err alone may still be nil for a probe that the
+// context cut short.
+func cut(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // result is the outcome of one backend's probes in a round.
@@ -369,8 +381,7 @@ func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Targe
 			r.ok = true
 			return r
 		}
-		var de *dialError
-		if errors.As(err, &de) || ctx.Err() != nil {
+		if isDialError(err) || cut(ctx) {
 			return r
 		}
 	}
@@ -381,19 +392,24 @@ func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Targe
 }
 
 // probe sends one request for t and returns the status and the protocol
-// it used. It first speaks the protocol already known for b; when that
-// fails after connecting (the backend may have changed), and on first
-// use, it runs detection and reuses the detection connection when it
-// can.
+// it used. It speaks the protocol already known for b; over TLS the
+// handshake's ALPN re-detects h2 on every probe. It runs full detection
+// (Detect), reusing the detection connection when it can, on first use
+// and whenever the known protocol looks wrong: an error after connecting
+// (a TLS backend that turned plain, an h2c one that dropped HTTP/2), or
+// a 400 from a clear-text HTTP/1 probe, which is what TLS servers answer
+// to clear text (a backend that turned TLS).
 func (h *HealthChecker) probe(ctx context.Context, b *Backend, t Target) (int, Proto, error) {
 	sni := serverNameOf(t.Host)
 	if known := b.Proto(); known != ProtoUnknown {
-		status, err := h.probeWith(ctx, b, t, sni, known)
-		var de *dialError
-		if err == nil || errors.As(err, &de) || ctx.Err() != nil || errors.Is(err, errVerify) {
-			return status, known, err
+		status, p, err := h.probeWith(ctx, b, t, sni, known)
+		switch {
+		case err == nil && (status != http.StatusBadRequest || p.Has(ProtoTLS) || p.Has(ProtoH2C)):
+			return status, p, nil
+		case err != nil && (isDialError(err) || ctx.Err() != nil || errors.Is(err, errVerify)):
+			return status, p, err
 		}
-		// Fall through: detect again.
+		// Detect again.
 	}
 	p, pc, err := detect(ctx, b.addr, sni, h.o.Timeout)
 	if err != nil {
@@ -414,18 +430,24 @@ func (h *HealthChecker) probe(ctx context.Context, b *Backend, t Target) (int, P
 	return status, p, err
 }
 
-func (h *HealthChecker) probeWith(ctx context.Context, b *Backend, t Target, sni string, p Proto) (int, error) {
-	pc, err := dialProto(ctx, b.addr, sni, p)
+func isDialError(err error) bool {
+	_, ok := errors.AsType[*dialError](err)
+	return ok
+}
+
+func (h *HealthChecker) probeWith(ctx context.Context, b *Backend, t Target, sni string, known Proto) (int, Proto, error) {
+	pc, p, err := dialProto(ctx, b.addr, sni, known)
 	if err != nil {
-		return 0, err
+		return 0, p, err
 	}
 	defer pc.Close()
 	if h.o.TLSVerify && p&ProtoTLS != 0 {
 		if err := verifyPeer(pc.conn, sni, b.addr, h.o.RootCAs); err != nil {
-			return 0, err
+			return 0, p, err
 		}
 	}
-	return probeOn(pc, p, h.request(t, p))
+	status, err := probeOn(pc, p, h.request(t, p))
+	return status, p, err
 }
 
 func (h *HealthChecker) request(t Target, p Proto) probeRequest {
