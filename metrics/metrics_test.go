@@ -1,0 +1,233 @@
+package metrics
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// scrape fetches /metrics from a real server on 127.0.0.1 and parses the
+// text format.
+func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
+	t.Helper()
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("Accept", "text/plain")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics = %d; want 200", resp.StatusCode)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("parsing scrape: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// value returns the value of the series of family name whose labels are
+// exactly labels ("k=v" pairs), and whether it exists.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	want := strings.Join(labels, ",")
+	for _, mt := range f.Metric {
+		var got []string
+		for _, lp := range mt.Label {
+			got = append(got, lp.GetName()+"="+lp.GetValue())
+		}
+		if strings.Join(got, ",") != want {
+			continue
+		}
+		switch {
+		case mt.Counter != nil:
+			return mt.Counter.GetValue(), true
+		case mt.Gauge != nil:
+			return mt.Gauge.GetValue(), true
+		case mt.Histogram != nil:
+			return float64(mt.Histogram.GetSampleCount()), true
+		case mt.Untyped != nil:
+			return mt.Untyped.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func TestScrapeAfterKnownMix(t *testing.T) {
+	t.Parallel()
+	m := New()
+	a := m.UpstreamIndex("10.0.0.1:80")
+	b := m.UpstreamIndex("10.0.0.2:80")
+	if again := m.UpstreamIndex("10.0.0.1:80"); again != a {
+		t.Fatalf("UpstreamIndex(same addr) = %d; want %d", again, a)
+	}
+	for range 5 {
+		m.Observe([]byte("GET"), ProtoHTTP11, 200, a, 0.002)
+	}
+	for range 3 {
+		m.Observe([]byte("POST"), ProtoHTTP2, 502, b, 0.3)
+	}
+	m.Observe([]byte("BREW"), ProtoHTTP10, 404, -1, 0.0001)
+	m.Observe([]byte("HEAD"), 9, 999, 1000, 7)
+	m.Retry()
+	m.Retry()
+	m.RateLimited()
+	m.AuthRejected()
+	m.AuthRejected()
+	m.AuthRejected()
+	m.Reload(true)
+	m.Reload(true)
+	m.Reload(false)
+	m.SetGeneration(7)
+	m.SessionOpened()
+	m.SessionOpened()
+	m.SessionClosed()
+	m.SetLoggingErrors(func() uint64 { return 42 })
+	m.SetUpstreamHealth(func(emit func(string, bool)) {
+		emit("10.0.0.1:80", true)
+		emit("10.0.0.2:80", false)
+		emit("10.0.0.1:80", true) // shared by two routes: reported once
+	})
+
+	fams := scrape(t, m)
+	tests := []struct {
+		name   string
+		metric string
+		labels []string
+		want   float64
+	}{
+		{"requests", "aralez_requests_total", nil, 10},
+		{"status 200", "aralez_responses_total", []string{"status=200"}, 5},
+		{"status 502", "aralez_responses_total", []string{"status=502"}, 3},
+		{"status 404", "aralez_responses_total", []string{"status=404"}, 1},
+		{"status other", "aralez_responses_total", []string{"status=other"}, 1},
+		{"GET", "aralez_requests_by_method_total", []string{"method=GET"}, 5},
+		{"POST", "aralez_requests_by_method_total", []string{"method=POST"}, 3},
+		{"HEAD", "aralez_requests_by_method_total", []string{"method=HEAD"}, 1},
+		{"OTHER", "aralez_requests_by_method_total", []string{"method=OTHER"}, 1},
+		{"PUT unused", "aralez_requests_by_method_total", []string{"method=PUT"}, 0},
+		{"HTTP/1.1", "aralez_requests_by_version_total", []string{"version=HTTP/1.1"}, 5},
+		{"HTTP/2.0", "aralez_requests_by_version_total", []string{"version=HTTP/2.0"}, 3},
+		{"HTTP/1.0", "aralez_requests_by_version_total", []string{"version=HTTP/1.0"}, 1},
+		{"Unknown", "aralez_requests_by_version_total", []string{"version=Unknown"}, 1},
+		{"upstream a", "aralez_requests_by_upstream", []string{"upstream=10.0.0.1:80"}, 5},
+		{"upstream b", "aralez_requests_by_upstream", []string{"upstream=10.0.0.2:80"}, 3},
+		{"latency count", "aralez_response_latency_seconds", nil, 10},
+		{"retries", "aralez_retries_total", nil, 2},
+		{"rate limited", "aralez_rate_limited_total", nil, 1},
+		{"auth rejected", "aralez_auth_rejected_total", nil, 3},
+		{"reloads ok", "aralez_reloads_total", []string{"result=ok"}, 2},
+		{"reloads failed", "aralez_reloads_total", []string{"result=failed"}, 1},
+		{"generation", "aralez_config_generation", nil, 7},
+		{"sessions", "aralez_active_sessions", nil, 1},
+		{"logging errors", "aralez_logging_errors", nil, 42},
+		{"up a", "aralez_upstream_up", []string{"upstream=10.0.0.1:80"}, 1},
+		{"up b", "aralez_upstream_up", []string{"upstream=10.0.0.2:80"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := value(fams, tt.metric, tt.labels...)
+			if !ok || got != tt.want {
+				t.Errorf("%s%v = %v (present %v); want %v", tt.metric, tt.labels, got, ok, tt.want)
+			}
+		})
+	}
+	if n := len(fams["aralez_upstream_up"].GetMetric()); n != 2 {
+		t.Errorf("aralez_upstream_up series = %d; want 2", n)
+	}
+
+	// Histogram buckets: 5 × 2ms, 1 × 0.1ms, 3 × 300ms, 1 × 7s.
+	h := fams["aralez_response_latency_seconds"].GetMetric()[0].GetHistogram()
+	wantCum := map[float64]uint64{0.001: 1, 0.005: 6, 0.25: 6, 0.5: 9, 5: 9}
+	for _, bk := range h.GetBucket() {
+		if w, ok := wantCum[bk.GetUpperBound()]; ok && bk.GetCumulativeCount() != w {
+			t.Errorf("bucket le=%v = %d; want %d", bk.GetUpperBound(), bk.GetCumulativeCount(), w)
+		}
+	}
+	if s := h.GetSampleSum(); s < 7.9 || s > 7.92 {
+		t.Errorf("latency sum = %v; want ≈ 7.9101", s)
+	}
+	if v, _ := value(fams, "aralez_memory_bytes"); v <= 0 {
+		t.Errorf("aralez_memory_bytes = %v; want > 0", v)
+	}
+	if v, _ := value(fams, "aralez_open_files"); v < 3 {
+		t.Errorf("aralez_open_files = %v; want >= 3", v)
+	}
+	if fams["go_goroutines"] == nil || fams["process_open_fds"] == nil {
+		t.Errorf("go and process collectors missing")
+	}
+}
+
+func TestRetainUpstreams(t *testing.T) {
+	t.Parallel()
+	m := New()
+	a := m.UpstreamIndex("127.0.0.1:1")
+	b := m.UpstreamIndex("127.0.0.1:2")
+	m.Observe([]byte("GET"), ProtoHTTP11, 200, a, 0.01)
+	m.Observe([]byte("GET"), ProtoHTTP11, 200, b, 0.01)
+
+	m.RetainUpstreams([]string{"127.0.0.1:1"})
+	m.Observe([]byte("GET"), ProtoHTTP11, 200, b, 0.01) // removed: not counted
+	fams := scrape(t, m)
+	if _, ok := value(fams, "aralez_requests_by_upstream", "upstream=127.0.0.1:2"); ok {
+		t.Errorf("removed upstream still exported")
+	}
+	if v, _ := value(fams, "aralez_requests_by_upstream", "upstream=127.0.0.1:1"); v != 1 {
+		t.Errorf("kept upstream = %v; want 1", v)
+	}
+
+	if got := m.UpstreamIndex("127.0.0.1:2"); got != b {
+		t.Fatalf("UpstreamIndex(re-added) = %d; want %d", got, b)
+	}
+	m.Observe([]byte("GET"), ProtoHTTP11, 200, b, 0.01)
+	fams = scrape(t, m)
+	if v, _ := value(fams, "aralez_requests_by_upstream", "upstream=127.0.0.1:2"); v != 1 {
+		t.Errorf("re-added upstream = %v; want 1 (fresh series)", v)
+	}
+}
+
+func TestObserveConcurrent(t *testing.T) {
+	t.Parallel()
+	m := New()
+	const workers, per = 4, 500
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			idx := m.UpstreamIndex(fmt.Sprintf("127.0.0.1:%d", w))
+			for i := range per {
+				m.Observe([]byte("GET"), ProtoHTTP11, 200+i%3, idx, 0.001)
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	fams := scrape(t, m)
+	if v, _ := value(fams, "aralez_requests_total"); v != workers*per {
+		t.Errorf("aralez_requests_total = %v; want %d", v, workers*per)
+	}
+	sum := 0.0
+	for _, c := range []string{"200", "201", "202"} {
+		v, _ := value(fams, "aralez_responses_total", "status="+c)
+		sum += v
+	}
+	if sum != workers*per {
+		t.Errorf("sum of responses = %v; want %d", sum, workers*per)
+	}
+}
