@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func named(t *testing.T, name string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, name)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	// Write by rename, as many editors do.
+	tmp := path + ".tmp~"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func upstreamsYAML(server string, extraPath string) string {
+	s := fmt.Sprintf("upstreams:\n  DEFAULT:\n    paths:\n      \"/\":\n        servers: [\"%s\"]\n", server)
+	if extraPath != "" {
+		s += fmt.Sprintf("      \"%s\":\n        servers: [\"%s\"]\n", extraPath, server)
+	}
+	return s
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func body(url string) (string, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return string(b), fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return string(b), err
+}
+
+// TestReloadUnderLoad changes the routing table 20 times, by file writes
+// and by SIGHUP, while clients send requests: no request may fail and
+// every change must take effect (issue 2, §6 and §8). The process gets
+// real signals; SIGTERM ends it with exit code 0.
+func TestReloadUnderLoad(t *testing.T) {
+	a, b := named(t, "A"), named(t, "B")
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	pid := filepath.Join(dir, "aralez.pid")
+	writeFile(t, filepath.Join(dir, "main.yaml"), fmt.Sprintf(
+		"proxy_address_http: %q\nupstreams_conf: upstreams.yaml\npid_file: aralez.pid\nlog_level: warn\nhealth_check_interval: 200ms\ndrain_timeout: 5s\n", addr))
+	upPath := filepath.Join(dir, "upstreams.yaml")
+	writeFile(t, upPath, upstreamsYAML(a, ""))
+
+	var stderr bytes.Buffer
+	var stderrMu sync.Mutex
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-c", filepath.Join(dir, "main.yaml")}, io.Discard, lockedWriter{&stderr, &stderrMu})
+	}()
+	url := "http://" + addr + "/"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got, err := body(url); err == nil && got == "A" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proxy did not come up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(pid); err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(os.Getpid()) {
+		t.Errorf("pid file = %q, %v; want %d", b, err, os.Getpid())
+	}
+
+	var failures, total atomic.Int64
+	var lastErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				total.Add(1)
+				if got, err := body(url); err != nil || (got != "A" && got != "B") {
+					failures.Add(1)
+					lastErr.Store(fmt.Sprintf("%q %v", got, err))
+				}
+			}
+		}()
+	}
+
+	var worst time.Duration
+	for i := 1; i <= 20; i++ {
+		want, server := "B", b
+		if i%2 == 0 {
+			want, server = "A", a
+		}
+		// A new path each time proves a whole new table, not a cached one.
+		extra := fmt.Sprintf("/v%d", i)
+		writeFile(t, upPath, upstreamsYAML(server, extra))
+		if i%2 == 0 {
+			syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		}
+		start := time.Now()
+		for {
+			got, err := body("http://" + addr + extra + "/x")
+			if err == nil && got == want {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("change %d: %s still answers %q, %v; want %q", i, extra, got, err, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if d := time.Since(start); d > worst {
+			worst = d
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("20 changes applied; slowest took %v; %d requests during the changes", worst, total.Load())
+	if f := failures.Load(); f != 0 {
+		t.Errorf("%d of %d requests failed during reloads; last: %v", f, total.Load(), lastErr.Load())
+	}
+
+	// A broken file is rejected with file:line:col and the old table
+	// keeps serving.
+	writeFile(t, upPath, "upstreams:\n  DEFAULT:\n    paths:\n      \"/\":\n        servers: [\"not-an-address\"]\n")
+	if !waitFor(10*time.Second, func() bool {
+		stderrMu.Lock()
+		defer stderrMu.Unlock()
+		return strings.Contains(stderr.String(), "upstreams.yaml:5:")
+	}) {
+		t.Errorf("log lacks the file:line:col of the bad server; log:\n%s", stderr.String())
+	}
+	if got, err := body(url); err != nil || got != "A" {
+		t.Errorf("after a bad config: %q, %v; want the old route (A)", got, err)
+	}
+
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code %d; want 0", code)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	if _, err := os.Stat(pid); !os.IsNotExist(err) {
+		t.Errorf("pid file still there after exit: %v", err)
+	}
+}
+
+func waitFor(ceiling time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(ceiling)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TestCheckFlag covers `aralez -t`: a valid config prints the routing
+// table and exits 0; a broken one prints every error with file:line:col
+// and exits 1.
+func TestCheckFlag(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "main.yaml"), "proxy_address_http: \"127.0.0.1:1\"\n")
+	writeFile(t, filepath.Join(dir, "upstreams.yaml"), upstreamsYAML("127.0.0.1:9", "/api"))
+	var out, errb bytes.Buffer
+	if code := run([]string{"-t", "-c", filepath.Join(dir, "main.yaml")}, &out, &errb); code != 0 {
+		t.Fatalf("-t on a valid config = %d; stderr %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "DEFAULT /api -> 127.0.0.1:9") {
+		t.Errorf("-t output lacks the route table:\n%s", out.String())
+	}
+	writeFile(t, filepath.Join(dir, "upstreams.yaml"), "upstreams:\n  app.test:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:99999\"]\n        rate_limit: 0\n    bogus: 1\n")
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"-t", "-c", filepath.Join(dir, "main.yaml")}, &out, &errb); code != 1 {
+		t.Fatalf("-t on a broken config = %d; want 1", code)
+	}
+	for _, want := range []string{"upstreams.yaml:5:", "upstreams.yaml:6:", "upstreams.yaml:7:"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("-t errors lack %q:\n%s", want, errb.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"-version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "aralez ") {
+		t.Errorf("-version = %d %q", code, out.String())
+	}
+}
