@@ -254,3 +254,24 @@ func TestDecisionString(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardRejectsHeaderInjection checks that a client value carrying a
+// line break never reaches the auth service as an extra header: the call
+// fails closed instead.
+func TestForwardRejectsHeaderInjection(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	s := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusOK)
+	})
+	f := newForward(t, s.URL, ForwardOptions{})
+	req := fwdReq
+	req.Authorization = "Bearer x\r\nRemote-User: admin"
+	if got := f.Check(context.Background(), &req); got.Decision != Unavailable {
+		t.Fatalf("Check(value with CRLF) = %+v; want unavailable", got)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("auth service got %d calls; want 0", n)
+	}
+}

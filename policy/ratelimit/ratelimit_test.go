@@ -182,36 +182,38 @@ func TestAllowConcurrentExact(t *testing.T) {
 	}
 }
 
-// TestAllowConcurrentMovingClock runs many goroutines on one key while a
-// shared clock moves: the allowed count stays within the token-bucket
-// bound limit + elapsed*limit and above the refill alone.
+// TestAllowConcurrentMovingClock runs rounds of concurrent callers on one
+// key while the clock moves between rounds: the first round gets the
+// burst, every later round exactly the tokens refilled since the previous
+// one (step*limit per second = 1).
 func TestAllowConcurrentMovingClock(t *testing.T) {
 	t.Parallel()
 	const (
+		rounds  = 200
 		workers = 8
-		calls   = 2000
+		calls   = 5
 		limit   = 100
-		tick    = int64(125 * time.Microsecond) // clock advance per call
+		step    = int64(10 * time.Millisecond) // one emission interval
 	)
 	l := New(Options{})
 	k := MakeKey(addr("192.0.2.9"), 1, 0)
-	var allowed, clock atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for range calls {
-				if ok, _ := l.Allow(k, limit, t0+clock.Add(tick)); ok {
-					allowed.Add(1)
+	var allowed atomic.Int64
+	for r := range rounds {
+		now := t0 + int64(r)*step
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for range calls {
+					if ok, _ := l.Allow(k, limit, now); ok {
+						allowed.Add(1)
+					}
 				}
-			}
-		})
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	elapsed := clock.Load() // 2 s
-	hi := limit + elapsed*limit/second
-	lo := elapsed*limit/second - 1
-	if got := allowed.Load(); got < lo || got > hi {
-		t.Fatalf("allowed over %v = %d; want within [%d, %d]", time.Duration(elapsed), got, lo, hi)
+	if got, want := allowed.Load(), int64(limit+rounds-1); got != want {
+		t.Fatalf("allowed over %d rounds = %d; want exactly %d", rounds, got, want)
 	}
 }
 
