@@ -5,5 +5,113 @@
 // The package is plain data: it starts no goroutines and touches no
 // network. Parsing walks the YAML AST so that every error carries
 // file:line:col and the YAML path of the offending key; all errors of a
-// file are collected, not only the first.
+// file are collected, not only the first. Results are returned as an
+// ErrorList of *FieldError:
+//
+//	upstreams.yaml:12:13: upstreams.app.test.paths./api.servers[1]: invalid address "10.0.0.2": missing port; want host:port
+//
+// # Parsing rules
+//
+//   - Keys are strict: an unknown key is an error, with a "did you mean"
+//     when a known key is close. Duplicate keys in a mapping are errors.
+//   - Types are never coerced: 1.5 or "10" for an integer key, "true" for
+//     a boolean, or 8080 for a string key are errors. YAML 1.2 applies, so
+//     yes, no, on and off are strings, not booleans.
+//   - Anchors, aliases and merge keys ("<<: *base") are resolved; explicit
+//     keys win over merged ones. Tags (!!str) are rejected. The work for
+//     one document is bounded, so aliases cannot expand without limit.
+//   - A key written without a value (null) counts as absent.
+//   - Keys inherited from Aralez keep Aralez's types and units (hc_interval
+//     and sticky_sessions are whole seconds, rate_limit is requests per
+//     second). Keys added by this project take Go duration strings
+//     ("250ms", "5s", which must be > 0) and byte counts.
+//
+// # main.yaml
+//
+// Aralez keys: threads, runuser, rungroup, daemon, pid_file, upgrade_sock
+// (unused), config_api_enabled, config_address, config_tls_address,
+// config_tls_certificate, config_tls_key_file, master_key (the JWT_KEY
+// environment variable overrides it), proxy_address_http (default
+// "0.0.0.0:6193"), proxy_address_tls, proxy_configs, proxy_tls_grade
+// (high, medium, unsafe; any case; default medium), upstreams_conf
+// (default "upstreams.yaml"), file_server_folder and file_server_address
+// (both or neither), log_level (trace, debug, info, warn, error, off;
+// default info), log_file ("path[, size_mb[, keep[, compress]]]"),
+// access_log (all, error, off; Aralez's "access" means all; default off),
+// hc_method (HEAD, GET, POST; default HEAD), hc_interval (seconds, default
+// 2), tcp_keepalive_idle, tcp_keepalive_interval, tcp_keepalive_count,
+// upstream_keepalive_pool_size (default 128).
+//
+// Keys of this project, with their defaults: upstream_max_conns (0 =
+// unlimited), upstream_wait_timeout (1s), upstream_connect_timeout (5s),
+// upstream_timeout (60s), upstream_idle_timeout (60s), read_header_timeout
+// (10s), read_timeout (60s), write_timeout (60s), idle_timeout (60s),
+// drain_timeout (10s), max_header_bytes (16384), max_uri_bytes (8192),
+// body_buffer_bytes (65536), max_request_body_bytes (0 = unlimited),
+// trusted_proxies (CIDRs; a bare IP is a /32 or /128), sticky_secret,
+// health_check_interval (overrides hc_interval), health_check_timeout
+// (at most the interval), health_check_rise and health_check_fall (2).
+//
+// Pingora keys found in Aralez files are accepted. error_log sets log_file,
+// user and group set runuser and rungroup, graceful_shutdown_timeout_seconds
+// (else grace_period_seconds) sets drain_timeout and ca_file sets
+// Main.TLSCAFile, each only when the native key is absent. version,
+// work_stealing, listener_tasks_per_fd, max_retries, client_bind_to_ipv4,
+// client_bind_to_ipv6, upstream_connect_offload_threadpools,
+// upstream_connect_offload_thread_per_pool and upstream_debug_ssl_keylog
+// are listed in Main.Ignored. Keys of older Aralez releases
+// (tls_certificate, tls_key_file, proxy_certificates, proxy_port_tls,
+// sticky_sessions, cache_size_mb, cache_ttl, log_pattern, log_structired)
+// are also ignored, with a note in Main.Deprecated.
+//
+// Load resolves upstreams_conf, pid_file, file_server_folder, log_file,
+// proxy_configs, config_tls_certificate, config_tls_key_file and ca_file
+// against main.yaml's folder, and refuses config_api_enabled without a
+// master key.
+//
+// # upstreams.yaml
+//
+// Top level: provider (file, consul, kubernetes; default file),
+// sticky_sessions (seconds; 0 = off), to_https, rate_limit, x4xx_limit,
+// server_headers, client_headers, authorization, allow, deny, tls_verify,
+// consul, kubernetes and upstreams. Hosts and paths override these.
+//
+// upstreams maps HOST → {rate_limit, x4xx_limit, allow, deny, paths}.
+// HOST is lower-cased and loses a trailing dot; DEFAULT (exactly) catches
+// every other host; "*.example.com" matches exactly one label. paths maps
+// a prefix starting with "/" to {servers, to_https, client_headers,
+// server_headers, rate_limit, x4xx_limit, healthcheck, redirect_to,
+// authorization, load_balance, allow, deny, tls_verify,
+// forward_credentials, auth_response_headers}.
+//
+//   - servers: "host:port [weight=N] [backup]"; the port is 1–65535 and
+//     an IPv6 host is bracketed ("[::1]:8080"). A path needs servers
+//     unless it has redirect_to (an http or https URL).
+//   - Headers are "Name: Value", split at the first colon and trimmed; the
+//     name is an RFC 9110 token and CR, LF and NUL are refused.
+//   - rate_limit and x4xx_limit are positive integers.
+//   - authorization is {type, data}: type basic ("user:password" entries),
+//     apikey, jwt (data optional: the master key signs) or forward (one
+//     http or https URL). data is a string or a list of strings.
+//   - allow and deny are CIDRs or bare IPs; deny wins.
+//   - load_balance is round_robin (default), least_conn or random.
+//   - auth_response_headers defaults to DefaultAuthResponseHeaders.
+//
+// consul holds servers (host:port or URLs), token and services; kubernetes
+// holds servers, tokenpath and services. A service is {hostname, upstream,
+// path (default "/"), to_https, rate_limit, x4xx_limit, client_headers,
+// server_headers, authorization, redirect_to}; Aralez's older {proxy,
+// real} form is read too.
+//
+// Files in conf.d beside upstreams.yaml are read in file-name order; each
+// holds hosts at its top level, as in Aralez. A host defined in two files
+// is an error naming both. A table without hosts is valid with a
+// "no routes" warning.
+//
+// Keys of older Aralez releases are read with a warning in
+// Upstreams.Warnings: globals.headers and path-level headers (Aralez set
+// them on responses, so they are client headers), globals.authorization
+// ([type, data...]), a top-level headers list, path-level ssl (ignored:
+// upstream TLS is detected), and a boolean sticky_sessions (false is 0,
+// true is DefaultStickySessions).
 package config
