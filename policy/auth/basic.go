@@ -27,7 +27,9 @@ const maxBasicLen = 4096
 // one constant-time comparison and allocates nothing. Failed checks are
 // limited per client address (DefaultFailureBurst, then one per
 // DefaultFailureInterval); past that, uncached credentials are refused with
-// Throttled without running bcrypt. Safe for concurrent use; must not be
+// Throttled without running bcrypt. A check reserves its failure before it
+// verifies, so a client cannot start more bcrypt runs at once than the
+// burst. Safe for concurrent use; must not be
 // copied.
 type Basic struct {
 	_     noCopy
@@ -109,13 +111,14 @@ func (b *Basic) Check(authorization []byte, client netip.Addr, nowNanos int64) R
 	if b.cache.get(cred, nowNanos) {
 		return OK
 	}
-	if b.fails.blocked(client, nowNanos) {
+	tok := b.fails.take(client, nowNanos)
+	if tok == nil {
 		return Throttled
 	}
 	if !b.verify(cred) {
-		b.fails.fail(client, nowNanos)
-		return Invalid
+		return Invalid // the token stays spent
 	}
+	b.fails.refund(tok)
 	b.cache.put(cred, 0, nowNanos)
 	return OK
 }

@@ -200,27 +200,72 @@ func TestThrottleOverflow(t *testing.T) {
 	th := newThrottle(1, time.Second, 2)
 	a, b, c, d := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"),
 		netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("10.0.0.4")
-	th.fail(a, t0)
-	th.fail(b, t0)
-	if !th.blocked(a, t0) || !th.blocked(b, t0) {
-		t.Fatalf("blocked after one failure with burst 1 = false; want true")
+	for _, x := range []netip.Addr{a, b} {
+		if th.take(x, t0) == nil {
+			t.Fatalf("take(%v) first time = nil; want a token", x)
+		}
+		if th.take(x, t0) != nil {
+			t.Fatalf("take(%v) second time with burst 1 = token; want nil", x)
+		}
 	}
-	if th.blocked(c, t0) {
-		t.Fatalf("blocked(c) before the overflow bucket is used = true; want false")
+	// The table is full: c goes to the shared overflow bucket, and so does d.
+	if th.take(c, t0) == nil {
+		t.Fatalf("take(c) = nil; want the overflow token")
 	}
-	th.fail(c, t0) // the table is full: c goes to the shared overflow bucket
 	if th.n.Load() != 2 {
 		t.Fatalf("tracked clients = %d; want 2 (the cap)", th.n.Load())
 	}
-	if !th.blocked(c, t0) || !th.blocked(d, t0) {
-		t.Fatalf("overflow clients blocked = %v, %v; want true, true (they share one bucket)", th.blocked(c, t0), th.blocked(d, t0))
+	if th.take(d, t0) != nil {
+		t.Fatalf("take(d) after c spent the overflow bucket = token; want nil")
 	}
-	// Once a and b recovered, a new failure prunes them and is tracked alone.
+	// Once a and b recovered, a new client prunes them and is tracked alone.
 	later := t0 + 2*interval
-	th.fail(d, later)
-	if th.n.Load() != 1 || !th.blocked(d, later) || th.blocked(a, later) {
-		t.Fatalf("after prune: tracked = %d, d blocked = %v, a blocked = %v; want 1, true, false",
-			th.n.Load(), th.blocked(d, later), th.blocked(a, later))
+	if th.take(d, later) == nil || th.take(d, later) != nil {
+		t.Fatalf("take(d) twice after recovery: want a token, then nil")
+	}
+	if th.n.Load() != 1 {
+		t.Fatalf("tracked clients after prune = %d; want 1", th.n.Load())
+	}
+	if th.take(a, later) == nil {
+		t.Fatalf("take(a) after recovery = nil; want a token")
+	}
+}
+
+func TestThrottleRefund(t *testing.T) {
+	t.Parallel()
+	th := newThrottle(2, time.Second, 16)
+	for i := range 10 {
+		tok := th.take(client, t0)
+		if tok == nil {
+			t.Fatalf("take %d with refunds = nil; want a token", i)
+		}
+		th.refund(tok)
+	}
+}
+
+// TestBasicConcurrentGuessesBounded sends many wrong passwords at once
+// from one client: no more than DefaultFailureBurst of them may be
+// verified, the others are Throttled.
+func TestBasicConcurrentGuessesBounded(t *testing.T) {
+	t.Parallel()
+	b, err := NewBasic([]string{bcryptEntry(t, "bob", "builder", "$2y$")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts := map[Result]int{}
+	for range 40 {
+		wg.Go(func() {
+			r := b.Check(basicHeader("bob:guess"), client, t0)
+			mu.Lock()
+			counts[r]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if counts[Invalid] != DefaultFailureBurst || counts[Throttled] != 40-DefaultFailureBurst {
+		t.Fatalf("results = %v; want %d invalid, %d throttled", counts, DefaultFailureBurst, 40-DefaultFailureBurst)
 	}
 }
 

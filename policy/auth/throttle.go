@@ -46,7 +46,8 @@ func makeClientKey(a netip.Addr) clientKey {
 }
 
 // throttle limits failed checks per client address with a GCRA token
-// bucket of burst tokens refilled every interval. The table is bounded by
+// bucket of burst tokens refilled every interval: a check takes a token
+// and a successful one gives it back. The table is bounded by
 // maxThrottled: recovered clients are pruned when it is full, and clients
 // that still do not fit share one overflow bucket, so a distributed attack
 // is bounded as a whole instead of escaping the limit. Safe for concurrent
@@ -68,23 +69,11 @@ func newThrottle(burst int, interval time.Duration, max int) *throttle {
 	}
 }
 
-// blocked reports whether client has no failure left at now.
-func (t *throttle) blocked(client netip.Addr, now int64) bool {
-	tat, ok := t.m.Load(makeClientKey(client))
-	if !ok {
-		if t.n.Load() < t.max {
-			return false
-		}
-		// Possibly an overflow client.
-		if tat, ok = t.m.Load(clientKey{over: true}); !ok {
-			return false
-		}
-	}
-	return tat.Load()-now > t.tau
-}
-
-// fail records one failed check for client at now.
-func (t *throttle) fail(client netip.Addr, now int64) {
+// take reserves one check for client at now and returns the bucket to
+// refund when the check succeeds, or nil when client has no check left.
+// Reserving before verifying bounds the concurrent bcrypt runs of one
+// client to the burst, however many requests it sends at once.
+func (t *throttle) take(client netip.Addr, now int64) *atomic.Int64 {
 	k := makeClientKey(client)
 	tat, ok := t.m.Load(k)
 	if !ok {
@@ -92,11 +81,19 @@ func (t *throttle) fail(client netip.Addr, now int64) {
 	}
 	for {
 		old := tat.Load()
-		v := max(old, now) + t.interval
-		if tat.CompareAndSwap(old, v) {
-			return
+		v := max(old, now)
+		if v-now > t.tau {
+			return nil
+		}
+		if tat.CompareAndSwap(old, v+t.interval) {
+			return tat
 		}
 	}
+}
+
+// refund gives back a check reserved by take that succeeded.
+func (t *throttle) refund(tat *atomic.Int64) {
+	tat.Add(-t.interval)
 }
 
 func (t *throttle) insert(k clientKey, now int64) *atomic.Int64 {
