@@ -21,9 +21,12 @@
 // Only successes are cached.
 //
 // Failed checks are limited per client address (IPv6 by /64): a burst of
-// DefaultFailureBurst failures, then one per DefaultFailureInterval. A
-// throttled client's uncached credentials are answered Throttled without
-// running bcrypt; its cached ones still pass. The failure table holds at
+// DefaultFailureBurst failures, then one per DefaultFailureInterval. An
+// uncached check reserves a failure before it verifies and gives it back
+// when the credentials are right, so one client never runs more bcrypt
+// checks at once than the burst. A throttled client's uncached credentials
+// are answered Throttled without running bcrypt; its cached ones still
+// pass. The failure table holds at
 // most 65,536 addresses; when it is full, recovered addresses are pruned,
 // and addresses that still do not fit share one overflow bucket, so even a
 // distributed guessing attack is bounded to about one bcrypt per second
