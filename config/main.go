@@ -54,12 +54,21 @@ type mainParser struct {
 type mainHandler func(p *mainParser, e entry)
 
 // mainKeys maps every main.yaml key to its handler.
-var mainKeys map[string]mainHandler
+var mainKeys = buildMainKeys()
 
 // mainKeyNames is the sorted list of keys, for suggestions.
-var mainKeyNames []string
+var mainKeyNames = sortedKeys(mainKeys)
 
-func init() {
+func sortedKeys(m map[string]mainHandler) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func buildMainKeys() map[string]mainHandler {
 	str := func(f func(*Main) *string) mainHandler {
 		return func(p *mainParser, e entry) {
 			if s, ok := p.str(e.val, e.path); ok {
@@ -120,7 +129,7 @@ func init() {
 		p.m.Ignored = append(p.m.Ignored, e.path)
 	}
 
-	mainKeys = map[string]mainHandler{
+	keys := map[string]mainHandler{
 		// Aralez keys.
 		"threads":                      integer(func(m *Main) *int { return &m.Threads }, 0),
 		"runuser":                      str(func(m *Main) *string { return &m.RunUser }),
@@ -193,18 +202,15 @@ func init() {
 		"ca_file":                           str(func(m *Main) *string { return &m.TLSCAFile }),
 	}
 	for _, k := range pingoraIgnored {
-		mainKeys[k] = ignored
+		keys[k] = ignored
 	}
 	for k, why := range aralezObsolete {
-		mainKeys[k] = func(p *mainParser, e entry) {
+		keys[k] = func(p *mainParser, e entry) {
 			p.m.Ignored = append(p.m.Ignored, e.path)
 			p.m.Deprecated = append(p.m.Deprecated, p.pos(e.keyN).String()+": "+e.path+": deprecated key, ignored: "+why)
 		}
 	}
-	for k := range mainKeys {
-		mainKeyNames = append(mainKeyNames, k)
-	}
-	slices.Sort(mainKeyNames)
+	return keys
 }
 
 // ParseMain parses one main.yaml document. name is used as the file in

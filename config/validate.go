@@ -30,13 +30,14 @@ func (e *errs) add(p Pos, path, format string, args ...any) {
 func (m *Main) Validate() error {
 	var e errs
 	pos := Pos{}
-	for key, v := range map[string]string{
-		"proxy_address_http":  m.ProxyAddressHTTP,
-		"proxy_address_tls":   m.ProxyAddressTLS,
-		"config_address":      m.ConfigAddress,
-		"config_tls_address":  m.ConfigTLSAddress,
-		"file_server_address": m.FileServerAddress,
+	for _, kv := range []struct{ key, v string }{
+		{"proxy_address_http", m.ProxyAddressHTTP},
+		{"proxy_address_tls", m.ProxyAddressTLS},
+		{"config_address", m.ConfigAddress},
+		{"config_tls_address", m.ConfigTLSAddress},
+		{"file_server_address", m.FileServerAddress},
 	} {
+		key, v := kv.key, kv.v
 		if v != "" {
 			if msg := checkHostPort(v, true); msg != "" {
 				e.add(pos, key, "%s", msg)
@@ -55,14 +56,17 @@ func (m *Main) Validate() error {
 	enum("log_level", m.LogLevel, logLevels)
 	enum("access_log", m.AccessLog, accessLogs)
 	enum("hc_method", m.HCMethod, hcMethods)
-	for key, v := range map[string]int{
-		"upstream_max_conns":     m.UpstreamMaxConns,
-		"tcp_keepalive_idle":     m.TCPKeepaliveIdle,
-		"tcp_keepalive_interval": m.TCPKeepaliveInterval,
-		"tcp_keepalive_count":    m.TCPKeepaliveCount,
+	for _, kv := range []struct {
+		key string
+		v   int
+	}{
+		{"upstream_max_conns", m.UpstreamMaxConns},
+		{"tcp_keepalive_idle", m.TCPKeepaliveIdle},
+		{"tcp_keepalive_interval", m.TCPKeepaliveInterval},
+		{"tcp_keepalive_count", m.TCPKeepaliveCount},
 	} {
-		if v < 0 {
-			e.add(pos, key, "must be at least 0, got %d", v)
+		if kv.v < 0 {
+			e.add(pos, kv.key, "must be at least 0, got %d", kv.v)
 		}
 	}
 	if m.Threads < 0 {
@@ -71,33 +75,39 @@ func (m *Main) Validate() error {
 	if m.MaxRequestBodyBytes < 0 {
 		e.add(pos, "max_request_body_bytes", "must be at least 0, got %d", m.MaxRequestBodyBytes)
 	}
-	for key, v := range map[string]int{
-		"upstream_keepalive_pool_size": m.UpstreamKeepalivePoolSize,
-		"hc_interval":                  m.HCInterval,
-		"health_check_rise":            m.HealthCheckRise,
-		"health_check_fall":            m.HealthCheckFall,
-		"max_header_bytes":             m.MaxHeaderBytes,
-		"max_uri_bytes":                m.MaxURIBytes,
-		"body_buffer_bytes":            m.BodyBufferBytes,
-		"log_file":                     min(m.LogFileSizeMB, m.LogFileKeep),
+	for _, kv := range []struct {
+		key string
+		v   int
+	}{
+		{"upstream_keepalive_pool_size", m.UpstreamKeepalivePoolSize},
+		{"hc_interval", m.HCInterval},
+		{"health_check_rise", m.HealthCheckRise},
+		{"health_check_fall", m.HealthCheckFall},
+		{"max_header_bytes", m.MaxHeaderBytes},
+		{"max_uri_bytes", m.MaxURIBytes},
+		{"body_buffer_bytes", m.BodyBufferBytes},
+		{"log_file", min(m.LogFileSizeMB, m.LogFileKeep)},
 	} {
-		if v < 1 {
-			e.add(pos, key, "must be a positive integer, got %d", v)
+		if kv.v < 1 {
+			e.add(pos, kv.key, "must be a positive integer, got %d", kv.v)
 		}
 	}
-	for key, d := range map[string]time.Duration{
-		"upstream_wait_timeout":    m.UpstreamWaitTimeout,
-		"upstream_connect_timeout": m.UpstreamConnectTimeout,
-		"upstream_timeout":         m.UpstreamTimeout,
-		"upstream_idle_timeout":    m.UpstreamIdleTimeout,
-		"read_header_timeout":      m.ReadHeaderTimeout,
-		"read_timeout":             m.ReadTimeout,
-		"write_timeout":            m.WriteTimeout,
-		"idle_timeout":             m.IdleTimeout,
-		"drain_timeout":            m.DrainTimeout,
+	for _, kv := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"upstream_wait_timeout", m.UpstreamWaitTimeout},
+		{"upstream_connect_timeout", m.UpstreamConnectTimeout},
+		{"upstream_timeout", m.UpstreamTimeout},
+		{"upstream_idle_timeout", m.UpstreamIdleTimeout},
+		{"read_header_timeout", m.ReadHeaderTimeout},
+		{"read_timeout", m.ReadTimeout},
+		{"write_timeout", m.WriteTimeout},
+		{"idle_timeout", m.IdleTimeout},
+		{"drain_timeout", m.DrainTimeout},
 	} {
-		if d <= 0 {
-			e.add(pos, key, "duration must be greater than zero, got %v", d)
+		if kv.d <= 0 {
+			e.add(pos, kv.key, "duration must be greater than zero, got %v", kv.d)
 		}
 	}
 	if m.HealthCheckInterval < 0 {
@@ -229,23 +239,29 @@ func (e *errs) policy(p *Policy, pos Pos, path string) {
 	if p.X4xxLimit < 0 {
 		e.add(pos, joinPath(path, "x4xx_limit"), "must be a positive integer, got %d", p.X4xxLimit)
 	}
-	for key, hs := range map[string][]Header{"server_headers": p.ServerHeaders, "client_headers": p.ClientHeaders} {
-		for i, h := range hs {
-			if msg := checkHeader(h); msg != "" {
-				e.add(pos, indexPath(joinPath(path, key), i), "%s", msg)
-			}
-		}
-	}
-	for key, ps := range map[string][]netip.Prefix{"allow": p.Allow, "deny": p.Deny} {
-		for i, pf := range ps {
-			if !pf.IsValid() {
-				e.add(pos, indexPath(joinPath(path, key), i), "invalid CIDR")
-			}
-		}
-	}
+	e.headers(p.ServerHeaders, pos, joinPath(path, "server_headers"))
+	e.headers(p.ClientHeaders, pos, joinPath(path, "client_headers"))
+	e.prefixes(p.Allow, pos, joinPath(path, "allow"))
+	e.prefixes(p.Deny, pos, joinPath(path, "deny"))
 	if a := p.Authorization; a != nil {
 		if msg := checkAuth(a); msg != "" {
 			e.add(a.Pos, joinPath(path, "authorization"), "%s", msg)
+		}
+	}
+}
+
+func (e *errs) headers(hs []Header, pos Pos, path string) {
+	for i, h := range hs {
+		if msg := checkHeader(h); msg != "" {
+			e.add(pos, indexPath(path, i), "%s", msg)
+		}
+	}
+}
+
+func (e *errs) prefixes(ps []netip.Prefix, pos Pos, path string) {
+	for i, pf := range ps {
+		if !pf.IsValid() {
+			e.add(pos, indexPath(path, i), "invalid CIDR")
 		}
 	}
 }
