@@ -27,6 +27,11 @@ type Update struct {
 	// Err is a load error: a config.ErrorList with file:line:col entries,
 	// or an I/O error.
 	Err error
+	// Done, when non-nil, gets exactly one send from the consumer: nil
+	// once the update is applied (or unchanged), else why it was
+	// rejected. It is buffered, so the send never blocks. Only Push sets
+	// it; other sources leave it nil.
+	Done chan<- error
 }
 
 // Source produces routing tables until its context ends.
