@@ -749,8 +749,28 @@ func (c tcase) url(t *target) string {
 }
 
 // sanity sends one request of case c to target t and checks the status and
-// that the proxy added its response header.
+// that the proxy added its response header; with c.deny it also checks that
+// the request that must be refused is refused.
 func (s *suite) sanity(c tcase, t *target) error {
+	if err := s.sanityOne(c, t, nil); err != nil {
+		return err
+	}
+	if c.deny == nil || t.kind == kindDirect || (c.deny.oursOnly && t.kind != kindOurs) {
+		return nil
+	}
+	err := s.sanityOne(c, t, c.deny)
+	if err == nil {
+		return errors.New(c.deny.what)
+	}
+	if !errors.Is(err, errNot200) {
+		return fmt.Errorf("request that must be refused: %w", err)
+	}
+	return nil
+}
+
+var errNot200 = errors.New("status is not 200")
+
+func (s *suite) sanityOne(c tcase, t *target, deny *denyCheck) error {
 	switch c.tool {
 	case "grpc":
 		out, _, err := runTool(s.ctx, 15*time.Second, []string{s.bin("benchd"), "grpc-load", "-addr", c.addr(t), "-c", "1", "-conns", "1", "-d", "200ms"}, nil)
@@ -804,10 +824,16 @@ func (s *suite) sanity(c tcase, t *target) error {
 	if c.host != "" {
 		req.Host = c.host
 	}
+	if deny != nil && deny.host != "" {
+		req.Host = deny.host
+	}
 	for _, h := range c.headers {
 		k, v, _ := strings.Cut(h, ":")
 		if strings.EqualFold(k, "Connection") {
 			req.Close = true
+			continue
+		}
+		if deny != nil && deny.dropAuth && strings.EqualFold(k, "Authorization") {
 			continue
 		}
 		req.Header.Set(k, strings.TrimSpace(v))
@@ -818,6 +844,12 @@ func (s *suite) sanity(c tcase, t *target) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
+	if deny != nil {
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w (%d)", errNot200, resp.StatusCode)
+		}
+		return nil
+	}
 	var problems []string
 	if resp.StatusCode != http.StatusOK {
 		problems = append(problems, fmt.Sprintf("status %d", resp.StatusCode))

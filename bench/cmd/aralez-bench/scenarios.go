@@ -23,11 +23,9 @@ const (
 
 // targetSpec is a target's fixed addresses.
 type targetSpec struct {
-	name            string
-	kind            int
-	http, tls, h2c  string
-	templateMain    string // peers.* template for its main config
-	templateUpExtra string // second file (aralez upstreams), or ""
+	name           string
+	kind           int
+	http, tls, h2c string
 }
 
 var allTargets = []targetSpec{
@@ -65,6 +63,18 @@ type tcase struct {
 	direct  string   // address of the direct row, "" = no direct row
 	feature string   // what an "ours" skip message names
 	method  string   // sanity request method, "" = GET
+	// deny, when set, is a second sanity request that must NOT get 200:
+	// it proves the feature under test is really on (an unknown Host must
+	// not be routed, a request without a token must be refused).
+	deny *denyCheck
+}
+
+// denyCheck describes a request the target must refuse.
+type denyCheck struct {
+	host     string // Host header to send instead of the case's
+	dropAuth bool   // send no Authorization header
+	oursOnly bool   // peers are not configured for it (scenario 8)
+	what     string // what a 200 answer means, for the skip line
 }
 
 const uploadScript = `
@@ -153,11 +163,13 @@ func buildCases(scens []int, jwtToken string) []tcase {
 	}
 	if has(7) {
 		out = append(out, tcase{scen: 7, set: setHosts, id: "h1 10k hosts c50", tool: "wrk", scheme: "http", path: "/", conns: 50,
-			script: hostsScript(numHosts), host: hostName(numHosts / 2), feature: "10,000 host entries"})
+			script: hostsScript(numHosts), host: hostName(numHosts / 2), feature: "10,000 host entries",
+			deny: &denyCheck{host: "unknown.bench.test", what: "a host that is not in the config was routed (200)"}})
 	}
 	if has(8) {
 		out = append(out, tcase{scen: 8, set: setFeatures, id: "h1 ratelimit+JWT c50", tool: "wrk", scheme: "http", path: "/", conns: 50,
-			headers: []string{"Authorization: Bearer " + jwtToken}, feature: "rate_limit and JWT authorization"})
+			headers: []string{"Authorization: Bearer " + jwtToken}, feature: "rate_limit and JWT authorization",
+			deny: &denyCheck{dropAuth: true, oursOnly: true, what: "a request without a bearer token was answered 200: JWT authorization is not enforced"}})
 	}
 	return out
 }
