@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -61,8 +62,9 @@ func FuzzParseUpstreams(f *testing.F) {
 		u, err := ParseUpstreams("fuzz.yaml", data)
 		checkResult(t, err, func() error { return u.Validate() })
 		if err == nil {
-			c := u.Clone()
-			_ = c
+			if c := u.Clone(); !reflect.DeepEqual(c, *u) {
+				t.Fatalf("Clone() differs from the original")
+			}
 		}
 	})
 }

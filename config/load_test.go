@@ -220,6 +220,22 @@ upstreams:
 	}
 }
 
+// TestHostKeys checks the host key forms that are accepted.
+func TestHostKeys(t *testing.T) {
+	t.Parallel()
+	src := "upstreams:\n"
+	for _, h := range []string{"127.0.0.1", "\"[::1]\"", "localhost", "Svc-Nginx", "\"*.Example.com\"", "DEFAULT", "default"} {
+		src += "  " + h + ":\n    paths: {\"/\": {servers: [\"10.0.0.1:80\"]}}\n"
+	}
+	u, err := ParseUpstreams("h.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("ParseUpstreams() error: %v", err)
+	}
+	if got, want := hostNames(u), []string{"127.0.0.1", "[::1]", "localhost", "svc-nginx", "*.example.com", "DEFAULT", "default"}; !slices.Equal(got, want) {
+		t.Errorf("hosts = %q; want %q", got, want)
+	}
+}
+
 // TestAnchorsAndMergeKeys checks that anchors, aliases and "<<" merge
 // keys resolve, and that explicit keys win over merged ones.
 func TestAnchorsAndMergeKeys(t *testing.T) {
@@ -672,6 +688,13 @@ sticky_sessions: true
 		}
 		if len(m.Deprecated) != 2 || !strings.HasPrefix(m.Deprecated[0], "m.yaml:10:1: tls_certificate: deprecated") {
 			t.Errorf("Deprecated = %q", m.Deprecated)
+		}
+	})
+	t.Run("yaml 1.2 off is a string", func(t *testing.T) {
+		t.Parallel()
+		m, err := ParseMain("m.yaml", []byte("access_log: off\nlog_level: off\n"))
+		if err != nil || m.AccessLog != "off" || m.LogLevel != "off" {
+			t.Errorf("ParseMain(off) = %v, %v; want off, off", m, err)
 		}
 	})
 	t.Run("native keys win", func(t *testing.T) {
