@@ -363,7 +363,7 @@ func probeH2(pc *probeConn, r probeRequest) (int, error) {
 			if st >= 100 && st < 200 {
 				continue // informational; the final headers follow
 			}
-			fr.WriteGoAway(1, http2.ErrCodeNo, nil)
+			fr.WriteGoAway(0, http2.ErrCodeNo, nil) // polite close; errors do not matter now
 			return st, nil
 		}
 	}

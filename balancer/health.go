@@ -115,6 +115,8 @@ type HealthChecker struct {
 
 	mu     sync.Mutex // guards states and hcState.targets, orphanSince
 	states map[*Backend]*hcState
+
+	orphanTTL time.Duration // orphanTTL, shorter in tests
 }
 
 // NewHealthChecker returns a checker with no targets. It starts no
@@ -145,7 +147,7 @@ func NewHealthChecker(o HealthOptions) *HealthChecker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HealthChecker{o: o, log: log, states: make(map[*Backend]*hcState)}
+	return &HealthChecker{o: o, log: log, states: make(map[*Backend]*hcState), orphanTTL: orphanTTL}
 }
 
 // normalize fills in the defaults of a target.
@@ -228,13 +230,24 @@ func (h *HealthChecker) Run(ctx context.Context) {
 	t := time.NewTicker(h.o.Interval)
 	defer t.Stop()
 	for {
-		h.CheckNow(ctx)
+		h.safeRound(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// safeRound runs CheckNow and logs a panic instead of crashing the
+// process: a health checker bug must not take the proxy down.
+func (h *HealthChecker) safeRound(ctx context.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("health check round panicked", "panic", fmt.Sprint(v))
+		}
+	}()
+	h.CheckNow(ctx)
 }
 
 // CheckNow runs one round: it probes every target, Workers at a time,
@@ -345,7 +358,7 @@ func (h *HealthChecker) apply(st *hcState, r result, now int64) {
 		switch {
 		case b.Up():
 			delete(h.states, b)
-		case now-st.orphanSince > int64(orphanTTL):
+		case now-st.orphanSince > int64(h.orphanTTL):
 			b.SetUp(true)
 			delete(h.states, b)
 			h.log.Info("backend no longer checked, marked up", "backend", b.addr)
