@@ -84,6 +84,7 @@ func (j *JWT) Check(token []byte, nowNanos int64) Result {
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(j.leeway),
+		jwt.WithStrictDecoding(), // one spelling per token: no padding bits set
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	var claims jwt.RegisteredClaims

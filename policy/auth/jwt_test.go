@@ -64,6 +64,7 @@ func TestJWTCheck(t *testing.T) {
 		{"ES256", sign(t, jwt.SigningMethodES256, ecKey, valid), Invalid},
 		{"tampered claims", []byte(parts[0] + "." + parts[1] + "x." + parts[2]), Invalid},
 		{"no signature", []byte(parts[0] + "." + parts[1] + "."), Invalid},
+		{"signature with padding bits set", []byte(parts[0] + "." + parts[1] + "." + setPaddingBit(parts[2])), Invalid},
 		{"garbage", []byte("not a token"), Invalid},
 		{"three garbage parts", []byte("abc.def.ghi"), Invalid},
 		{"too long", []byte(strings.Repeat("a", MaxTokenLen+1)), Invalid},
@@ -77,6 +78,15 @@ func TestJWTCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setPaddingBit returns sig (unpadded base64url of 32 bytes) with the
+// unused low bit of its last character set: the same bytes under a lenient
+// decoder.
+func setPaddingBit(sig string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, sig[len(sig)-1])
+	return sig[:len(sig)-1] + string(alphabet[i|1])
 }
 
 // noneHeader is the base64url JOSE header {"alg":"none","typ":"JWT"}.
