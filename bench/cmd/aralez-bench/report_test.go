@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// samplesFor builds kept samples of one case: per target, one value per
+// round for req/s and requests per CPU-second.
+func samplesFor(caseID string, rps map[string][]float64) []sample {
+	var out []sample
+	for _, name := range []string{"direct", "nginx", "haproxy", "aralez"} {
+		vals, ok := rps[name]
+		if !ok {
+			continue
+		}
+		kind := kindPeer
+		switch name {
+		case "direct":
+			kind = kindDirect
+		case "aralez":
+			kind = kindOurs
+		}
+		for i, v := range vals {
+			sm := sample{Scenario: 1, Case: caseID, Target: name, Kind: kind, Round: i + 1, Kept: true,
+				RPS: v, Requests: 2 * v, Elapsed: 2, P50us: 1000, P99us: 2000, P999us: 3000,
+				BusyP: 95, BusyL: 99, Pinned: "0", Up1: v, Up2: v}
+			if kind != kindDirect {
+				sm.ProxyCPU = 1.9 // 95 % of the 2 s window
+				sm.HWMKiB = 20 * 1024
+			}
+			out = append(out, sm)
+		}
+	}
+	return out
+}
+
+func TestRenderTables(t *testing.T) {
+	t.Parallel()
+	samples := samplesFor("h1 100B c50", map[string][]float64{
+		"direct":  {50000, 50000, 50000},
+		"nginx":   {20000, 22000, 21000},
+		"haproxy": {25000, 20000, 26000},
+		"aralez":  {30000, 30000, 31000},
+	})
+	// A repeated (discarded) attempt and a failing window with errors.
+	samples = append(samples, sample{Scenario: 1, Case: "h1 100B c50", Target: "nginx", Kind: kindPeer, Round: 1, Kept: false, Why: "noisy"})
+	samples = append(samples, sample{Scenario: 1, Case: "h1 100B c256", Target: "aralez", Kind: kindOurs, Round: 1, Kept: true,
+		RPS: 100, Requests: 200, Elapsed: 2, ProxyCPU: 0.1, Non2xx: 5, Errors: 1, ErrText: "read error", Pinned: "0"})
+	samples = append(samples, sample{Scenario: 1, Case: "h1 100B c256", Target: "nginx", Kind: kindPeer, Round: 1, Kept: true,
+		Failed: "the proxy process exited"})
+	rows := aggregate(samples)
+	if len(rows) != 6 {
+		t.Fatalf("aggregate: %d rows; want 6", len(rows))
+	}
+	var b bytes.Buffer
+	renderTables(&b, rows, 1, 20, 10)
+	out := b.String()
+	for _, want := range []string{
+		"| h1 100B c50 | direct | 50000 | 50.0k–50.0k | 0% | 1.00 | 2.00 | 3.00 | 0 / 0 | - |",
+		// nginx: median 21000; per-round best peer is 25000, 22000, 26000.
+		"| h1 100B c50 | nginx | 21000 | 20.0k–22.0k | 10% |",
+		"1.90 (95%) | 22.1k | 20.0 | proxy |",
+		// aralez vs best peer per round: 1.2, 1.36, 1.19 -> median 1.20.
+		"| h1 100B c50 | aralez | 30000 | 30.0k–31.0k | 3% |",
+		"| 1.20x | 0.60x | 1.20x |",
+		"**5 / 1 !!!** read error",
+		"| h1 100B c256 | nginx | **FAILED** | round 1: the proxy process exited |",
+		"| 50 : 50 | 0 | 0 | 1 |", // nginx fairness: one repeat
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("renderTables output lacks %q; got:\n%s", want, out)
+		}
+	}
+}
+
+func TestRatioCellFlagsSpread(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   []float64
+		want string
+	}{
+		{"tight", []float64{1.0, 1.05, 0.98}, "1.00x"},
+		{"wide", []float64{0.5, 1.0, 1.5}, "1.00x?"},
+		{"none", nil, "-"},
+	}
+	for _, tt := range tests {
+		if got := ratioCell(tt.in, 20); got != tt.want {
+			t.Errorf("ratioCell(%v) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestBound(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		r    row
+		want string
+	}{
+		{"proxy", row{kind: kindPeer, cpu: []float64{1.9}, elapsed: []float64{2}, busyL: []float64{99}}, "proxy"},
+		{"load", row{kind: kindPeer, cpu: []float64{1.0}, elapsed: []float64{2}, busyL: []float64{99}, othersL: []float64{2}}, "load CPU"},
+		{"noisy", row{kind: kindPeer, cpu: []float64{1.0}, elapsed: []float64{2}, busyL: []float64{99}, othersL: []float64{40}}, "others (noisy)"},
+		{"neither", row{kind: kindPeer, cpu: []float64{1.0}, elapsed: []float64{2}, busyL: []float64{50}, busyP: []float64{50}}, "neither"},
+	}
+	for _, tt := range tests {
+		if got := tt.r.bound(1, 10); got != tt.want {
+			t.Errorf("%s: bound() = %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestGoals(t *testing.T) {
+	t.Parallel()
+	rows := aggregate(samplesFor("h1 100B c50", map[string][]float64{
+		"nginx":   {20000, 20000, 20000},
+		"haproxy": {30000, 30000, 30000},
+		"aralez":  {26000, 26000, 26000},
+	}))
+	if got := goals[0].judge(rows, 20); !strings.HasPrefix(got, "met") || !strings.Contains(got, "1.30x") {
+		t.Errorf("goal vs nginx = %q; want met at 1.30x", got)
+	}
+	if got := goals[1].judge(rows, 20); !strings.Contains(got, "not met") {
+		t.Errorf("goal vs haproxy = %q; want not met", got)
+	}
+	if got := goals[4].judge(rows, 20); got != "not measured in this run" {
+		t.Errorf("TLS goal = %q; want not measured", got)
+	}
+}
+
+func TestGoBenchTableAndAppend(t *testing.T) {
+	t.Parallel()
+	bs, failed := parseGoBench(testdata(t, "gobench.txt"))
+	var b bytes.Buffer
+	renderGoBenchTable(&b, bs, failed)
+	for _, want := range []string{"| proxy | BenchmarkRouteLookup/hosts=1-2 | 95.1 | 0 | 0 |", "**FAILED:"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("renderGoBenchTable lacks %q; got:\n%s", want, b.String())
+		}
+	}
+	path := filepath.Join(t.TempDir(), "RESULTS.md")
+	if err := appendResults(path, "### Run A\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendResults(path, "### Run B\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(got), "# Bench results") || strings.Index(string(got), "Run A") > strings.Index(string(got), "Run B") {
+		t.Errorf("appendResults produced:\n%s\nwant the header, then run A, then run B", got)
+	}
+}
+
+func TestBuildCases(t *testing.T) {
+	t.Parallel()
+	cs := buildCases([]int{1, 4, 7, 8}, "tok")
+	var ids []string
+	for _, c := range cs {
+		ids = append(ids, c.id)
+	}
+	want := "h1 100B c50,h1 100B c256,TLS h1 c50,TLS h2 c50x10,h1 10k hosts c50,h1 ratelimit+JWT c50"
+	if got := strings.Join(ids, ","); got != want {
+		t.Errorf("buildCases ids = %s; want %s", got, want)
+	}
+	last := cs[len(cs)-1]
+	if last.set != setFeatures || last.headers[0] != "Authorization: Bearer tok" || last.deny == nil || !last.deny.oursOnly {
+		t.Errorf("scenario 8 case = %+v; want features set, bearer header, ours-only refuse check", last)
+	}
+	if !strings.Contains(hostsScript(3), "local n = 3") || !strings.Contains(hostsScript(3), `"h%05d.bench.test"`) {
+		t.Errorf("hostsScript(3) = %s", hostsScript(3))
+	}
+}
