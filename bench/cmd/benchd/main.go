@@ -48,11 +48,13 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "serve":
-		err = serve(os.Args[2:])
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err = serve(ctx, os.Args[2:], nil)
+		stop()
 	case "grpc-load":
-		err = grpcLoad(os.Args[2:])
+		err = grpcLoad(os.Args[2:], os.Stdout)
 	case "ws-load":
-		err = wsLoad(os.Args[2:])
+		err = wsLoad(os.Args[2:], os.Stdout)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
@@ -77,14 +79,19 @@ func loopbackOnly(hostport string) error {
 
 // ---------------------------------------------------------------- serve
 
-const jsonBody = `{"ok":true,"upstream":"benchd","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
+// jsonBody is the 100-byte JSON body of "/", as long as the nginx upstreams'.
+const jsonBody = `{"ok":true,"upstream":"benchd","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
 
-func serve(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+// serve runs the upstream until ctx is done. ready, when not nil, is
+// closed once both listeners are up.
+func serve(ctx context.Context, args []string, ready chan<- struct{}) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	httpAddr := fs.String("http", "127.0.0.1:19011", "HTTP/1.1 + h2c listen address")
 	grpcAddr := fs.String("grpc", "", "gRPC (h2c) listen address; empty: none")
 	name := fs.String("name", "benchd", "name put in the X-Upstream response header")
-	fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	for _, a := range []string{*httpAddr, *grpcAddr} {
 		if a == "" {
 			continue
@@ -156,10 +163,11 @@ func serve(args []string) error {
 		go func() { errc <- gs.Serve(gl) }()
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	if ready != nil {
+		close(ready)
+	}
 	select {
-	case <-sig:
+	case <-ctx.Done():
 	case err := <-errc:
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -247,8 +255,8 @@ func summarize(recs []*recorder, elapsed time.Duration) loadResult {
 	return res
 }
 
-func printResult(res loadResult) error {
-	return json.NewEncoder(os.Stdout).Encode(res)
+func printResult(w io.Writer, res loadResult) error {
+	return json.NewEncoder(w).Encode(res)
 }
 
 // runWorkers runs conns workers until the deadline; each calls once per
@@ -284,14 +292,16 @@ func runWorkers(conns int, d time.Duration, call func(w int) error) ([]*recorder
 	return recs, time.Since(start)
 }
 
-func grpcLoad(args []string) error {
-	fs := flag.NewFlagSet("grpc-load", flag.ExitOnError)
+func grpcLoad(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("grpc-load", flag.ContinueOnError)
 	addr := fs.String("addr", "", "target host:port (h2c)")
 	conns := fs.Int("c", 50, "concurrent calls")
 	tcpConns := fs.Int("conns", 5, "TCP connections the calls are spread over")
 	d := fs.Duration("d", 2*time.Second, "length of the measured window")
 	size := fs.Int("size", 100, "payload bytes per call")
-	fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	if err := loopbackOnly(*addr); err != nil {
 		return err
 	}
@@ -324,16 +334,18 @@ func grpcLoad(args []string) error {
 		}
 	}
 	recs, el := runWorkers(*conns, *d, call)
-	return printResult(summarize(recs, el))
+	return printResult(w, summarize(recs, el))
 }
 
-func wsLoad(args []string) error {
-	fs := flag.NewFlagSet("ws-load", flag.ExitOnError)
+func wsLoad(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("ws-load", flag.ContinueOnError)
 	url := fs.String("url", "", "ws://127.0.0.1:port/path")
 	conns := fs.Int("c", 50, "WebSocket connections, one message in flight on each")
 	d := fs.Duration("d", 2*time.Second, "length of the measured window")
 	size := fs.Int("size", 100, "message bytes")
-	fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	hostport := strings.TrimPrefix(*url, "ws://")
 	if i := strings.IndexByte(hostport, '/'); i >= 0 {
 		hostport = hostport[:i]
@@ -374,5 +386,5 @@ func wsLoad(args []string) error {
 	// A broken connection fails fast on every later call; runWorkers
 	// stops a worker after 1000 errors, and the errors are reported.
 	recs, el := runWorkers(*conns, *d, call)
-	return printResult(summarize(recs, el))
+	return printResult(w, summarize(recs, el))
 }
