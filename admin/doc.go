@@ -1,0 +1,58 @@
+// Package admin is the config API server (config_address, and
+// config_tls_address with its certificate): it takes pushed routing
+// tables, signs JWTs, and serves status, metrics, liveness, readiness and
+// profiles. It runs on net/http, apart from the proxy's listeners, and
+// talks to the rest of the process only through a discovery.Push (to
+// hand over tables) and read-only views (StatusSource, a metrics
+// handler).
+//
+// # Endpoints
+//
+//	POST /conf?key=K[&save=true]  body: an upstreams.yaml document
+//	POST /jwt                     body: {"master_key": K, "owner": "name", "valid": minutes}
+//	GET  /status[?live|?all]      JSON, see StatusView
+//	GET  /metrics                 Prometheus text format
+//	GET  /live                    200 while the process runs
+//	GET  /ready                   200 when ready, 503 before and while draining
+//	GET  /debug/pprof/…?key=K     net/http/pprof
+//
+// The master key is given as ?key=K (Aralez's form) or as an
+// "Authorization: Bearer K" header, and compared in constant time
+// (SHA-256 of both sides, then subtle.ConstantTimeCompare, so even the
+// length does not leak). Keys are never logged.
+//
+// # POST /conf
+//
+// The checks run in this order, and the first that fails answers:
+//
+//   - config_api_enabled is false, or no master_key is configured: 403;
+//   - no key given: 401 (with WWW-Authenticate: Bearer);
+//   - wrong key: 403;
+//   - body over Options.MaxBodyBytes (DefaultMaxBodyBytes, 4 MiB): 413;
+//   - the document does not parse or validate: 400 with every error, one
+//     per line, as "<api>:line:col: path: message";
+//   - save=true without an upstreams_conf path: 400;
+//   - the reload loop rejects it (compiling failed): 400 with its error;
+//   - the reload loop does not answer within Options.ApplyTimeout: 503
+//     (the table may still be applied).
+//
+// Nothing is applied when any check fails. Success is 200 with a one-line
+// summary: "config applied: 3 hosts, 5 paths" (plus "; saved to PATH").
+// Pushes are handled one at a time.
+//
+// With save=true the document is first written to upstreams_conf
+// atomically — a temporary file in the same folder, fsync, rename, fsync
+// of the folder — so a crash leaves either the old or the new file, never
+// half of one. The file is then loaded back exactly as the file watcher
+// will load it (with conf.d/) and that value is pushed; when the file
+// watcher then reports the change, the reload loop sees the same digest
+// (discovery.Digest) and skips it, so the table is applied once. When
+// loading back or applying fails, the previous file content is restored
+// the same way and the answer is 400.
+//
+// # Status, readiness, metrics
+//
+// /status reads Options.Status (nil answers 503). /ready is 200 only
+// after SetReady(true) and while SetDraining(false). /metrics serves
+// Options.Metrics (nil answers 404).
+package admin
