@@ -55,8 +55,16 @@
 //
 // Probing also detects the protocol (Detect): TLS with ALPN h2 or
 // http/1.1, h2c with prior knowledge, or HTTP/1.1. The detected protocol
-// is stored on the Backend for the proxy; probes speak it, and detection
-// runs again only when it stops working.
+// is stored on the Backend for the proxy. Later probes speak it: over
+// TLS the handshake's ALPN re-detects h2 on every probe for free; full
+// detection runs again when the known protocol stops working (an error
+// after connecting) or when a clear-text HTTP/1 probe gets 400, the
+// answer of TLS servers to clear text. Detection reuses its connection
+// for the probe when it can (TLS, h2c). Note that HTTP/1-only servers
+// built on Go's net/http pass the h2c detection preface ("PRI *
+// HTTP/2.0") to their handler as a request, so such backends see one
+// PRI request per detection. Backends of routes without health checks
+// are not detected by the checker; call Detect and SetProto for them.
 //
 // # Passive ejection
 //

@@ -42,8 +42,9 @@ type Target struct {
 	// ignored.
 	Backend *Backend
 	// Host is the Host header (:authority in HTTP/2) and, when it is a
-	// DNS name, the TLS server name. Use the route's host; empty, or a
-	// wildcard such as "*.example.com", means the backend's address.
+	// DNS name, the TLS server name. Use the route's host; empty,
+	// "DEFAULT" or a wildcard such as "*.example.com" means the
+	// backend's address.
 	Host string
 	// Path is the request path, usually the route's path prefix. Empty
 	// means "/".
@@ -152,7 +153,7 @@ func NewHealthChecker(o HealthOptions) *HealthChecker {
 
 // normalize fills in the defaults of a target.
 func normalize(t Target) Target {
-	if t.Host == "" || strings.HasPrefix(t.Host, "*") {
+	if t.Host == "" || t.Host == "DEFAULT" || strings.HasPrefix(t.Host, "*") {
 		t.Host = t.Backend.addr
 	}
 	if t.Path == "" {

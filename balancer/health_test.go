@@ -273,8 +273,23 @@ func TestHealthProtocolChange(t *testing.T) {
 	if b.Proto() != ProtoTLS|ProtoH2 || !b.Up() {
 		t.Fatalf("after the switch to TLS: Proto=%v Up=%v (%s); want tls+h2, up", b.Proto(), b.Up(), b.Status().LastError)
 	}
-	if n := logs.count("backend protocol detected"); n != 2 {
-		t.Fatalf("%d protocol lines; want 2:\n%s", n, logs)
+
+	// And back to clear text: the TLS handshake fails after connecting,
+	// which triggers detection again.
+	s.Close()
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addr, err)
+	}
+	s3 := &http.Server{Handler: rec}
+	go s3.Serve(ln)
+	t.Cleanup(func() { s3.Close() })
+	h.CheckNow(context.Background())
+	if b.Proto() != ProtoHTTP1 || !b.Up() {
+		t.Fatalf("after the switch back to clear text: Proto=%v Up=%v (%s); want http1, up", b.Proto(), b.Up(), b.Status().LastError)
+	}
+	if n := logs.count("backend protocol detected"); n != 3 {
+		t.Fatalf("%d protocol lines; want 3:\n%s", n, logs)
 	}
 }
 
@@ -320,6 +335,7 @@ func TestHealthTargets(t *testing.T) {
 		{Backend: a},
 		{Backend: a, Host: a.Addr(), Path: "/"},
 		{Backend: a, Host: "*.example.com"},
+		{Backend: a, Host: "DEFAULT", Path: "/"},
 		{Backend: a, Host: "app.test", Path: "/x"},
 		{Backend: a, Host: "app.test", Path: "/x"},
 		{Backend: b, Host: "b.test"},
