@@ -22,8 +22,10 @@ const (
 	DefaultIdleTTL = 10 * time.Second
 
 	// DefaultSweepInterval is the period Run uses when every is zero or
-	// negative.
-	DefaultSweepInterval = time.Second
+	// negative. A sweep visits every key (about 0.1 to 0.5 s per million
+	// keys, bound by memory latency), so it runs as often as the TTL
+	// needs and no more: an idle key goes within IdleTTL plus this.
+	DefaultSweepInterval = 10 * time.Second
 )
 
 const (
@@ -120,11 +122,12 @@ func fmix(h uint64) uint64 {
 
 // Options configures a Limiter. The zero value is usable.
 type Options struct {
-	// MaxKeys is the hard cap on live keys. When the map is full, inserting
-	// a new key first evicts idle keys and then the least recently active
-	// ones (about one eighth of the cap at a time); while that runs, and if
-	// nothing could be evicted, new keys are not stored and are treated as
-	// fresh (allowed, not blocked). Zero or negative means DefaultMaxKeys.
+	// MaxKeys is the hard cap on live keys. When the map is full, a pass
+	// evicts idle keys and then the least recently active ones, about one
+	// eighth of the cap at a time; Run does it when active, else the
+	// inserting goroutine. Until the pass has made room, new keys are not
+	// stored and are treated as fresh (allowed, not blocked). Zero or
+	// negative means DefaultMaxKeys.
 	MaxKeys int
 
 	// IdleTTL is how long a key is kept after it became idle: after its
@@ -175,6 +178,8 @@ type Limiter struct {
 
 	trimming atomic.Bool // set while one caller trims; it owns sample
 	sample   []int64
+	running  atomic.Int32  // Run loops active
+	trimCh   chan struct{} // wakes Run to trim a full map
 }
 
 // New returns a Limiter configured by o.
@@ -189,6 +194,7 @@ func New(o Options) *Limiter {
 		m:       xsync.NewMapOfWithHasher[Key, *entry](hashKey),
 		maxKeys: int64(o.MaxKeys),
 		idleTTL: int64(o.IdleTTL),
+		trimCh:  make(chan struct{}, 1),
 	}
 }
 
@@ -229,7 +235,19 @@ func (l *Limiter) insert(k Key, now int64) *entry {
 		if ok {
 			return e
 		}
-		if attempt > 0 || !l.trim(now) {
+		if attempt > 0 {
+			return nil
+		}
+		if l.running.Load() > 0 {
+			// Run owns eviction: wake it and serve this key untracked
+			// rather than stall the request for a pass over the map.
+			select {
+			case l.trimCh <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		if !l.trim(now) {
 			return nil
 		}
 	}
@@ -426,12 +444,19 @@ func (l *Limiter) trim(now int64) bool {
 }
 
 // Run calls Sweep every interval (DefaultSweepInterval when every is zero
-// or negative) with the current Unix time until ctx is done. A panic in a
-// sweep is recovered and the next sweep runs as scheduled.
+// or negative) with the current Unix time until ctx is done. While Run is
+// active it also does the cap eviction, woken by the first insert into a
+// full map, so that no request pays for a pass over the map; new keys
+// arriving until the pass ends are served untracked (see Options.MaxKeys).
+// Without Run, the inserting goroutine evicts. A panic in a pass is
+// recovered and the next pass runs as scheduled. Several Run loops may
+// share a Limiter, though one is enough.
 func (l *Limiter) Run(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = DefaultSweepInterval
 	}
+	l.running.Add(1)
+	defer l.running.Add(-1)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -439,14 +464,16 @@ func (l *Limiter) Run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			l.safeSweep(now.UnixNano())
+			l.safely(func() { l.Sweep(now.UnixNano()) })
+		case <-l.trimCh:
+			l.safely(func() { l.trim(time.Now().UnixNano()) })
 		}
 	}
 }
 
-func (l *Limiter) safeSweep(now int64) {
+func (l *Limiter) safely(f func()) {
 	defer func() { _ = recover() }()
-	l.Sweep(now)
+	f()
 }
 
 // noCopy makes go vet report copies of a Limiter.

@@ -487,3 +487,42 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run did not return after cancel")
 	}
 }
+
+// TestRunEvictsAtCap fills a limiter whose Run owns eviction: inserts into
+// the full map are served untracked and wake Run, which frees room, after
+// which new keys are tracked again.
+func TestRunEvictsAtCap(t *testing.T) {
+	t.Parallel()
+	const maxKeys = 64
+	l := New(Options{MaxKeys: maxKeys, IdleTTL: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx, time.Hour) // no periodic sweep: only the cap wakes it
+	now := time.Now().UnixNano()
+	key := func(i int) Key { return MakeKey(netip.AddrFrom4([4]byte{10, 4, byte(i >> 8), byte(i)}), 1, 0) }
+	for i := range maxKeys {
+		l.Allow(key(i), 1, now)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.running.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Run did not start within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The map is full: this key is served untracked and wakes Run.
+	if ok, _ := l.Allow(key(maxKeys), 1, now); !ok {
+		t.Fatalf("Allow(new key at cap) = false; want true (untracked)")
+	}
+	for l.Len() > maxKeys-maxKeys/8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Len() = %d after 10s; want at most %d", l.Len(), maxKeys-maxKeys/8)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	k := key(maxKeys + 1)
+	l.Allow(k, 1, now)
+	if ok, _ := l.Allow(k, 1, now); ok {
+		t.Fatalf("second Allow(new key after eviction) = true; want false (tracked)")
+	}
+}
