@@ -141,13 +141,14 @@ func (b *Backend) Up() bool { return !b.down.Load() }
 func (b *Backend) SetUp(up bool) { b.down.Store(!up) }
 
 // Available reports whether the backend may get new requests at
-// nowNanos (unix nanoseconds): it is Up and not passively ejected.
+// nowNanos (unix nanoseconds; 0 means read the clock when an ejection
+// must be checked): it is Up and not passively ejected.
 func (b *Backend) Available(nowNanos int64) bool {
 	return !b.down.Load() && !b.ejected(nowNanos)
 }
 
 // Ejected reports whether the backend is passively ejected at nowNanos
-// (unix nanoseconds).
+// (unix nanoseconds; 0 means now).
 func (b *Backend) Ejected(nowNanos int64) bool { return b.ejected(nowNanos) }
 
 func (b *Backend) ejected(now int64) bool {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"net/http"
 	"slices"
 	"strings"
@@ -318,7 +319,7 @@ func cut(ctx context.Context) bool {
 type result struct {
 	ok     bool
 	status int
-	proto  Proto // detected; ProtoUnknown if detection failed
+	proto  Proto // proven by the probe; ProtoUnknown if not
 	target Target
 	err    error
 }
@@ -368,8 +369,7 @@ func (h *HealthChecker) apply(st *hcState, r result, now int64) {
 }
 
 // checkBackend probes b's targets in order until one passes. It stops
-// early when b cannot be dialed: the other targets would fail the same
-// way.
+// early when b cannot be dialed or times out.
 func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Target) (r result) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -384,9 +384,13 @@ func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Targe
 		pctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
 		status, proto, err := h.probe(pctx, b, t)
 		cancel()
-		r = result{status: status, proto: proto, target: t, err: err}
-		if proto == ProtoUnknown {
-			r.proto = b.Proto()
+		r = result{status: status, target: t, err: err}
+		// Keep the protocol only when the probe proved it: an answer,
+		// or a TLS handshake whose certificate was then rejected. A
+		// silent backend falls through detection to ProtoHTTP1, which
+		// proves nothing.
+		if err == nil || errors.Is(err, errVerify) {
+			r.proto = proto
 		}
 		if err == nil && status >= 500 {
 			r.err = fmt.Errorf("status %d", status)
@@ -395,7 +399,12 @@ func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Targe
 			r.ok = true
 			return r
 		}
-		if isDialError(err) || cut(ctx) {
+		// The other targets would fail the same way when the backend
+		// cannot be dialed or does not answer in time; stopping here
+		// keeps a hung backend from holding a worker for a Timeout per
+		// target.
+		if isDialError(err) || errors.Is(err, os.ErrDeadlineExceeded) ||
+			errors.Is(err, context.DeadlineExceeded) || cut(ctx) {
 			return r
 		}
 	}

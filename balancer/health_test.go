@@ -418,31 +418,7 @@ func TestHealthCancelledRoundDoesNotCount(t *testing.T) {
 	t.Parallel()
 	// A backend that accepts and never answers: probes end by the
 	// context, not by the backend.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var mu sync.Mutex
-	var conns []net.Conn
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
+	ln := silentListener(t)
 	b := NewBackend(ln.Addr().String())
 	h, _ := newChecker(t, HealthOptions{Interval: 10 * time.Second, Fall: 1})
 	h.SetTargets([]Target{{Backend: b}})
@@ -546,5 +522,61 @@ func TestHealthOrphanExpires(t *testing.T) {
 	}
 	if n := logs.count("no longer checked"); n != 1 {
 		t.Fatalf("%d \"no longer checked\" lines; want 1:\n%s", n, logs)
+	}
+}
+
+// silentListener accepts connections and never writes to them.
+func silentListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return ln
+}
+
+func TestHealthHungBackend(t *testing.T) {
+	t.Parallel()
+	ln := silentListener(t)
+	b := NewBackend(ln.Addr().String())
+	const timeout = 300 * time.Millisecond
+	h, _ := newChecker(t, HealthOptions{Interval: time.Second, Timeout: timeout, Fall: 1})
+	h.SetTargets([]Target{{Backend: b, Path: "/a"}, {Backend: b, Path: "/b"}, {Backend: b, Path: "/c"}})
+	start := time.Now()
+	h.CheckNow(context.Background())
+	took := time.Since(start)
+	if b.Up() {
+		t.Fatalf("Up after a round against a silent backend = true; want false")
+	}
+	if b.Proto() != ProtoUnknown {
+		t.Fatalf("Proto() = %v after probes that got no answer; want unknown", b.Proto())
+	}
+	if e := b.Status().LastError; !strings.Contains(e, "deadline") && !strings.Contains(e, "timeout") {
+		t.Fatalf("LastError = %q; want a timeout", e)
+	}
+	// One target's timeout, not three: the others are skipped.
+	if took >= 3*timeout && !raceEnabled {
+		t.Fatalf("round took %v; want about one %v timeout", took, timeout)
 	}
 }

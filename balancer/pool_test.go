@@ -442,3 +442,81 @@ func TestProtoString(t *testing.T) {
 		t.Errorf("Has/Scheme wrong")
 	}
 }
+
+// TestPickConcurrent runs picks from many goroutines while health and
+// ejection change underneath; under -race it checks that the pick path
+// is free of data races, and it checks that in-flight counts balance.
+func TestPickConcurrent(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []Kind{RoundRobin, LeastConn, Random} {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			bs := backends(5)
+			ms := members(bs, 3, 1, 2, 1, 1)
+			ms[4].Backup = true
+			p := NewPool(ms, kind, false)
+			stop := make(chan struct{})
+			flipped := make(chan struct{})
+			go func() {
+				defer close(flipped)
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					b := bs[i%len(bs)]
+					b.SetUp(i%3 != 0)
+					if i%7 == 0 {
+						b.ReportFailure(time.Now().UnixNano())
+					} else {
+						b.ReportSuccess()
+					}
+				}
+			}()
+			const workers, picks = 4, 2000
+			errs := make(chan error, workers)
+			for w := range workers {
+				go func() {
+					var prev *Backend
+					for i := range picks {
+						b, _ := p.Pick(prev)
+						if b == nil {
+							errs <- fmt.Errorf("worker %d pick %d: nil backend", w, i)
+							return
+						}
+						if b == prev {
+							errs <- fmt.Errorf("worker %d pick %d: got the excluded backend", w, i)
+							return
+						}
+						b.Acquire()
+						b.Release()
+						if i%2 == 0 {
+							prev = b
+						} else {
+							prev = nil
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range workers {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+			close(stop)
+			<-flipped
+			var total uint64
+			for _, b := range bs {
+				if n := b.InFlight(); n != 0 {
+					t.Errorf("%s: InFlight() = %d after all releases; want 0", b.Addr(), n)
+				}
+				total += b.Requests()
+			}
+			if total != workers*picks {
+				t.Errorf("sum of Requests() = %d; want %d", total, workers*picks)
+			}
+		})
+	}
+}
