@@ -35,8 +35,9 @@
 //
 // # API key
 //
-// APIKey compares SHA-256 digests in constant time, so neither the key nor
-// its length leaks through timing.
+// APIKey compares in time that depends only on the configured key's
+// length, whatever the value sent, so neither the key nor its length leaks
+// through timing.
 //
 // # JWT
 //
