@@ -91,7 +91,8 @@ type Metrics struct {
 	versions   [len(versionLabels)]prometheus.Counter
 	byUpstream *prometheus.CounterVec
 	up         atomic.Pointer[upTable]
-	sessions   prometheus.Gauge
+	sessions   atomic.Int64
+	sessionsFn atomic.Pointer[func() int64]
 
 	retries      prometheus.Counter
 	rateLimited  prometheus.Counter
@@ -139,8 +140,13 @@ func New() *Metrics {
 		Name: "aralez_requests_by_upstream", Help: "Number of requests by upstream server.",
 	}, []string{"upstream"})
 	m.up.Store(&upTable{})
-	m.sessions = prometheus.NewGauge(prometheus.GaugeOpts{
+	sessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "aralez_active_sessions", Help: "Current number of active client connections.",
+	}, func() float64 {
+		if f := m.sessionsFn.Load(); f != nil {
+			return float64((*f)())
+		}
+		return float64(m.sessions.Load())
 	})
 	memory := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "aralez_memory_bytes", Help: "Memory used by the process in bytes (resident set size).",
@@ -176,7 +182,7 @@ func New() *Metrics {
 
 	m.reg.MustRegister(
 		m.requests, m.responses, m.latency, byMethod, byVersion, m.byUpstream,
-		m.sessions, memory, openFiles, logErrors,
+		sessions, memory, openFiles, logErrors,
 		m.retries, m.rateLimited, m.authRejected, reloads, m.generation,
 		&healthCollector{m: m},
 		collectors.NewGoCollector(),
@@ -315,11 +321,23 @@ func (m *Metrics) RetainUpstreams(keep []string) {
 }
 
 // SessionOpened adds one to aralez_active_sessions; call it when a client
-// connection opens and SessionClosed when it closes.
-func (m *Metrics) SessionOpened() { m.sessions.Inc() }
+// connection opens and SessionClosed when it closes. Not needed when
+// SetSessions gives a source.
+func (m *Metrics) SessionOpened() { m.sessions.Add(1) }
 
 // SessionClosed subtracts one from aralez_active_sessions.
-func (m *Metrics) SessionClosed() { m.sessions.Dec() }
+func (m *Metrics) SessionClosed() { m.sessions.Add(-1) }
+
+// SetSessions makes aralez_active_sessions read f at scrape time instead
+// of the SessionOpened/SessionClosed count, e.g. the sum of the front
+// ends' open connection counts. nil goes back to the count.
+func (m *Metrics) SetSessions(f func() int64) {
+	if f == nil {
+		m.sessionsFn.Store(nil)
+		return
+	}
+	m.sessionsFn.Store(&f)
+}
 
 // Retry counts one request retried on another backend.
 func (m *Metrics) Retry() { m.retries.Inc() }

@@ -168,6 +168,14 @@ func TestScrapeAfterKnownMix(t *testing.T) {
 	if v, _ := value(fams, "aralez_open_files"); v < 3 {
 		t.Errorf("aralez_open_files = %v; want >= 3", v)
 	}
+	m.SetSessions(func() int64 { return 12 })
+	if v, _ := value(scrape(t, m), "aralez_active_sessions"); v != 12 {
+		t.Errorf("aralez_active_sessions with SetSessions = %v; want 12", v)
+	}
+	m.SetSessions(nil)
+	if v, _ := value(scrape(t, m), "aralez_active_sessions"); v != 1 {
+		t.Errorf("aralez_active_sessions after SetSessions(nil) = %v; want 1", v)
+	}
 	if fams["go_goroutines"] == nil || fams["process_open_fds"] == nil {
 		t.Errorf("go and process collectors missing")
 	}
