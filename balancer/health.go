@@ -92,8 +92,11 @@ type hcState struct {
 	// (unix nanos); 0 for a listed backend.
 	orphanSince int64
 	// ok and fail count consecutive passing and failing rounds.
-	// Guarded by the round mutex.
+	// Guarded by the round mutex, as plain400 is.
 	ok, fail int
+	// plain400 is set when detection confirmed that a clear-text
+	// HTTP/1 backend answers probes with 400.
+	plain400 bool
 }
 
 // HealthChecker probes backends in rounds and sets their health state
@@ -283,7 +286,7 @@ func (h *HealthChecker) CheckNow(ctx context.Context) {
 				if i >= len(jobs) || cut(ctx) {
 					return
 				}
-				results[i] = h.checkBackend(ctx, jobs[i].st.b, jobs[i].targets)
+				results[i] = h.checkBackend(ctx, jobs[i].st, jobs[i].targets)
 			}
 		})
 	}
@@ -370,7 +373,8 @@ func (h *HealthChecker) apply(st *hcState, r result, now int64) {
 
 // checkBackend probes b's targets in order until one passes. It stops
 // early when b cannot be dialed or times out.
-func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Target) (r result) {
+func (h *HealthChecker) checkBackend(ctx context.Context, st *hcState, ts []Target) (r result) {
+	b := st.b
 	defer func() {
 		if v := recover(); v != nil {
 			r = result{err: fmt.Errorf("panic in health probe: %v", v)}
@@ -382,7 +386,7 @@ func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Targe
 	}()
 	for _, t := range ts {
 		pctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
-		status, proto, err := h.probe(pctx, b, t)
+		status, proto, err := h.probe(pctx, st, t)
 		cancel()
 		r = result{status: status, target: t, err: err}
 		// Keep the protocol only when the probe proved it: an answer,
@@ -421,13 +425,18 @@ func (h *HealthChecker) checkBackend(ctx context.Context, b *Backend, ts []Targe
 // and whenever the known protocol looks wrong: an error after connecting
 // (a TLS backend that turned plain, an h2c one that dropped HTTP/2), or
 // a 400 from a clear-text HTTP/1 probe, which is what TLS servers answer
-// to clear text (a backend that turned TLS).
-func (h *HealthChecker) probe(ctx context.Context, b *Backend, t Target) (int, Proto, error) {
+// to clear text (a backend that turned TLS), unless detection already
+// confirmed that this clear-text backend answers 400.
+func (h *HealthChecker) probe(ctx context.Context, st *hcState, t Target) (int, Proto, error) {
+	b := st.b
 	sni := serverNameOf(t.Host)
 	if known := b.Proto(); known != ProtoUnknown {
 		status, p, err := h.probeWith(ctx, b, t, sni, known)
+		if err == nil && status != http.StatusBadRequest {
+			st.plain400 = false
+		}
 		switch {
-		case err == nil && (status != http.StatusBadRequest || p.Has(ProtoTLS) || p.Has(ProtoH2C)):
+		case err == nil && (status != http.StatusBadRequest || p != ProtoHTTP1 || st.plain400):
 			return status, p, nil
 		case err != nil && (isDialError(err) || ctx.Err() != nil || errors.Is(err, errVerify)):
 			return status, p, err
@@ -450,6 +459,9 @@ func (h *HealthChecker) probe(ctx context.Context, b *Backend, t Target) (int, P
 		}
 	}
 	status, err := probeOn(pc, p, h.request(t, p))
+	// A clear-text backend that answers 400 after a fresh detection
+	// means it: do not detect again each round while it keeps doing so.
+	st.plain400 = err == nil && status == http.StatusBadRequest && p == ProtoHTTP1
 	return status, p, err
 }
 

@@ -580,3 +580,31 @@ func TestHealthHungBackend(t *testing.T) {
 		t.Fatalf("round took %v; want about one %v timeout", took, timeout)
 	}
 }
+
+func TestHealthPlain400DetectsOnce(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(http.StatusBadRequest)
+	s := newPlainServer(t, rec)
+	b := NewBackend(s.Listener.Addr().String())
+	h, _ := newChecker(t, HealthOptions{Rise: 1, Fall: 1})
+	h.SetTargets([]Target{{Backend: b}})
+	for round := 1; round <= 3; round++ {
+		h.CheckNow(context.Background())
+		if !b.Up() || b.Proto() != ProtoHTTP1 {
+			t.Fatalf("round %d: Up=%v Proto=%v; want up (400 < 500), http1", round, b.Up(), b.Proto())
+		}
+	}
+	// Round 1 detects and sees the 400 right after: later rounds trust
+	// it and send one probe each instead of detecting again.
+	if n := rec.hits.Load(); n != 3 {
+		t.Fatalf("backend got %d probes in 3 rounds; want 3", n)
+	}
+	// A 200 clears that; a 400 after it is checked by detection again.
+	rec.status.Store(http.StatusOK)
+	h.CheckNow(context.Background())
+	rec.status.Store(http.StatusBadRequest)
+	h.CheckNow(context.Background())
+	if n := rec.hits.Load(); n != 6 {
+		t.Fatalf("backend got %d probes after 200 then 400; want 6", n)
+	}
+}
