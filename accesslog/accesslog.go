@@ -406,20 +406,31 @@ func AppendText(dst []byte, r *Record) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// unsafeText marks the bytes appendField escapes: control bytes, space,
+// '"', '\\', DEL and every byte >= 0x80.
+var unsafeText = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c <= ' ' || c >= 0x7f || c == '"' || c == '\\'
+	}
+	return t
+}()
+
 // appendField appends s with unsafe bytes as \xHH; "-" when empty.
-// Space is kept only inside quotes.
+// Space is kept only inside quotes. Safe runs are copied at once.
 func appendField(dst, s []byte, quoted bool) []byte {
 	if len(s) == 0 {
 		return append(dst, '-')
 	}
-	for _, c := range s {
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || (c == ' ' && !quoted) {
-			dst = append(dst, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+	start := 0
+	for i, c := range s {
+		if !unsafeText[c] || (c == ' ' && quoted) {
 			continue
 		}
-		dst = append(dst, c)
+		dst = append(dst, s[start:i]...)
+		dst = append(dst, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+		start = i + 1
 	}
-	return dst
+	return append(dst, s[start:]...)
 }
 
 // AppendJSON appends r as one JSON object (see the package doc), newline
@@ -453,30 +464,36 @@ func AppendJSON(dst []byte, r *Record) []byte {
 }
 
 // appendJSONString appends s as a quoted JSON string (RFC 8259 §7).
+// Runs of plain ASCII are copied at once.
 func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
+	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			if c == '"' || c == '\\' {
 				dst = append(dst, '\\', c)
-			case c < 0x20 || c == 0x7f:
+			} else {
 				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				dst = append(dst, c)
 			}
 			i++
+			start = i
 			continue
 		}
 		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
+			start = i + 1
 		}
 		i += size
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 
