@@ -59,7 +59,8 @@
 // TLS the handshake's ALPN re-detects h2 on every probe for free; full
 // detection runs again when the known protocol stops working (an error
 // after connecting) or when a clear-text HTTP/1 probe gets 400, the
-// answer of TLS servers to clear text. Detection reuses its connection
+// answer of TLS servers to clear text (once: a 400 right after a
+// detection that found clear text is taken as the backend's answer). Detection reuses its connection
 // for the probe when it can (TLS, h2c). Note that HTTP/1-only servers
 // built on Go's net/http pass the h2c detection preface ("PRI *
 // HTTP/2.0") to their handler as a request, so such backends see one

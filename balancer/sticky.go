@@ -99,11 +99,14 @@ func (s *Sticky) AppendValue(dst []byte, routeID uint32, b *Backend) []byte {
 	return base64.RawURLEncoding.AppendEncode(dst, m[:])
 }
 
-// stickyTable maps the MACs of a pool's members for one (Sticky, route).
+// stickyTable maps the encoded MACs of a pool's members for one
+// (Sticky, route). Keeping the base64url text as the key spares Lookup a
+// decode; the encoding of 96 bits is canonical, so comparing text is
+// comparing MACs.
 type stickyTable struct {
 	s       *Sticky
 	routeID uint32
-	macs    map[[StickyMACBytes]byte]*Backend
+	macs    map[[stickyMACChars]byte]*Backend
 }
 
 // Prepare computes the MACs of p's members for routeID so that Lookup
@@ -118,9 +121,12 @@ func (s *Sticky) table(p *Pool, routeID uint32) *stickyTable {
 	if t := p.sticky.Load(); t != nil && t.s == s && t.routeID == routeID {
 		return t
 	}
-	t := &stickyTable{s: s, routeID: routeID, macs: make(map[[StickyMACBytes]byte]*Backend, len(p.members))}
+	t := &stickyTable{s: s, routeID: routeID, macs: make(map[[stickyMACChars]byte]*Backend, len(p.members))}
 	for _, m := range p.members {
-		t.macs[s.mac(routeID, m.Backend.addr)] = m.Backend
+		mac := s.mac(routeID, m.Backend.addr)
+		var key [stickyMACChars]byte
+		base64.RawURLEncoding.Encode(key[:], mac[:])
+		t.macs[key] = m.Backend
 	}
 	p.sticky.Store(t)
 	return t
@@ -155,11 +161,9 @@ func (s *Sticky) Lookup(p *Pool, routeID uint32, value []byte, nowNanos int64) *
 	if id != uint64(routeID) {
 		return nil
 	}
-	var m [StickyMACBytes]byte
-	if n, err := base64.RawURLEncoding.Decode(m[:], value[dot+1:]); err != nil || n != StickyMACBytes {
-		return nil
-	}
-	b := s.table(p, routeID).macs[m]
+	var key [stickyMACChars]byte
+	copy(key[:], value[dot+1:])
+	b := s.table(p, routeID).macs[key]
 	if b == nil || !p.available(b, nowNanos) {
 		return nil
 	}
