@@ -151,6 +151,9 @@ func (s *Sticky) Lookup(p *Pool, routeID uint32, value []byte, nowNanos int64) *
 	if dot < 1 || dot > 10 || len(value)-dot-1 != stickyMACChars {
 		return nil
 	}
+	if value[0] == '0' && dot > 1 {
+		return nil // only the canonical decimal form, as AppendValue writes it
+	}
 	var id uint64
 	for _, c := range value[:dot] {
 		if c < '0' || c > '9' {
