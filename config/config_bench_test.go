@@ -20,7 +20,7 @@ func benchUpstreams(n int) []byte {
 }
 
 func BenchmarkParseUpstreams(b *testing.B) {
-	for _, n := range []int{10, 1000} {
+	for _, n := range []int{10, 1000, 10000} {
 		data := benchUpstreams(n)
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
 			b.ReportAllocs()

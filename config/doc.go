@@ -21,6 +21,9 @@
 //     keys win over merged ones. Tags (!!str) are rejected. The work for
 //     one document is bounded, so aliases cannot expand without limit.
 //   - A key written without a value (null) counts as absent.
+//   - Parsing time is linear in the input; nesting deeper than 10,000
+//     levels is an error. Syntax errors carry the parser's line; the
+//     column is exact for inputs up to 16 KiB and 1 otherwise.
 //   - Keys inherited from Aralez keep Aralez's types and units (hc_interval
 //     and sticky_sessions are whole seconds, rate_limit is requests per
 //     second). Keys added by this project take Go duration strings

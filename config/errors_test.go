@@ -33,11 +33,13 @@ func TestParseErrors(t *testing.T) {
 		msg  string
 	}{
 		// YAML itself.
-		{name: "syntax", src: "provider: file\n  x: 1\n", pos: "1:11", msg: "YAML syntax"},
+		{name: "syntax with column", src: "client_headers: [\"a: b\"\n", pos: "1:17", msg: "YAML syntax"},
+		{name: "syntax", src: "provider: file\n  x: 1\n", pos: "2:1", msg: "YAML syntax"},
 		{name: "duplicate key", src: "rate_limit: 1\nrate_limit: 2\n", pos: "2:1", msg: `duplicate key "rate_limit" (first at line 1)`},
 		{name: "unknown alias", src: "rate_limit: *nope\n", pos: "1:13", msg: "alias *nope refers to no anchor"},
 		{name: "tag", src: "rate_limit: !!int 12\n", pos: "1:13", msg: "YAML tag !!int is not supported"},
-		{name: "two documents", src: "provider: file\n---\nprovider: file\n", pos: "3:1", msg: "one YAML document"},
+		{name: "two documents", src: "provider: file\n---\nprovider: file\n", pos: "2:1", msg: "one YAML document"},
+		{name: "nesting too deep", src: "a: " + strings.Repeat("[", 20000), pos: "1:1", msg: "exceeded max depth"},
 		{name: "top level list", src: "- a\n", pos: "1:1", msg: "want a mapping, got a list"},
 
 		// Unknown keys.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml/ast"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // Allowed values of main.yaml enums.
@@ -365,7 +365,7 @@ func (p *mainParser) logFile(e entry) {
 }
 
 // prefixes reads a list of CIDRs or bare IPs.
-func (w *walker) prefixes(v ast.Node, path string) []netip.Prefix {
+func (w *walker) prefixes(v *yaml.Node, path string) []netip.Prefix {
 	items, ok := w.list(v, path)
 	if !ok {
 		return nil

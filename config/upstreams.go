@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/goccy/go-yaml/ast"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // Keys allowed at each level of upstreams.yaml, for suggestions.
@@ -179,7 +179,7 @@ func parseUpstreams(name string, data []byte) (*Upstreams, ErrorList) {
 			p.warnf(e.keyN, e.path, "deprecated key: use client_headers (headers were set on responses)")
 			p.u.Policy.ClientHeaders = append(p.u.Policy.ClientHeaders, p.headers(e.val, e.path)...)
 		default:
-			if m, ok := p.resolve(e.val, e.path).(*ast.MappingNode); ok && hasKey(m, "paths") {
+			if m := p.resolve(e.val, e.path); m != nil && m.Kind == yaml.MappingNode && hasKey(m, "paths") {
 				p.errorf(e.keyN, e.path, "unknown key %q; host entries belong under \"upstreams:\"", e.key)
 				continue
 			}
@@ -191,9 +191,9 @@ func parseUpstreams(name string, data []byte) (*Upstreams, ErrorList) {
 }
 
 // hasKey reports whether the mapping m has the key k (no alias lookup).
-func hasKey(m *ast.MappingNode, k string) bool {
-	for _, mv := range m.Values {
-		if s, ok := mv.Key.(*ast.StringNode); ok && s.Value == k {
+func hasKey(m *yaml.Node, k string) bool {
+	for i := 0; i < len(m.Content); i += 2 {
+		if isScalar(m.Content[i], tagStr) && m.Content[i].Value == k {
 			return true
 		}
 	}
@@ -206,10 +206,10 @@ func (p *upParser) hostsFile(data []byte) {
 	if len(p.errs) > 0 {
 		return
 	}
-	if n, ok := body.(*ast.MappingNode); ok {
-		for _, mv := range n.Values {
-			if s, ok := mv.Key.(*ast.StringNode); ok && slices.Contains(globalKeys, s.Value) {
-				p.errorf(mv.Key, s.Value, "global key %q is not allowed in a conf.d file; conf.d files hold hosts only", s.Value)
+	if body != nil && body.Kind == yaml.MappingNode {
+		for i := 0; i < len(body.Content); i += 2 {
+			if k := body.Content[i]; isScalar(k, tagStr) && slices.Contains(globalKeys, k.Value) {
+				p.errorf(k, k.Value, "global key %q is not allowed in a conf.d file; conf.d files hold hosts only", k.Value)
 				return
 			}
 		}
@@ -256,8 +256,8 @@ func (p *upParser) policyKey(pol *Policy, e entry) bool {
 // stickySessions reads seconds; the older boolean form is accepted with a
 // warning.
 func (p *upParser) stickySessions(e entry) {
-	if b, ok := p.resolve(e.val, e.path).(*ast.BoolNode); ok {
-		if b.Value {
+	if b := p.resolve(e.val, e.path); isScalar(b, tagBool) {
+		if strings.EqualFold(b.Value, "true") {
 			p.u.StickySessions = DefaultStickySessions
 			p.warnf(e.val, e.path, "deprecated boolean form: write the cookie lifetime in seconds; true is read as %d", DefaultStickySessions)
 		} else {
@@ -304,7 +304,7 @@ func (p *upParser) globals(e entry) {
 }
 
 // hosts reads the mapping HOST → host entry.
-func (p *upParser) hosts(v ast.Node, path string) {
+func (p *upParser) hosts(v *yaml.Node, path string) {
 	es, _ := p.entries(p.resolve(v, path), path)
 	seen := make(map[string]Pos)
 	for _, e := range es {
@@ -327,7 +327,7 @@ func (p *upParser) hosts(v ast.Node, path string) {
 
 func (p *upParser) host(h *Host, he entry) {
 	n := p.resolve(he.val, he.path)
-	if _, null := n.(*ast.NullNode); null {
+	if p.isNull(he.val) {
 		p.errorf(he.keyN, he.path, "host has no paths")
 		return
 	}
@@ -475,7 +475,7 @@ func (p *upParser) servers(e entry) []Server {
 }
 
 // headers reads a list of "Name: Value" strings.
-func (p *upParser) headers(v ast.Node, path string) []Header {
+func (p *upParser) headers(v *yaml.Node, path string) []Header {
 	items, _ := p.list(v, path)
 	var out []Header
 	for i, it := range items {
@@ -501,7 +501,7 @@ func (p *upParser) auth(e entry) *Auth {
 		return nil
 	}
 	a := &Auth{Pos: p.pos(e.keyN)}
-	var typeN, dataN ast.Node
+	var typeN, dataN *yaml.Node
 	good := true
 	for _, f := range es {
 		if p.isNull(f.val) {
@@ -515,7 +515,7 @@ func (p *upParser) auth(e entry) *Auth {
 			a.Type = s
 		case "data":
 			dataN = f.val
-			if _, isList := p.resolve(f.val, f.path).(*ast.SequenceNode); isList {
+			if l := p.resolve(f.val, f.path); l != nil && l.Kind == yaml.SequenceNode {
 				l, ok := p.strList(f.val, f.path)
 				good = good && ok
 				a.Data = l
@@ -645,7 +645,7 @@ type svc struct {
 	pos                            Pos
 }
 
-func (p *upParser) service(v ast.Node, path string) svc {
+func (p *upParser) service(v *yaml.Node, path string) svc {
 	s := svc{pos: p.pos(v)}
 	n := p.resolve(v, path)
 	es, ok := p.entries(n, path)
