@@ -690,6 +690,15 @@ sticky_sessions: true
 			t.Errorf("Deprecated = %q", m.Deprecated)
 		}
 	})
+	t.Run("yaml 1.2 integers", func(t *testing.T) {
+		t.Parallel()
+		for src, want := range map[string]int{"threads: 017\n": 17, "threads: 0x10\n": 16, "threads: 0o17\n": 15, "threads: +3\n": 3} {
+			m, err := ParseMain("m.yaml", []byte(src))
+			if err != nil || m.Threads != want {
+				t.Errorf("ParseMain(%q) threads = %v, %v; want %d", src, m, err, want)
+			}
+		}
+	})
 	t.Run("yaml 1.2 off is a string", func(t *testing.T) {
 		t.Parallel()
 		m, err := ParseMain("m.yaml", []byte("access_log: off\nlog_level: off\n"))

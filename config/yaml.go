@@ -389,7 +389,7 @@ func (w *walker) integer(v *yaml.Node, path string, lo, hi int64) (int64, bool) 
 		return 0, false
 	case isScalar(n, tagInt):
 		var err error
-		x, err = strconv.ParseInt(n.Value, 0, 64)
+		x, err = parseYAMLInt(n.Value)
 		if err != nil {
 			w.errorf(v, path, "integer %s is out of range", n.Value)
 			return 0, false
@@ -417,6 +417,17 @@ func (w *walker) integer(v *yaml.Node, path string, lo, hi int64) (int64, bool) 
 		return 0, false
 	}
 	return x, true
+}
+
+// parseYAMLInt reads a YAML 1.2 integer: decimal (leading zeros stay
+// decimal, as in YAML 1.2, not octal as in Go), 0x hex, 0o octal, with
+// optional sign and '_' separators.
+func parseYAMLInt(s string) (int64, error) {
+	digits := strings.TrimLeft(s, "+-")
+	if digits != "" && strings.Trim(digits, "0123456789_") == "" {
+		return strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 10, 64)
+	}
+	return strconv.ParseInt(s, 0, 64)
 }
 
 // boolean reads true or false (YAML 1.2: yes, no, on, off are strings).
