@@ -27,6 +27,13 @@ const (
 	DefaultHealthCheckRise = 2
 	// DefaultHealthCheckFall is how many failing probes mark a backend down.
 	DefaultHealthCheckFall = 2
+	// DefaultTCPKeepaliveInterval is the seconds between keep-alive probes
+	// when tcp_keepalive_idle is set and tcp_keepalive_interval is not
+	// (Aralez's default).
+	DefaultTCPKeepaliveInterval = 10
+	// DefaultTCPKeepaliveCount is the unanswered probes before a client
+	// connection is dropped, when tcp_keepalive_idle is set (Aralez's).
+	DefaultTCPKeepaliveCount = 5
 	// DefaultUpstreamKeepalivePoolSize is the idle connections kept per
 	// backend.
 	DefaultUpstreamKeepalivePoolSize = 128
@@ -85,8 +92,9 @@ var DefaultAuthResponseHeaders = []string{"Remote-User", "Remote-Groups", "Remot
 
 // ApplyDefaults sets every zero field that has a Default… constant.
 // Fields where zero is meaningful (Threads, UpstreamMaxConns,
-// MaxRequestBodyBytes, the TCP keep-alive knobs, HealthCheckInterval,
-// HealthCheckTimeout) are left alone. It is idempotent.
+// MaxRequestBodyBytes, HealthCheckInterval, HealthCheckTimeout) are left
+// alone; TCPKeepaliveInterval and TCPKeepaliveCount get their defaults
+// only when TCPKeepaliveIdle is set, as in Aralez. It is idempotent.
 func (m *Main) ApplyDefaults() {
 	setStr(&m.ProxyAddressHTTP, DefaultProxyAddressHTTP)
 	setStr(&m.UpstreamsConf, DefaultUpstreamsConf)
@@ -112,6 +120,10 @@ func (m *Main) ApplyDefaults() {
 	setDur(&m.WriteTimeout, DefaultWriteTimeout)
 	setDur(&m.IdleTimeout, DefaultIdleTimeout)
 	setDur(&m.DrainTimeout, DefaultDrainTimeout)
+	if m.TCPKeepaliveIdle > 0 {
+		setInt(&m.TCPKeepaliveInterval, DefaultTCPKeepaliveInterval)
+		setInt(&m.TCPKeepaliveCount, DefaultTCPKeepaliveCount)
+	}
 }
 
 // ApplyDefaults sets Provider, each path's LoadBalance and each server's

@@ -627,8 +627,6 @@ access_log: access
 hc_method: GET
 hc_interval: 5
 tcp_keepalive_idle: 60
-tcp_keepalive_interval: 10
-tcp_keepalive_count: 5
 upstream_max_conns: 100
 upstream_wait_timeout: 250ms
 upstream_connect_timeout: 2s
@@ -653,6 +651,9 @@ health_check_fall: 4
 		m, err := ParseMain("m.yaml", []byte(src))
 		if err != nil {
 			t.Fatalf("ParseMain() error: %v", err)
+		}
+		if m.TCPKeepaliveIdle != 60 || m.TCPKeepaliveInterval != 10 || m.TCPKeepaliveCount != 5 {
+			t.Errorf("tcp keepalive = %d %d %d; want 60 10 5", m.TCPKeepaliveIdle, m.TCPKeepaliveInterval, m.TCPKeepaliveCount)
 		}
 		if m.Threads != 4 || m.ProxyTLSGrade != "high" || m.AccessLog != "all" || m.HCMethod != "GET" ||
 			m.UpstreamWaitTimeout != 250*time.Millisecond || m.IdleTimeout != 2*time.Minute ||

@@ -103,7 +103,9 @@ type Main struct {
 
 	// TCPKeepaliveIdle, TCPKeepaliveInterval (seconds) and
 	// TCPKeepaliveCount configure keep-alive probes on accepted client
-	// sockets. Zero means the system default.
+	// sockets. Zero idle means the system default; when idle is set, the
+	// interval defaults to DefaultTCPKeepaliveInterval and the count to
+	// DefaultTCPKeepaliveCount.
 	TCPKeepaliveIdle, TCPKeepaliveInterval, TCPKeepaliveCount int
 
 	// UpstreamKeepalivePoolSize is the number of idle keep-alive
