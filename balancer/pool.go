@@ -105,9 +105,9 @@ type group struct {
 }
 
 // Pool is an immutable selection over a fixed list of members, built once
-// per config generation by NewPool (one per route). Picks are lock-free,
-// take no locks, and allocate nothing. A Pool is safe for concurrent use
-// and must not be copied.
+// per config generation by NewPool (one per route). Picks take no locks
+// and allocate nothing. A Pool is safe for concurrent use and must not be
+// copied.
 type Pool struct {
 	_ noCopy
 
