@@ -216,7 +216,8 @@ func buildMainKeys() map[string]mainHandler {
 // ParseMain parses one main.yaml document. name is used as the file in
 // errors. It applies defaults and validates; it does not read other
 // files, resolve relative paths or look at the environment (Load does).
-// The error, if any, is an ErrorList with every problem found.
+// The error, if any, is an ErrorList with every problem found. It is safe
+// for concurrent use.
 func ParseMain(name string, data []byte) (*Main, error) {
 	m, errs := parseMain(name, data)
 	if len(errs) > 0 {

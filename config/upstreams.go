@@ -46,7 +46,8 @@ type upParser struct {
 // name is used as the file in errors and warnings, e.g. "<api>" for a
 // document pushed to the config API. It applies defaults and validates.
 // A document without hosts is valid and gets a "no routes" warning. The
-// error, if any, is an ErrorList with every problem found.
+// error, if any, is an ErrorList with every problem found. It is safe for
+// concurrent use; parsing time is linear in len(data).
 func ParseUpstreams(name string, data []byte) (*Upstreams, error) {
 	u, errs := parseUpstreams(name, data)
 	if len(errs) > 0 {
@@ -60,7 +61,7 @@ func ParseUpstreams(name string, data []byte) (*Upstreams, error) {
 // A conf.d file holds hosts at its top level (Aralez's split-file
 // format); global keys are not allowed there. A host defined in two
 // files is an error that names both. The error, if any, is an ErrorList
-// with every problem of every file.
+// with every problem of every file. It is safe for concurrent use.
 func LoadUpstreams(path string) (*Upstreams, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
