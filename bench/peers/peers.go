@@ -76,6 +76,9 @@ type Params struct {
 	RateLimit int
 	// JWTKey is the HMAC key aralez verifies bearer tokens with; empty: none.
 	JWTKey string
+	// AdminAddr, when set, turns on aralez's config API there (it serves
+	// /debug/pprof/ to holders of MasterKey); empty: off.
+	AdminAddr, MasterKey string
 }
 
 // UpstreamParams describes one nginx reference upstream.

@@ -127,7 +127,14 @@ func TestRenderAralezYAML(t *testing.T) {
 			t.Fatalf("Render(%s) is not YAML: %v\n%s", name, err, b)
 		}
 	}
-	b, _ := Render(AralezUpstreams, p)
+	p.AdminAddr, p.MasterKey = "127.0.0.1:18185", "k"
+	b, _ := Render(AralezMain, p)
+	for _, want := range []string{"config_api_enabled: true", `config_address: "127.0.0.1:18185"`, `master_key: "k"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("Render(%s) with AdminAddr lacks %q:\n%s", AralezMain, want, b)
+		}
+	}
+	b, _ = Render(AralezUpstreams, p)
 	var u struct {
 		Upstreams map[string]struct {
 			Paths map[string]struct {

@@ -54,6 +54,7 @@ type options struct {
 	root        string
 	tlsCipher   string
 	dryRun      bool
+	profile     bool
 }
 
 func envOr(name, def string) string {
@@ -88,6 +89,7 @@ func parseOptions(args []string) (options, error) {
 	bin := fs.String("aralez", envOr("ARALEZ", ""), "our binary (default bin/aralez at the repo root) (env ARALEZ)")
 	cipher := fs.String("tls13-cipher", envOr("TLS13_CIPHER", "TLS_AES_128_GCM_SHA256"), "the one TLS 1.3 suite h2load offers (env TLS13_CIPHER)")
 	dry := fs.Bool("dry-run", false, "render and validate configs, print the plan, run nothing")
+	prof := fs.Bool("profile", envOr("PROFILE", "") == "1", "after the rounds, take a CPU profile of aralez in one extra window per case, through its config API (env PROFILE=1)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -171,6 +173,7 @@ func parseOptions(args []string) (options, error) {
 	o.note = *note
 	o.tlsCipher = *cipher
 	o.dryRun = *dry
+	o.profile = *prof
 	if o.root, err = findRoot(); err != nil {
 		return o, err
 	}

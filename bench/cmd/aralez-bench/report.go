@@ -382,6 +382,13 @@ func (s *suite) report(loadWall time.Duration) string {
 	}
 	fmt.Fprintln(&w, "- Route lookup with 10,000 hosts within 5 % of 1 host; reload < 200 ms; RSS with 10,000 idle connections ≤ 2× nginx — judged by Go benchmarks and separate tests, not by this run")
 	fmt.Fprintln(&w)
+	for _, p := range s.profiles {
+		if p.err != "" {
+			continue
+		}
+		fmt.Fprintf(&w, "<details><summary>CPU profile of aralez, scenario %d %q (extra unmeasured window): $OUT/%s</summary>\n\n```\n%s\n```\n\n</details>\n\n",
+			p.scen, p.caseID, p.path, p.top)
+	}
 	if s.o.goBench {
 		s.renderGoBench(&w)
 	}

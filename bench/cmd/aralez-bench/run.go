@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +94,7 @@ type suite struct {
 	goFailed []string
 	goCmd    string
 	goErr    string
+	profiles []profileResult
 }
 
 func (s *suite) say(format string, args ...any) {
@@ -168,10 +171,9 @@ func run(ctx context.Context, o options) error {
 	for _, l := range s.versions {
 		s.say("version: %s", l)
 	}
-	key := make([]byte, 16)
-	for i := range key {
-		key[i] = "bench-jwt-secret"[i]
-	}
+	// A fresh key per run for the JWT scenario and the config API; it
+	// protects nothing beyond this run's loopback listeners.
+	key := []byte(hex.EncodeToString(randBytes(16)))
 	s.jwtKey = string(key)
 	s.token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"sub": "aralez-bench", "exp": time.Now().Add(24 * time.Hour).Unix(),
@@ -261,6 +263,14 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return b
+}
+
 // preflight checks tools, files and ports before anything starts.
 func (s *suite) preflight() error {
 	var errs []error
@@ -276,6 +286,9 @@ func (s *suite) preflight() error {
 		}
 	}
 	ports := []string{up1Addr, up2Addr, up1Stats, up2Stats, helperAddr, helperGRPC}
+	if s.o.profile {
+		ports = append(ports, adminAddr)
+	}
 	for _, spec := range allTargets {
 		if spec.kind == kindDirect || !slices.Contains(s.o.targets, spec.name) {
 			continue
@@ -373,6 +386,9 @@ func (s *suite) params(t *target, set string) peers.Params {
 	if set == setFeatures && t.kind == kindOurs {
 		p.RateLimit = 1000000
 		p.JWTKey = s.jwtKey
+	}
+	if s.o.profile && t.kind == kindOurs {
+		p.AdminAddr, p.MasterKey = adminAddr, s.jwtKey
 	}
 	return p
 }
@@ -703,6 +719,18 @@ func (s *suite) runSet(set string, cs []tcase) error {
 					return nil
 				}
 				s.measure(c, t, r)
+			}
+		}
+	}
+	if s.o.profile {
+		for _, t := range s.targets {
+			if t.kind != kindOurs {
+				continue
+			}
+			for _, c := range cs {
+				if ok[c.id+"|"+t.name] && s.ctx.Err() == nil {
+					s.profileWindow(c, t)
+				}
 			}
 		}
 	}
@@ -1133,6 +1161,13 @@ func (s *suite) window(c tcase, t *target, round int, mayRetry bool) (sm sample,
 	if len(why) > 0 && mayRetry && s.retries < s.o.maxRetries {
 		s.retries++
 		return sm, true
+	}
+	if sm.Requests == 0 {
+		// Never report a zero as a measurement: say what happened.
+		sm.Failed = fmt.Sprintf("no request completed in the window (output in logs/%s)", logName)
+		if sm.Why != "" {
+			sm.Failed += "; the machine was busy: " + sm.Why
+		}
 	}
 	return sm, false
 }

@@ -12,6 +12,7 @@ const (
 	up1Addr, up2Addr       = "127.0.0.1:19001", "127.0.0.1:19002"
 	up1Stats, up2Stats     = "127.0.0.1:19101", "127.0.0.1:19102"
 	helperAddr, helperGRPC = "127.0.0.1:19011", "127.0.0.1:19012"
+	adminAddr              = "127.0.0.1:18085" // aralez config API with -profile
 )
 
 // Target kinds.
