@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,11 +87,15 @@ func (p *proc) stop(grace time.Duration) {
 		}
 	}
 	// Children of the leader may still be around even when it is gone
-	// (nginx workers finish their requests): KILL what is left of the group.
+	// (nginx workers finish their requests): KILL what is left of the
+	// group, and wait until none of it runs any more.
 	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
 	select {
 	case <-p.done:
 	case <-time.After(grace):
+	}
+	for deadline := time.Now().Add(grace); groupAlive(p.pid()) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	procs.mu.Lock()
 	for i, q := range procs.list {
@@ -99,6 +105,28 @@ func (p *proc) stop(grace time.Duration) {
 		}
 	}
 	procs.mu.Unlock()
+}
+
+// groupAlive reports whether a process of group pgid is still running
+// (zombies, which only wait to be reaped, do not count).
+func groupAlive(pgid int) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		// After the name: state, ppid, pgrp.
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) >= 3 && fields[2] == strconv.Itoa(pgid) && fields[0] != "Z" && fields[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // stopAll stops every registered process, newest first.
