@@ -349,8 +349,8 @@ upstreams:
 		t.Errorf("globals.authorization = %+v; want basic [admin:secret]", a)
 	}
 	p := u.Hosts[0].Paths[0]
-	if !slices.Equal(p.Policy.ClientHeaders, []Header{{"X-Some-Thing", "Yes"}}) || len(p.Servers) != 2 {
-		t.Errorf("path = %+v; want headers as client headers and 2 servers", p)
+	if !slices.Equal(p.Policy.ServerHeaders, []Header{{"X-Some-Thing", "Yes"}}) || len(p.Servers) != 2 {
+		t.Errorf("path = %+v; want headers as server headers (issue 2) and 2 servers", p)
 	}
 	for _, w := range []string{"2:18: sticky_sessions: deprecated boolean", "3:1: globals: deprecated", "7:1: headers: deprecated", "12:9: upstreams.myip.example.net.paths./.ssl: deprecated", "13:9: upstreams.myip.example.net.paths./.headers: deprecated", "17:13: upstreams.myip.example.net.paths./.servers[1]: server 127.0.0.1:8000 is also servers[0]"} {
 		if !slices.ContainsFunc(u.Warnings, func(s string) bool { return strings.Contains(s, "old.yaml:"+w) }) {

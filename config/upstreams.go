@@ -435,8 +435,9 @@ func (p *upParser) path(pt *Path, pe entry) {
 				pt.AuthResponseHeaders = append(pt.AuthResponseHeaders, s)
 			}
 		case "headers":
-			p.warnf(e.keyN, e.path, "deprecated key: use client_headers (headers were set on responses)")
-			pt.Policy.ClientHeaders = append(pt.Policy.ClientHeaders, p.headers(e.val, e.path)...)
+			// Issue 2 defines a path's legacy `headers` as server_headers.
+			p.warnf(e.keyN, e.path, "deprecated key: use server_headers")
+			pt.Policy.ServerHeaders = append(pt.Policy.ServerHeaders, p.headers(e.val, e.path)...)
 		case "ssl":
 			if _, ok := p.boolean(e.val, e.path); ok {
 				p.warnf(e.keyN, e.path, "deprecated key, ignored: upstream TLS is detected automatically")
