@@ -281,9 +281,10 @@ func main() {
 		defer stopAll()
 		err = run(ctx, o)
 	}()
+	interrupted := ctx.Err() != nil
 	cancel()
 	switch {
-	case err != nil && ctx.Err() != nil:
+	case err != nil && interrupted:
 		fmt.Fprintln(os.Stderr, "aralez-bench: interrupted; every process it started has been stopped")
 		code = 130
 	case err != nil:
