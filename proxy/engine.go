@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/aralez-go/aralez/policy/ratelimit"
 )
 
 // Options configures an Engine. Zero fields take the defaults noted.
@@ -23,6 +27,12 @@ type Options struct {
 	// MaxURIBytes rejects longer request targets with 414; 0 = no limit
 	// beyond the header buffer.
 	MaxURIBytes int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (rightmost untrusted hop) and is kept and appended to; from any
+	// other peer the header is replaced and ignored for limits and auth.
+	TrustedProxies []netip.Prefix
+	// LimiterOptions sizes the rate-limit counters.
+	LimiterOptions ratelimit.Options
 	// ViaName is the pseudonym in the Via header added to upstream
 	// requests (RFC 9110 §7.6.3). Default "aralez".
 	ViaName string
@@ -41,6 +51,8 @@ type Engine struct {
 	reg  *Registry
 	snap atomic.Pointer[Snapshot]
 
+	limiter *ratelimit.Limiter // rate_limit and x4xx_limit counters, kept across reloads
+
 	via []byte // "1.1 <ViaName>"
 }
 
@@ -56,7 +68,7 @@ func NewEngine(reg *Registry, o Options) *Engine {
 	if o.ViaName == "" {
 		o.ViaName = "aralez"
 	}
-	e := &Engine{opts: o, log: o.Logger, reg: reg, via: []byte("1.1 " + o.ViaName)}
+	e := &Engine{opts: o, log: o.Logger, reg: reg, via: []byte("1.1 " + o.ViaName), limiter: ratelimit.New(o.LimiterOptions)}
 	e.snap.Store(&Snapshot{exact: map[string]*vhost{}, wildcard: map[string]*vhost{}})
 	return e
 }
@@ -70,6 +82,10 @@ func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
 
 // Registry returns the per-backend state registry of the engine.
 func (e *Engine) Registry() *Registry { return e.reg }
+
+// Run sweeps idle rate-limit keys every ratelimit.DefaultSweepInterval
+// until ctx is done.
+func (e *Engine) Run(ctx context.Context) { e.limiter.Run(ctx, ratelimit.DefaultSweepInterval) }
 
 // noCopy makes `go vet` report copies of the types that embed it.
 type noCopy struct{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -102,6 +103,12 @@ var statePool = sync.Pool{New: func() any {
 }}
 
 var (
+	strAuthorization   = []byte("Authorization")
+	strAPIKey          = []byte("X-Api-Key")
+	strCookie          = []byte("Cookie")
+	strSetCookie       = []byte("Set-Cookie")
+	strRetryAfter      = []byte("Retry-After")
+	strWWWAuthenticate = []byte("WWW-Authenticate")
 	strConnection      = []byte("Connection")
 	strVia             = []byte("Via")
 	strXForwardedFor   = []byte("X-Forwarded-For")
@@ -188,7 +195,15 @@ func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) bool {
 	r.Path = st.path
 	r.Query = query
 	r.TLS = ctx.IsTLS()
-	r.Client = clientAddr(ctx.RemoteAddr())
+	r.Peer = clientAddr(ctx.RemoteAddr())
+	r.Client = r.Peer
+	r.RawHost = host
+	r.URI = target
+	r.Proto = h.Protocol()
+	r.Authorization = h.PeekBytes(strAuthorization)
+	r.APIKey = h.PeekBytes(strAPIKey)
+	r.Cookie = h.PeekBytes(strCookie)
+	r.XForwardedFor = h.PeekBytes(strXForwardedFor)
 	return true
 }
 
@@ -270,11 +285,23 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	e.decide(snap, &st.req, &st.dec)
 	switch st.dec.Action {
 	case ActRespond:
-		writeStatus(ctx, st.dec.Status)
+		d := &st.dec
+		if d.RetryAfter > 0 {
+			ctx.Response.Header.SetBytesKV(strRetryAfter, strconv.AppendInt(st.xff[:0], int64(d.RetryAfter), 10))
+		}
+		if d.WWWAuthenticate != nil && d.Status == 401 {
+			ctx.Response.Header.SetBytesKV(strWWWAuthenticate, d.WWWAuthenticate)
+		}
+		writeStatus(ctx, d.Status)
+		e.count4xx(d, d.Status)
 	case ActRedirect:
 		ctx.Response.Header.SetBytesKV(strLocation, st.dec.Location)
 		writeStatus(ctx, st.dec.Status)
 	case ActForward:
+		if isWebSocket(&ctx.Request.Header) {
+			e.tunnelFast(ctx, snap, st) // ws.go
+			return
+		}
 		e.forwardFast(ctx, snap, st)
 	}
 }
@@ -289,10 +316,16 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 	noHost := len(req.Header.Host()) == 0
 	e.rewriteRequest(ctx, st, rt)
 
+	d := &st.dec
 	var tried *balancer.Backend
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
-		b, _ := rt.pool.Pick(tried)
+		var b *balancer.Backend
+		if attempt == 0 && d.Sticky != nil {
+			b = d.Sticky
+		} else {
+			b, _ = rt.pool.Pick(tried)
+		}
 		if b == nil {
 			break
 		}
@@ -302,11 +335,15 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 			req.Header.SetHost(u.hc.Addr)
 		}
 		b.Acquire()
-		err = roundTrip(u.hc, req, resp, e.opts.BodyBufferBytes)
+		err = u.roundTripFast(req, resp, e.opts.BodyBufferBytes) // h2.go: h2-only backends via net/http
 		b.Release()
 		if err == nil {
 			b.ReportSuccess()
 			e.rewriteResponse(resp, rt)
+			if d.SetSticky || b != d.Sticky && d.Sticky != nil {
+				e.setStickyCookie(resp, rt, b, st)
+			}
+			e.count4xx(d, resp.StatusCode())
 			return
 		}
 		if !errors.Is(err, errStale) {
@@ -358,13 +395,32 @@ func (e *Engine) rewriteRequest(ctx *fasthttp.RequestCtx, st *state, rt *Route) 
 	req := &ctx.Request
 	h := &req.Header
 	xfh := h.Host() // the original Host, forwarded unchanged
-	st.uri = appendPathQuery(st.uri[:0], st.req.Path, st.req.Query)
+	d := &st.dec
+	st.uri = appendPathQuery(st.uri[:0], st.req.Path, d.Query)
 	req.SetRequestURIBytes(st.uri)
 	req.UseHostHeader = true
 	stripHopByHopReq(h)
 	h.ResetConnectionClose()
+	if d.DropAuthorization {
+		h.DelBytes(strAuthorization)
+	}
+	if d.DropAPIKey {
+		h.DelBytes(strAPIKey)
+	}
+	for _, name := range d.StripHeaders {
+		h.Del(name)
+	}
+	for _, hv := range d.AddHeaders {
+		h.Set(hv.Name, hv.Value)
+	}
 
-	st.xff = st.req.Client.AppendTo(st.xff[:0])
+	// X-Forwarded-For: a trusted proxy's list is kept and the peer is
+	// appended; from anyone else the header is replaced.
+	st.xff = st.xff[:0]
+	if prev := h.PeekBytes(strXForwardedFor); d.TrustedPeer && len(prev) > 0 {
+		st.xff = append(append(st.xff, prev...), strCommaSpace...)
+	}
+	st.xff = st.req.Peer.AppendTo(st.xff)
 	h.SetBytesKV(strXForwardedFor, st.xff)
 	if st.req.TLS {
 		h.SetBytesKV(strXForwardedProto, strHTTPS)
@@ -446,4 +502,20 @@ func forEachToken(v []byte, fn func([]byte)) {
 			fn(tok)
 		}
 	}
+}
+
+// setStickyCookie adds the sticky-session cookie binding the route to b
+// (Aralez's cookie name backend_id).
+func (e *Engine) setStickyCookie(resp *fasthttp.Response, rt *Route, b *balancer.Backend, st *state) {
+	rp := &rt.policy
+	c := append(st.xff[:0], strStickyCookie...)
+	c = append(c, '=')
+	c = rp.sticky.AppendValue(c, rt.ID, b)
+	c = append(c, "; Path="...)
+	c = append(c, rp.cookiePath...)
+	c = append(c, "; Max-Age="...)
+	c = strconv.AppendInt(c, int64(rp.stickyMaxAge), 10)
+	c = append(c, "; HttpOnly; SameSite=Lax"...)
+	st.xff = c
+	resp.Header.AddBytesKV(strSetCookie, c)
 }

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
 	"net"
 	"sync"
 	"time"
@@ -8,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/config"
 )
 
 // UpstreamOptions configures the connection pool of every backend.
@@ -29,6 +33,14 @@ type UpstreamOptions struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds the upstream response header block.
 	MaxHeaderBytes int
+	// TLSVerify verifies the certificates of TLS backends (system roots
+	// plus TLSCAFile); false accepts any, as Aralez does.
+	TLSVerify bool
+	// TLSCAFile is a PEM bundle of extra roots for TLSVerify.
+	TLSCAFile string
+	// TunnelIdleTimeout closes a WebSocket tunnel after this long without
+	// a byte in either direction. Zero means DefaultTunnelIdleTimeout.
+	TunnelIdleTimeout time.Duration
 }
 
 // unlimitedConns stands for "no cap" in fasthttp.HostClient.MaxConns,
@@ -39,6 +51,7 @@ const unlimitedConns = 1 << 30
 type upstream struct {
 	backend *balancer.Backend
 	hc      *fasthttp.HostClient
+	net     *netUpstream // net/http transports (h2.go)
 }
 
 // Registry holds per-backend state keyed by address (host:port), so that
@@ -49,8 +62,13 @@ type Registry struct {
 	opts UpstreamOptions
 	set  *balancer.Set
 
-	mu        sync.Mutex // guards upstreams
-	upstreams map[string]*upstream
+	mu           sync.Mutex // guards upstreams and the sticky fields
+	upstreams    map[string]*upstream
+	randomSecret []byte
+	stickyKey    []byte
+	stickySigner *balancer.Sticky
+
+	tunnels tunnelSet // open WebSocket tunnels (ws.go)
 }
 
 // NewRegistry returns an empty Registry whose pools use o.
@@ -68,6 +86,8 @@ func (r *Registry) get(addr string) *upstream {
 		return u
 	}
 	u := &upstream{backend: r.set.Get(addr), hc: r.newHostClient(addr)}
+	u.net = newNetUpstream(addr, u.backend, r.opts)
+	u.hc.Dial = withTimeout(u.net.dialHostClient, r.opts.Timeout) // TLS when the backend was detected as TLS
 	r.upstreams[addr] = u
 	return u
 }
@@ -81,6 +101,7 @@ func (r *Registry) Sweep(keep func(addr string) bool) int {
 	for addr, u := range r.upstreams {
 		if !keep(addr) {
 			u.hc.CloseIdleConnections()
+			u.net.closeIdle()
 			delete(r.upstreams, addr)
 			n++
 		}
@@ -118,6 +139,20 @@ func (r *Registry) newHostClient(addr string) *fasthttp.HostClient {
 	}
 }
 
+// withTimeout wraps dial so that its connections are timeoutConns.
+func withTimeout(dial func(string) (net.Conn, error), timeout time.Duration) func(string) (net.Conn, error) {
+	if timeout <= 0 {
+		return dial
+	}
+	return func(addr string) (net.Conn, error) {
+		c, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		return &timeoutConn{Conn: c, timeout: timeout}, nil
+	}
+}
+
 // timeoutConn gives every Read and Write on an upstream connection its own
 // deadline of timeout from the call: an idle timeout between successive
 // operations (like nginx's proxy_read_timeout), so that a large body that
@@ -139,4 +174,32 @@ func (c *timeoutConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.Conn.Write(p)
+}
+
+// sticky returns the sticky-cookie signer for m: keyed by sticky_secret,
+// else derived from master_key, else a random per-process secret (kept
+// for the life of the Registry, so reloads do not break affinity).
+func (r *Registry) sticky(m config.Main) *balancer.Sticky {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var secret []byte
+	switch {
+	case m.StickySecret != "":
+		secret = []byte(m.StickySecret)
+	case m.MasterKey != "":
+		sum := sha256.Sum256([]byte("aralez sticky\x00" + m.MasterKey))
+		secret = sum[:]
+	default:
+		if r.randomSecret == nil {
+			r.randomSecret = make([]byte, 32)
+			if _, err := rand.Read(r.randomSecret); err != nil {
+				panic(err) // crypto/rand never fails on Linux
+			}
+		}
+		secret = r.randomSecret
+	}
+	if r.stickySigner == nil || !bytes.Equal(secret, r.stickyKey) {
+		r.stickySigner, r.stickyKey = balancer.NewSticky(secret), secret
+	}
+	return r.stickySigner
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net/netip"
 	"strconv"
 
@@ -35,6 +36,8 @@ type Request struct {
 	Authorization []byte
 	// APIKey is the x-api-key header value (nil if absent).
 	APIKey []byte
+	// RawHost is the Host header as received, for forward auth.
+	RawHost []byte
 	// Cookie is the raw Cookie header value (nil if absent).
 	Cookie []byte
 	// XForwardedFor is the client's X-Forwarded-For value; it is read
@@ -102,19 +105,27 @@ type Decision struct {
 	LimitKey ratelimit.Key
 	// Count4xx reports whether LimitKey is in use.
 	Count4xx bool
+	// Client is the client address after trusted_proxies were applied.
+	Client netip.Addr
+	// TrustedPeer reports whether the TCP peer is a trusted proxy: its
+	// X-Forwarded-For is then kept and appended to.
+	TrustedPeer bool
 
-	buf []byte
+	buf, qbuf []byte
 }
 
 // reset clears d for reuse, keeping its buffer.
 func (d *Decision) reset() {
-	buf := d.buf[:0]
-	*d = Decision{buf: buf}
+	buf, qbuf := d.buf[:0], d.qbuf[:0]
+	*d = Decision{buf: buf, qbuf: qbuf}
 }
 
-// decide runs the policy chain on r against snapshot s, in this order
-// (STYLE §4; issue order of the policies): route → to_https/redirect_to →
-// forward. The result is written to d; nothing allocates in steady state.
+// decide runs the policy chain on r against snapshot s, in this order:
+// route (404) → access lists (403) → to_https / redirect_to (301) → no
+// backend (503) → 4xx limit and rate limit (429) → authorization
+// (401/3xx/503) → forward. A rejected request never reaches an upstream.
+// The result is written to d; nothing allocates in steady state except
+// forward auth, which makes a network call.
 func (e *Engine) decide(s *Snapshot, r *Request, d *Decision) {
 	d.reset()
 	rt := s.Match(r.Host, r.Path)
@@ -123,6 +134,13 @@ func (e *Engine) decide(s *Snapshot, r *Request, d *Decision) {
 		return
 	}
 	d.Route = rt
+	client := e.clientOf(r)
+	d.Client = client
+	d.TrustedPeer = client != r.Peer || (len(e.opts.TrustedProxies) > 0 && inPrefixes(e.opts.TrustedProxies, r.Peer))
+	if !rt.policy.allowed(client) {
+		d.Action, d.Status = ActRespond, 403
+		return
+	}
 	if rt.toHTTPS && !r.TLS {
 		d.Action, d.Status = ActRedirect, 301
 		b := append(d.buf[:0], "https://"...)
@@ -146,8 +164,29 @@ func (e *Engine) decide(s *Snapshot, r *Request, d *Decision) {
 		d.Action, d.Status = ActRespond, 503
 		return
 	}
+	now := nowNanos()
+	if !e.applyLimitsAndAuth(r, rt, d, client, now) {
+		return
+	}
 	d.Query = r.Query
+	if rt.policy.authKind == authJWT && len(r.Query) > 0 && bytes.Contains(r.Query, strTokenParam) {
+		// The token never reaches the upstream or its logs.
+		d.qbuf = appendQueryWithout(d.qbuf[:0], r.Query, strTokenParam)
+		d.Query = d.qbuf
+	}
+	if rt.policy.sticky != nil {
+		d.Sticky = stickyFromCookie(rt, r.Cookie, now)
+		d.SetSticky = d.Sticky == nil
+	}
 	d.Action = ActForward
+}
+
+// count4xx feeds the route's x4xx_limit after a response; the proxy's own
+// 429s never count.
+func (e *Engine) count4xx(d *Decision, status int) {
+	if d.Count4xx && status >= 400 && status < 500 && status != 429 {
+		e.limiter.Count4xx(d.LimitKey, nowNanos())
+	}
 }
 
 func appendPathQuery(b, path, query []byte) []byte {

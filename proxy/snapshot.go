@@ -70,6 +70,8 @@ type Route struct {
 
 	serverHeaders []headerOp
 	clientHeaders []headerOp
+
+	policy routePolicy
 }
 
 // headerOp sets (first occurrence of a name in a merged list) or adds
@@ -104,7 +106,6 @@ func Compile(cfg *config.Config, reg *Registry) (*Snapshot, error) {
 		wildcard:  make(map[string]*vhost),
 		upstreams: make(map[*balancer.Backend]*upstream),
 	}
-	seen := make(map[string]bool)
 	for hi := range up.Hosts {
 		h := &up.Hosts[hi]
 		vh := &vhost{name: h.Name}
@@ -131,9 +132,6 @@ func Compile(cfg *config.Config, reg *Registry) (*Snapshot, error) {
 			s.exact[h.Name] = vh
 		}
 	}
-	for _, t := range s.checked {
-		seen[t.Backend.Addr()] = true
-	}
 	return s, nil
 }
 
@@ -145,7 +143,7 @@ func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Hos
 		Prefix:     p.Prefix,
 		prefix:     []byte(strings.TrimSuffix(p.Prefix, "/")),
 		dirPrefix:  len(p.Prefix) > 1 && strings.HasSuffix(p.Prefix, "/"),
-		redirectTo: []byte(p.RedirectTo),
+		redirectTo: []byte(strings.TrimRight(p.RedirectTo, "/")),
 	}
 	if len(r.prefix) == 0 {
 		r.prefix = []byte("/")
@@ -191,6 +189,11 @@ func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Hos
 		ignoreHealth := p.HealthCheck != nil && !*p.HealthCheck
 		r.pool = balancer.NewPool(members, kind, ignoreHealth)
 	}
+	pol, err := compilePolicy(cfg, h, p, r, PolicyOptions{MasterKey: cfg.Main.MasterKey, Sticky: reg.sticky(cfg.Main)})
+	if err != nil {
+		return nil, err
+	}
+	r.policy = pol
 	s.Routes = append(s.Routes, r)
 	return r, nil
 }
