@@ -317,7 +317,7 @@ func (s *Server) push(ctx context.Context, up *config.Upstreams, body []byte, sa
 		case !errors.Is(err, os.ErrNotExist):
 			return http.StatusInternalServerError, "save: reading " + path + ": " + err.Error()
 		}
-		if err := WriteFileAtomic(path, body); err != nil {
+		if err := writeFileAtomic(path, body); err != nil {
 			return http.StatusInternalServerError, "save: " + err.Error()
 		}
 		// Push what the file watcher will load, so that its reload of
@@ -355,7 +355,7 @@ func (s *Server) rollback(old []byte, hadOld bool, code int, msg string) (int, s
 		}
 		return code, msg
 	}
-	if err := WriteFileAtomic(path, old); err != nil {
+	if err := writeFileAtomic(path, old); err != nil {
 		s.log.Error("save: restoring upstreams file", "path", path, "err", err)
 		return http.StatusInternalServerError, msg + "\nrestoring the previous file failed: " + err.Error()
 	}
@@ -370,12 +370,12 @@ func countPaths(up *config.Upstreams) int {
 	return n
 }
 
-// WriteFileAtomic replaces path with data so that a crash leaves either
+// writeFileAtomic replaces path with data so that a crash leaves either
 // the old or the new content: it writes a temporary file in the same
 // folder (named ".<base>.*.tmp", which the file watcher ignores), syncs
 // it, gives it the old file's permissions (0644 for a new file), renames
 // it over path and syncs the folder.
-func WriteFileAtomic(path string, data []byte) (err error) {
+func writeFileAtomic(path string, data []byte) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."

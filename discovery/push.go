@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/aralez-go/aralez/config"
 )
@@ -11,6 +12,9 @@ import (
 // ErrPushStopped is returned by (*Push).Apply when the Push's Run has
 // ended (the process is shutting down) before the update was taken.
 var ErrPushStopped = errors.New("discovery: config push source stopped")
+
+// ErrPushRunTwice is returned by a second call of (*Push).Run.
+var ErrPushRunTwice = errors.New("discovery: push source already running")
 
 // Push is the config API's source: the admin server calls Apply with a
 // validated routing table, Run hands it to the reload loop as an Update
@@ -25,8 +29,9 @@ var ErrPushStopped = errors.New("discovery: config push source stopped")
 type Push struct {
 	_ noCopy
 
-	reqs chan Update
-	stop chan struct{}
+	reqs    chan Update
+	stop    chan struct{}
+	running atomic.Bool
 }
 
 // NewPush returns a Push. It delivers nothing until Run is running.
@@ -38,9 +43,12 @@ func NewPush() *Push {
 func (p *Push) Name() string { return "api" }
 
 // Run forwards pushed tables to out until ctx is done, then returns nil.
-// Run must be called once; after it returns, Apply fails with
-// ErrPushStopped.
+// After it returns, Apply fails with ErrPushStopped. Run may be called
+// only once; a second call returns ErrPushRunTwice.
 func (p *Push) Run(ctx context.Context, out chan<- Update) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return ErrPushRunTwice
+	}
 	defer close(p.stop)
 	for {
 		select {

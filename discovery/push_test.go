@@ -72,6 +72,13 @@ func TestPushStopped(t *testing.T) {
 	p := NewPush()
 	ran := make(chan struct{})
 	go func() { p.Run(ctx, make(chan Update)); close(ran) }()
+	waitRunning := time.Now().Add(10 * time.Second)
+	for !p.running.Load() && time.Now().Before(waitRunning) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := p.Run(ctx, make(chan Update)); !errors.Is(err, ErrPushRunTwice) {
+		t.Errorf("second Run() = %v; want ErrPushRunTwice", err)
+	}
 	cancel()
 	<-ran
 	actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
