@@ -66,6 +66,7 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 		BodyBufferBytes:     m.BodyBufferBytes,
 		MaxRequestBodyBytes: m.MaxRequestBodyBytes,
 		MaxURIBytes:         m.MaxURIBytes,
+		TrustedProxies:      m.TrustedProxies,
 	})
 	s.health = balancer.NewHealthChecker(balancer.HealthOptions{
 		Interval: healthInterval(m),
@@ -181,6 +182,7 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	hctx, hcancel := context.WithCancel(ctx)
 	defer hcancel()
 	go s.health.Run(hctx)
+	go s.engine.Run(hctx)
 
 	updates := make(chan discovery.Update, 1)
 	src := discovery.NewFile(m.UpstreamsConf, 0, s.log)
@@ -265,6 +267,9 @@ func restartKeys(a, b *config.Main) []string {
 	add("upstream_keepalive_pool_size", a.UpstreamKeepalivePoolSize != b.UpstreamKeepalivePoolSize)
 	add("upstream_timeout", a.UpstreamTimeout != b.UpstreamTimeout)
 	add("hc_interval", a.HCInterval != b.HCInterval || a.HealthCheckInterval != b.HealthCheckInterval)
+	add("trusted_proxies", fmt.Sprint(a.TrustedProxies) != fmt.Sprint(b.TrustedProxies))
+	add("master_key", a.MasterKey != b.MasterKey)
+	add("sticky_secret", a.StickySecret != b.StickySecret)
 	return out
 }
 
@@ -325,28 +330,8 @@ func notYetSupported(cfg *config.Config) []string {
 	add("tcp_keepalive_idle", m.TCPKeepaliveIdle != 0)
 	add("tcp_keepalive_interval", m.TCPKeepaliveInterval != 0)
 	add("tcp_keepalive_count", m.TCPKeepaliveCount != 0)
-	add("trusted_proxies", len(m.TrustedProxies) > 0)
 	up := &cfg.Upstreams
 	add("provider: "+up.Provider, up.Provider != "" && up.Provider != "file")
-	add("sticky_sessions", up.StickySessions > 0)
-	rl, x4, auth, acl := false, false, false, false
-	pols := []*config.Policy{&up.Policy}
-	for i := range up.Hosts {
-		pols = append(pols, &up.Hosts[i].Policy)
-		for j := range up.Hosts[i].Paths {
-			pols = append(pols, &up.Hosts[i].Paths[j].Policy)
-		}
-	}
-	for _, p := range pols {
-		rl = rl || p.RateLimit > 0
-		x4 = x4 || p.X4xxLimit > 0
-		auth = auth || p.Authorization != nil
-		acl = acl || len(p.Allow) > 0 || len(p.Deny) > 0
-	}
-	add("rate_limit", rl)
-	add("x4xx_limit", x4)
-	add("authorization", auth)
-	add("allow/deny", acl)
 	return out
 }
 
