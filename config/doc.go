@@ -112,9 +112,10 @@
 // "no routes" warning.
 //
 // Keys of older Aralez releases are read with a warning in
-// Upstreams.Warnings: globals.headers and path-level headers (Aralez set
-// them on responses, so they are client headers), globals.authorization
-// ([type, data...]), a top-level headers list, path-level ssl (ignored:
+// Upstreams.Warnings: globals.headers and a top-level headers list (Aralez
+// set them on responses, so they are client headers), path-level headers
+// (server_headers, as issue 2 defines them), globals.authorization
+// ([type, data...]), path-level ssl (ignored:
 // upstream TLS is detected), and a boolean sticky_sessions (false is 0,
 // true is DefaultStickySessions).
 package config
