@@ -1,0 +1,344 @@
+package proxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aralez-go/aralez/config"
+	edgetls "github.com/aralez-go/aralez/tls"
+)
+
+// fronts is a proxy serving one engine on a cleartext listener (Serve:
+// HTTP/1.1 and h2c) and a TLS listener (ServeTLS: h2 and HTTP/1.1).
+type fronts struct {
+	e     *Engine
+	reg   *Registry
+	plain string // cleartext listener address
+	tls   string // TLS listener address
+}
+
+// writeTestCert writes a self-signed ECDSA pair NAME.crt + NAME.key valid
+// for localhost, *.test, app.test and 127.0.0.1 into dir.
+func writeTestCert(t testing.TB, dir, name string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		DNSNames:     []string{"localhost", "*.test", "app.test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testTLSConfig returns a server tls.Config for a fresh self-signed pair.
+func testTLSConfig(t testing.TB, nextProtos []string) *tls.Config {
+	t.Helper()
+	dir := t.TempDir()
+	writeTestCert(t, dir, "srv")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "srv.crt"), filepath.Join(dir, "srv.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: nextProtos}
+}
+
+// startFronts compiles cfg and serves it with Serve and ServeTLS on
+// 127.0.0.1, sharing one fasthttp server, as cmd/aralez does.
+func startFronts(t testing.TB, cfg *config.Config, o Options, uo UpstreamOptions, lo ListenOptions) *fronts {
+	t.Helper()
+	if uo.Timeout == 0 {
+		uo.Timeout = 5 * time.Second
+	}
+	if uo.ConnectTimeout == 0 {
+		uo.ConnectTimeout = 2 * time.Second
+	}
+	reg := NewRegistry(uo)
+	e := NewEngine(reg, o)
+	snap, err := Compile(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Swap(snap)
+	fast := NewFastServer(e, ServerOptions{ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
+	dir := t.TempDir()
+	writeTestCert(t, dir, "a")
+	store, err := edgetls.NewStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 2)
+	go func() { errc <- Serve(ctx, pln, fast, e, lo) }()
+	go func() { errc <- ServeTLS(ctx, tln, store, edgetls.GradeMedium, fast, e, lo) }()
+	t.Cleanup(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = fast.ShutdownWithContext(sctx)
+		reg.CloseTunnels()
+		for range 2 {
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("Serve returned %v; want nil after shutdown", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Serve did not return within 10 s of shutdown")
+			}
+		}
+	})
+	return &fronts{e: e, reg: reg, plain: pln.Addr().String(), tls: tln.Addr().String()}
+}
+
+// Clients of each front end. Redirects are not followed.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func h1Client() *http.Client {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirect,
+		Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+}
+
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirect,
+		Transport: &http.Transport{Protocols: &p}}
+}
+
+func h2Client() *http.Client {
+	var p http.Protocols
+	p.SetHTTP2(true)
+	return &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirect,
+		Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+}
+
+// frontEnd is one way to reach the proxy in the shared table.
+type frontEnd struct {
+	name   string
+	client *http.Client
+	base   func(f *fronts) string
+	proto  int    // HTTP major version the proxy should see
+	xfp    string // expected X-Forwarded-Proto
+}
+
+var frontEnds = []frontEnd{
+	{"http1", h1Client(), func(f *fronts) string { return "http://" + f.plain }, 1, "http"},
+	{"h2c", h2cClient(), func(f *fronts) string { return "http://" + f.plain }, 2, "http"},
+	{"h2", h2Client(), func(f *fronts) string { return "https://" + f.tls }, 2, "https"},
+	{"https1", h1Client(), func(f *fronts) string { return "https://" + f.tls }, 1, "https"},
+}
+
+// doReq sends one request; base is scheme://host and target the raw
+// request target, sent byte for byte.
+func doReq(t *testing.T, c *http.Client, method, base, target string, hdr map[string]string, body io.Reader) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+"/", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = target
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		req.URL.Opaque, req.URL.RawQuery = target[:i], target[i+1:]
+	}
+	url := base + target
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("%s %s: reading body: %v", method, url, err)
+	}
+	return resp, string(b)
+}
+
+// TestFrontEndsSameCases runs one table through the HTTP/1.1 (fasthttp)
+// and HTTP/2 (net/http, TLS and h2c) front ends and expects the same
+// answers and the same upstream requests from each (issue 5).
+func TestFrontEndsSameCases(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Up-Private")
+		w.Header().Set("X-Up-Private", "secret")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-Served-Via", "upstream")
+		w.Header().Set("X-Upstream", "a")
+		io.WriteString(w, "ok "+r.URL.RequestURI())
+	})
+	adm, as := newUpstream(t, "admin", nil)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := closed.Addr().String()
+	closed.Close()
+
+	cfg := &config.Config{}
+	cfg.Upstreams.Policy.ServerHeaders = []config.Header{{Name: "X-Proxy-From", Value: "global"}}
+	cfg.Upstreams.Policy.ClientHeaders = []config.Header{{Name: "X-Served-Via", Value: "aralez"}}
+	app := config.Host{Name: "app.test", Paths: []config.Path{
+		{Prefix: "/", Servers: []config.Server{{Address: addrOf(up), Weight: 1}}},
+		{Prefix: "/admin", Servers: []config.Server{{Address: addrOf(adm), Weight: 1}}},
+	}}
+	secure := oneRoute("secure.test", "/", addrOf(up))
+	secure.Paths[0].Policy.ToHTTPS = boolp(true)
+	moved := config.Host{Name: "old.test", Paths: []config.Path{{Prefix: "/", RedirectTo: "https://new.test"}}}
+	cfg.Upstreams.Hosts = []config.Host{app, secure, moved, oneRoute("dead.test", "/", dead),
+		{Name: "empty.test", Paths: []config.Path{{Prefix: "/x", RedirectTo: "https://x.test"}}}}
+	f := startFronts(t, cfg, Options{TLSPort: 8443, MaxURIBytes: 2048}, UpstreamOptions{}, ListenOptions{})
+
+	type want struct {
+		status   int
+		body     string
+		location string
+		hdr      map[string]string // response headers
+		up       map[string]string // upstream request headers; "" = absent
+		upURI    string
+	}
+	tests := []struct {
+		name   string
+		method string
+		target string
+		hdr    map[string]string
+		want   want
+		tls    *want // when different over TLS
+		h1only bool  // HTTP/2 servers reset the stream before routing
+	}{
+		{"forward with header rules", "GET", "/x/../y?b=2&a=%20", map[string]string{"Host": "app.test", "X-Forwarded-For": "6.6.6.6", "X-Proxy-From": "client"},
+			want{status: 200, body: "ok /y?b=2&a=%20", upURI: "/y?b=2&a=%20",
+				hdr: map[string]string{"X-Served-Via": "aralez", "X-Upstream": "a", "X-Up-Private": "", "Keep-Alive": ""},
+				up:  map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": "app.test", "X-Proxy-From": "global"}}, nil, false},
+		{"longest prefix on normalized path", "GET", "/public/%2e%2e/admin/x", map[string]string{"Host": "APP.test"},
+			want{status: 200, body: "ok from admin /admin/x", upURI: "/admin/x"}, nil, false},
+		{"no route", "GET", "/", map[string]string{"Host": "nope.test"}, want{status: 404, body: "404 Not Found\n"}, nil, false},
+		{"path without route", "GET", "/y", map[string]string{"Host": "empty.test"}, want{status: 404, body: "404 Not Found\n"}, nil, false},
+		{"to_https", "GET", "/a/b?x=1", map[string]string{"Host": "secure.test"},
+			want{status: 301, body: "301 Moved Permanently\n", location: "https://secure.test:8443/a/b?x=1"},
+			&want{status: 200, body: "ok /a/b?x=1", upURI: "/a/b?x=1"}, false},
+		{"redirect_to", "GET", "/p/../q?z=%20", map[string]string{"Host": "old.test"},
+			want{status: 301, body: "301 Moved Permanently\n", location: "https://new.test/q?z=%20"}, nil, false},
+		{"refused upstream", "GET", "/", map[string]string{"Host": "dead.test"}, want{status: 502, body: "502 Bad Gateway\n"}, nil, false},
+		{"bad escape", "GET", "/%zz", map[string]string{"Host": "app.test"}, want{status: 400, body: "400 Bad Request\n"}, nil, true},
+		{"long uri", "GET", "/" + strings.Repeat("a", 3000), map[string]string{"Host": "app.test"}, want{status: 414, body: "414 Request URI Too Long\n"}, nil, false},
+		{"post body", "POST", "/echo", map[string]string{"Host": "app.test", "Content-Type": "text/plain"}, want{status: 200, body: "ok /echo", upURI: "/echo"}, nil, false},
+	}
+	for _, fe := range frontEnds {
+		for _, tt := range tests {
+			t.Run(fe.name+"/"+tt.name, func(t *testing.T) {
+				if tt.h1only && fe.proto == 2 {
+					t.Skip("the HTTP/2 server rejects an invalid :path itself")
+				}
+				var body io.Reader
+				if tt.method == "POST" {
+					body = strings.NewReader("hello")
+				}
+				before := s.hits.Load() + as.hits.Load()
+				resp, got := doReq(t, fe.client, tt.method, fe.base(f), tt.target, tt.hdr, body)
+				if resp.ProtoMajor != fe.proto {
+					t.Fatalf("response protocol = HTTP/%d; want HTTP/%d", resp.ProtoMajor, fe.proto)
+				}
+				w := tt.want
+				if tt.tls != nil && fe.xfp == "https" {
+					w = *tt.tls
+				}
+				if resp.StatusCode != w.status || got != w.body {
+					t.Fatalf("%s %s = %d %q; want %d %q", tt.method, tt.target, resp.StatusCode, got, w.status, w.body)
+				}
+				if l := resp.Header.Get("Location"); l != w.location {
+					t.Errorf("Location = %q; want %q", l, w.location)
+				}
+				for k, v := range w.hdr {
+					if g := strings.Join(resp.Header.Values(k), ","); g != v {
+						t.Errorf("response %s = %q; want %q", k, g, v)
+					}
+				}
+				after := s.hits.Load() + as.hits.Load()
+				if w.upURI == "" {
+					if after != before {
+						t.Errorf("upstream hits went %d → %d; want no upstream request", before, after)
+					}
+					return
+				}
+				var r *http.Request
+				if strings.HasPrefix(w.upURI, "/admin") {
+					r = as.last()
+				} else {
+					r = s.last()
+				}
+				if r.RequestURI != w.upURI {
+					t.Errorf("upstream RequestURI = %q; want %q", r.RequestURI, w.upURI)
+				}
+				if g := r.Header.Get("X-Forwarded-Proto"); g != fe.xfp {
+					t.Errorf("upstream X-Forwarded-Proto = %q; want %q", g, fe.xfp)
+				}
+				wantVia := "1.1 aralez"
+				if fe.proto == 2 {
+					wantVia = "2 aralez"
+				}
+				if g := r.Header.Get("Via"); g != wantVia {
+					t.Errorf("upstream Via = %q; want %q", g, wantVia)
+				}
+				for k, v := range w.up {
+					if g := strings.Join(r.Header.Values(k), ","); g != v {
+						t.Errorf("upstream %s = %q; want %q", k, g, v)
+					}
+				}
+			})
+		}
+	}
+}
