@@ -2,6 +2,7 @@
 // labels follow Aralez, so existing dashboards keep working:
 //
 //	aralez_requests_total                      counter
+//	aralez_errors_total                        counter, responses with status >= 500
 //	aralez_responses_total{status}             counter, status is the code ("200") or "other"
 //	aralez_response_latency_seconds            histogram, Aralez's buckets (1ms … 5s)
 //	aralez_requests_by_method_total{method}    counter, GET POST PUT DELETE HEAD OPTIONS PATCH OTHER
@@ -84,6 +85,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	requests   prometheus.Counter
+	errors     prometheus.Counter
 	responses  *prometheus.CounterVec
 	status     [maxStatus]atomic.Pointer[counterRef]
 	latency    prometheus.Histogram
@@ -117,6 +119,9 @@ func New() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), upIndex: make(map[string]int)}
 	m.requests = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "aralez_requests_total", Help: "Total number of requests handled by Aralez.",
+	})
+	m.errors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aralez_errors_total", Help: "Requests answered with a status of 500 or more.",
 	})
 	m.responses = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "aralez_responses_total", Help: "Responses grouped by status code.",
@@ -181,7 +186,7 @@ func New() *Metrics {
 	})
 
 	m.reg.MustRegister(
-		m.requests, m.responses, m.latency, byMethod, byVersion, m.byUpstream,
+		m.requests, m.errors, m.responses, m.latency, byMethod, byVersion, m.byUpstream,
 		sessions, memory, openFiles, logErrors,
 		m.retries, m.rateLimited, m.authRejected, reloads, m.generation,
 		&healthCollector{m: m},
@@ -214,6 +219,9 @@ func (m *Metrics) Observe(method []byte, proto uint8, status int, upstream int, 
 	}
 	m.versions[proto].Inc()
 	m.statusCounter(status).Inc()
+	if status >= 500 {
+		m.errors.Inc()
+	}
 	m.latency.Observe(seconds)
 	if upstream >= 0 {
 		t := m.up.Load()

@@ -112,6 +112,7 @@ func TestScrapeAfterKnownMix(t *testing.T) {
 		want   float64
 	}{
 		{"requests", "aralez_requests_total", nil, 10},
+		{"errors", "aralez_errors_total", nil, 4},
 		{"status 200", "aralez_responses_total", []string{"status=200"}, 5},
 		{"status 502", "aralez_responses_total", []string{"status=502"}, 3},
 		{"status 404", "aralez_responses_total", []string{"status=404"}, 1},
