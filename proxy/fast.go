@@ -357,8 +357,8 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 	}
 	resp.Reset()
 	status := fasthttp.StatusBadGateway
-	if err == nil {
-		status = fasthttp.StatusServiceUnavailable
+	if err == nil || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		status = fasthttp.StatusServiceUnavailable // no backend, or upstream_max_conns reached
 	} else if isTimeout(err) {
 		status = fasthttp.StatusGatewayTimeout
 	}
@@ -507,8 +507,14 @@ func forEachToken(v []byte, fn func([]byte)) {
 // setStickyCookie adds the sticky-session cookie binding the route to b
 // (Aralez's cookie name backend_id).
 func (e *Engine) setStickyCookie(resp *fasthttp.Response, rt *Route, b *balancer.Backend, st *state) {
+	st.xff = appendStickyCookie(st.xff[:0], rt, b)
+	resp.Header.AddBytesKV(strSetCookie, st.xff)
+}
+
+// appendStickyCookie appends the Set-Cookie value pinning rt to b.
+func appendStickyCookie(dst []byte, rt *Route, b *balancer.Backend) []byte {
 	rp := &rt.policy
-	c := append(st.xff[:0], strStickyCookie...)
+	c := append(dst, strStickyCookie...)
 	c = append(c, '=')
 	c = rp.sticky.AppendValue(c, rt.ID, b)
 	c = append(c, "; Path="...)
@@ -516,6 +522,5 @@ func (e *Engine) setStickyCookie(resp *fasthttp.Response, rt *Route, b *balancer
 	c = append(c, "; Max-Age="...)
 	c = strconv.AppendInt(c, int64(rp.stickyMaxAge), 10)
 	c = append(c, "; HttpOnly; SameSite=Lax"...)
-	st.xff = c
-	resp.Header.AddBytesKV(strSetCookie, c)
+	return c
 }

@@ -118,7 +118,7 @@ func isStale(err error) bool {
 // isTimeout reports whether err is a timeout (then 504).
 func isTimeout(err error) bool {
 	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
-		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		errors.Is(err, os.ErrDeadlineExceeded) {
 		return true
 	}
 	var ne net.Error
