@@ -46,7 +46,9 @@ func startProc(name string, argv, env []string, logPath string) (*proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so stop reaches all its processes and nothing else;
+	// killed with the driver even when the driver itself is SIGKILLed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -149,7 +151,9 @@ func runTool(ctx context.Context, limit time.Duration, argv []string, env []stri
 	cmd.Env = env
 	var buf strings.Builder
 	cmd.Stdout, cmd.Stderr = &buf, &buf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so stop reaches all its processes and nothing else;
+	// killed with the driver even when the driver itself is SIGKILLed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, 0, fmt.Errorf("running %s: %w", argv[0], err)
 	}

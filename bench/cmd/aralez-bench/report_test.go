@@ -174,3 +174,20 @@ func TestBuildCases(t *testing.T) {
 		t.Errorf("hostsScript(3) = %s", hostsScript(3))
 	}
 }
+
+func TestBenchGoals(t *testing.T) {
+	t.Parallel()
+	bs := []goBench{
+		{Pkg: "github.com/aralez-go/aralez/proxy", Name: "BenchmarkRequestPath-2", NsPerOp: 900, AllocsPerOp: 0},
+		{Pkg: "github.com/aralez-go/aralez/proxy", Name: "BenchmarkRouteLookup/1hosts-2", NsPerOp: 100, AllocsPerOp: 0},
+		{Pkg: "github.com/aralez-go/aralez/proxy", Name: "BenchmarkRouteLookup/10000hosts-2", NsPerOp: 110, AllocsPerOp: 0},
+	}
+	got := benchGoals(bs)
+	if len(got) != 2 || !strings.Contains(got[0], "— met") || !strings.Contains(got[1], "**not met**: 110.0 ns/op vs 100.0 ns/op (1.10x") {
+		t.Errorf("benchGoals = %q; want request path met, route lookup not met at 1.10x", got)
+	}
+	got = benchGoals(nil)
+	if !strings.Contains(got[0], "not measured") || !strings.Contains(got[1], "not measured") {
+		t.Errorf("benchGoals(nil) = %q; want not measured twice", got)
+	}
+}
