@@ -82,6 +82,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch d.Action {
 	case ActRespond:
 		respondNet(w, d.Status, grpc, d)
+		e.count4xx(d, d.Status)
 	case ActRedirect:
 		w.Header()["Location"] = []string{string(d.Location)}
 		respondNet(w, d.Status, grpc, d)
@@ -258,7 +259,7 @@ func respondNet(w http.ResponseWriter, status int, grpc bool, d *Decision) {
 		if d.RetryAfter > 0 {
 			h["Retry-After"] = []string{strconv.Itoa(d.RetryAfter)}
 		}
-		if len(d.WWWAuthenticate) > 0 {
+		if d.WWWAuthenticate != nil && d.Status == http.StatusUnauthorized {
 			h["Www-Authenticate"] = []string{string(d.WWWAuthenticate)}
 		}
 	}
@@ -362,6 +363,11 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		}
 		if err == nil {
 			b.ReportSuccess()
+			if d.SetSticky || b != d.Sticky && d.Sticky != nil {
+				st.cookie = appendStickyCookie(st.cookie[:0], rt, b)
+				res.Header.Add("Set-Cookie", string(st.cookie))
+			}
+			e.count4xx(d, res.StatusCode)
 			e.relayNet(w, res, rt, grpc)
 			res.Body.Close()
 			b.Release()
@@ -428,7 +434,15 @@ func (e *Engine) rewriteNetRequest(out, r *http.Request, st *netState, rt *Route
 	for _, hv := range d.AddHeaders {
 		h.Set(hv.Name, hv.Value)
 	}
-	h["X-Forwarded-For"] = []string{st.req.Client.String()}
+	// X-Forwarded-For: a trusted proxy's list is kept and the peer is
+	// appended; from anyone else the header is replaced.
+	xff := st.xff[:0]
+	if d.TrustedPeer && len(st.req.XForwardedFor) > 0 {
+		xff = append(append(xff, st.req.XForwardedFor...), strCommaSpace...)
+	}
+	xff = st.req.Peer.AppendTo(xff)
+	st.xff = xff
+	h["X-Forwarded-For"] = []string{string(xff)}
 	if st.req.TLS {
 		h["X-Forwarded-Proto"] = hdrHTTPS
 	} else {
@@ -491,20 +505,14 @@ func (e *Engine) relayNet(w http.ResponseWriter, res *http.Response, rt *Route, 
 			h.Set(string(op.name), string(op.value))
 		}
 	}
-	if len(res.Trailer) > 0 {
-		// Announce the trailers (RFC 9110 §6.6.2); net/http sends the
-		// announced names from the header map after the body.
-		names := make([]string, 0, len(res.Trailer))
-		for k := range res.Trailer {
-			names = append(names, k)
-		}
-		h["Trailer"] = []string{strings.Join(names, ", ")}
-	}
 	w.WriteHeader(res.StatusCode)
 	stream := res.ContentLength < 0 || grpc
 	flusher, _ := w.(http.Flusher)
-	if stream && flusher != nil {
-		flusher.Flush() // headers now: a stream's first message may take a while
+	if _, trailersOnly := res.Header["Grpc-Status"]; stream && flusher != nil && !trailersOnly {
+		// Headers now: a stream's first message may take a while. A
+		// trailers-only gRPC answer must instead stay one header block
+		// that ends the stream, so it is not flushed early.
+		flusher.Flush()
 	}
 	bp := copyBufPool.Get().(*[]byte)
 	buf := *bp
@@ -532,8 +540,10 @@ func (e *Engine) relayNet(w http.ResponseWriter, res *http.Response, rt *Route, 
 		e.log.Debug("upstream body failed", "route", rt.Host+rt.Prefix, "err", rerr)
 		panic(http.ErrAbortHandler)
 	}
+	// Trailers arrive after the body and are usually not announced
+	// (gRPC's are not): send each under the undeclared-trailer prefix.
 	for k, v := range res.Trailer {
-		h[k] = v
+		h[http.TrailerPrefix+k] = v
 	}
 }
 

@@ -106,13 +106,16 @@ func (e *Engine) tunnelFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state)
 			break
 		}
 		b.ReportSuccess()
+		e.rewriteResponse(resp, rt)
+		if d := &st.dec; d.SetSticky || b != d.Sticky && d.Sticky != nil {
+			e.setStickyCookie(resp, rt, b, st)
+		}
+		e.count4xx(&st.dec, resp.StatusCode())
 		if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
 			bc.Close()
-			e.rewriteResponse(resp, rt)
 			resp.SetConnectionClose()
 			return
 		}
-		e.rewriteResponse(resp, rt)
 		resp.Header.SetBytesKV(strConnection, strUpgrade)
 		resp.Header.SetBytesKV(strUpgrade, strWebSocket)
 		idle := u.net.opts.TunnelIdleTimeout
