@@ -5,7 +5,11 @@ import (
 	"bytes"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
@@ -83,15 +87,79 @@ func benchConfig(nHosts int) *config.Config {
 
 const benchRequest = "GET /api/users?id=7 HTTP/1.1\r\nHost: h0.bench.test\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 
+// policyVariants are the request-path configurations whose cost is
+// compared: no policy, a rate limit that never triggers, and a JWT route
+// whose token is cached after the first check.
+func policyVariants(tb testing.TB) []struct {
+	name string
+	cfg  *config.Config
+	req  string
+} {
+	plain := benchConfig(1)
+	rl := benchConfig(1)
+	rl.Upstreams.Policy.RateLimit = 1 << 30
+	jw := benchConfig(1)
+	jw.Main.MasterKey = "bench-key"
+	jw.Upstreams.Policy.Authorization = &config.Auth{Type: "jwt"}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte("bench-key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	jwtReq := strings.Replace(benchRequest, "Accept: */*\r\n", "Accept: */*\r\nAuthorization: Bearer "+tok+"\r\n", 1)
+	return []struct {
+		name string
+		cfg  *config.Config
+		req  string
+	}{
+		{"plain", plain, benchRequest},
+		{"ratelimit", rl, benchRequest},
+		{"jwt", jw, jwtReq},
+	}
+}
+
 // BenchmarkRequestPath measures the whole fasthttp request path with a
-// 100 B response; allocs/op must stay 0 (see TestRequestPathAllocs).
+// 100 B response, without policies and with a never-triggered rate limit
+// or a cached JWT check; allocs/op must stay 0 (TestRequestPathAllocs).
 func BenchmarkRequestPath(b *testing.B) {
-	pb := newPathBench(b, benchConfig(1), benchRequest, benchBody)
-	b.ReportAllocs()
-	for b.Loop() {
-		if st := pb.do(b); st != 200 {
-			b.Fatalf("status %d", st)
-		}
+	for _, v := range policyVariants(b) {
+		b.Run(v.name, func(b *testing.B) {
+			pb := newPathBench(b, v.cfg, v.req, benchBody)
+			b.ReportAllocs()
+			for b.Loop() {
+				if st := pb.do(b); st != 200 {
+					b.Fatalf("status %d", st)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecide measures the policy chain alone (route, limits, auth)
+// for the same variants, without forwarding: the added cost of a policy
+// is the difference to "plain".
+func BenchmarkDecide(b *testing.B) {
+	for _, v := range policyVariants(b) {
+		b.Run(v.name, func(b *testing.B) {
+			pb := newPathBench(b, v.cfg, v.req, benchBody)
+			pb.ctx.Request.Reset()
+			pb.rd.Reset(pb.raw)
+			pb.br.Reset(pb.rd)
+			if err := pb.ctx.Request.Read(pb.br); err != nil {
+				b.Fatal(err)
+			}
+			st := statePool.Get().(*state)
+			if !pb.e.prepare(&pb.ctx, st) {
+				b.Fatal("prepare failed")
+			}
+			snap := pb.e.snap.Load()
+			b.ReportAllocs()
+			for b.Loop() {
+				pb.e.decide(snap, &st.req, &st.dec)
+				if st.dec.Action != ActForward {
+					b.Fatalf("action %d status %d", st.dec.Action, st.dec.Status)
+				}
+			}
+		})
 	}
 }
 
