@@ -317,15 +317,19 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 	e.rewriteRequest(ctx, st, rt)
 
 	d := &st.dec
+	// Retry budget: one retry on a fresh connection after a stale pooled
+	// one (same backend), and one retry on another backend after a
+	// connect failure.
+	pin := d.Sticky
 	var tried *balancer.Backend
 	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		var b *balancer.Backend
-		if attempt == 0 && d.Sticky != nil {
-			b = d.Sticky
-		} else {
+	staleLeft, failLeft := 1, 1
+	for {
+		b := pin
+		if b == nil {
 			b, _ = rt.pool.Pick(tried)
 		}
+		pin = nil
 		if b == nil {
 			break
 		}
@@ -340,20 +344,29 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 		if err == nil {
 			b.ReportSuccess()
 			e.rewriteResponse(resp, rt)
-			if d.SetSticky || b != d.Sticky && d.Sticky != nil {
+			if d.SetSticky || d.Sticky != nil && b != d.Sticky {
 				e.setStickyCookie(resp, rt, b, st)
 			}
 			e.count4xx(d, resp.StatusCode())
 			return
 		}
-		if !errors.Is(err, errStale) {
-			b.ReportFailure(nowNanos())
-		}
-		tried = b
 		if !retryable(req, err) {
 			break
 		}
-		e.log.Debug("upstream attempt failed; retrying", "backend", b.Addr(), "err", err)
+		if errors.Is(err, errStale) && staleLeft > 0 {
+			staleLeft--
+			pin = b // only the pooled connection was dead
+			continue
+		}
+		if !errors.Is(err, errStale) {
+			b.ReportFailure(nowNanos())
+		}
+		if failLeft == 0 {
+			break
+		}
+		failLeft--
+		tried = b
+		e.log.Debug("upstream attempt failed; retrying on another backend", "backend", b.Addr(), "err", err)
 	}
 	resp.Reset()
 	status := fasthttp.StatusBadGateway
