@@ -97,6 +97,8 @@ func startFronts(t testing.TB, cfg *config.Config, o Options, uo UpstreamOptions
 	}
 	e.Swap(snap)
 	fast := NewFastServer(e, ServerOptions{ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
+	// Idle fasthttp workers exit quickly, so goroutine counts settle fast.
+	fast.MaxIdleWorkerDuration = 200 * time.Millisecond
 	dir := t.TempDir()
 	writeTestCert(t, dir, "a")
 	store, err := edgetls.NewStore(dir, nil)

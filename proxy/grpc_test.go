@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -344,6 +345,12 @@ func TestGRPCProxyErrors(t *testing.T) {
 // waitFor polls cond every 10 ms until it holds or ceiling passes.
 func waitFor(t testing.TB, ceiling time.Duration, what string, cond func() bool) {
 	t.Helper()
+	start := time.Now()
+	defer func() {
+		if os.Getenv("ARALEZ_DEBUG_WAIT") != "" {
+			t.Logf("waited %v for %s", time.Since(start), what)
+		}
+	}()
 	deadline := time.Now().Add(ceiling)
 	for !cond() {
 		if time.Now().After(deadline) {
