@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aralez-go/aralez/accesslog"
+	"github.com/aralez-go/aralez/metrics"
 	"github.com/aralez-go/aralez/policy/ratelimit"
 )
 
@@ -33,6 +35,10 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// LimiterOptions sizes the rate-limit counters.
 	LimiterOptions ratelimit.Options
+	// Metrics records every request (Prometheus); nil = none.
+	Metrics *metrics.Metrics
+	// AccessLog receives one record per request; nil = off.
+	AccessLog *accesslog.Logger
 	// ViaName is the pseudonym in the Via header added to upstream
 	// requests (RFC 9110 §7.6.3). Default "aralez".
 	ViaName string

@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/aralez-go/aralez/accesslog"
 	"github.com/aralez-go/aralez/balancer"
 )
 
@@ -87,9 +88,11 @@ func (quietLogger) Printf(string, ...any) {}
 
 // state is the pooled per-request scratch space of the fasthttp front end.
 type state struct {
-	host, path, uri, xff []byte
-	req                  Request
-	dec                  Decision
+	host, path, uri, xff, rid, body []byte
+	req                             Request
+	dec                             Decision
+	upIdx                           int    // metrics index of the backend that answered, -1 = none
+	upAddr                          string // its address, for the access log
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -98,6 +101,8 @@ var statePool = sync.Pool{New: func() any {
 		path: make([]byte, 0, 256),
 		uri:  make([]byte, 0, 512),
 		xff:  make([]byte, 0, 64),
+		rid:  make([]byte, 0, 64),
+		body: make([]byte, 0, 128),
 		dec:  Decision{buf: make([]byte, 0, 256)},
 	}
 }}
@@ -271,10 +276,17 @@ func (e *Engine) expectFast(ctx *fasthttp.RequestCtx) int {
 // the decision. It allocates nothing for requests and responses whose
 // bodies are under the buffer threshold.
 func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
 	snap := e.snap.Load()
 	st := statePool.Get().(*state)
 	defer statePool.Put(st)
+	st.upIdx, st.upAddr = -1, ""
+	st.dec.reset()
+	st.rid = accesslog.AppendRequestID(st.rid[:0])
+	defer e.finishFast(ctx, st, start)
 	if !e.prepare(ctx, st) {
+		st.body = appendStatusBody(st.body[:0], ctx.Response.StatusCode(), st.rid)
+		ctx.Response.SetBody(st.body)
 		return
 	}
 	if max := e.opts.MaxRequestBodyBytes; max > 0 && int64(ctx.Request.Header.ContentLength()) > max {
@@ -283,6 +295,7 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	e.decide(snap, &st.req, &st.dec)
+	keepRequestID(&ctx.Request.Header, st)
 	switch st.dec.Action {
 	case ActRespond:
 		d := &st.dec
@@ -292,11 +305,11 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		if d.WWWAuthenticate != nil && d.Status == 401 {
 			ctx.Response.Header.SetBytesKV(strWWWAuthenticate, d.WWWAuthenticate)
 		}
-		writeStatus(ctx, d.Status)
+		e.writeStatusID(ctx, st, d.Status)
 		e.count4xx(d, d.Status)
 	case ActRedirect:
 		ctx.Response.Header.SetBytesKV(strLocation, st.dec.Location)
-		writeStatus(ctx, st.dec.Status)
+		e.writeStatusID(ctx, st, st.dec.Status)
 	case ActForward:
 		if isWebSocket(&ctx.Request.Header) {
 			e.tunnelFast(ctx, snap, st) // ws.go
@@ -342,6 +355,7 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 		err = u.roundTripFast(req, resp, e.opts.BodyBufferBytes) // h2.go: h2-only backends via net/http
 		b.Release()
 		if err == nil {
+			st.upIdx, st.upAddr = u.metricIdx, b.Addr()
 			b.ReportSuccess()
 			e.rewriteResponse(resp, rt)
 			if d.SetSticky || d.Sticky != nil && b != d.Sticky {
@@ -366,6 +380,9 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 		}
 		failLeft--
 		tried = b
+		if m := e.opts.Metrics; m != nil {
+			m.Retry()
+		}
 		e.log.Debug("upstream attempt failed; retrying on another backend", "backend", b.Addr(), "err", err)
 	}
 	resp.Reset()
@@ -376,9 +393,9 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 		status = fasthttp.StatusGatewayTimeout
 	}
 	if err != nil {
-		e.log.Warn("upstream request failed", "route", rt.Host+rt.Prefix, "status", status, "err", err)
+		e.log.Warn("upstream request failed", "route", rt.Host+rt.Prefix, "status", status, "request_id", string(st.rid), "err", err)
 	}
-	writeStatus(ctx, status)
+	e.writeStatusID(ctx, st, status)
 }
 
 // retryable reports whether a failed attempt may be sent again: the
@@ -435,6 +452,7 @@ func (e *Engine) rewriteRequest(ctx *fasthttp.RequestCtx, st *state, rt *Route) 
 	}
 	st.xff = st.req.Peer.AppendTo(st.xff)
 	h.SetBytesKV(strXForwardedFor, st.xff)
+	h.SetBytesKV(strXRequestID, st.rid)
 	if st.req.TLS {
 		h.SetBytesKV(strXForwardedProto, strHTTPS)
 	} else {
@@ -536,4 +554,13 @@ func appendStickyCookie(dst []byte, rt *Route, b *balancer.Backend) []byte {
 	c = strconv.AppendInt(c, int64(rp.stickyMaxAge), 10)
 	c = append(c, "; HttpOnly; SameSite=Lax"...)
 	return c
+}
+
+// writeStatusID answers with status and a short plain body that names it
+// and the request ID, so a user can quote the ID to an operator.
+func (e *Engine) writeStatusID(ctx *fasthttp.RequestCtx, st *state, status int) {
+	ctx.Response.Header.SetContentTypeBytes(strTextPlain)
+	ctx.SetStatusCode(status)
+	st.body = appendStatusBody(st.body[:0], status, st.rid)
+	ctx.Response.SetBody(st.body)
 }

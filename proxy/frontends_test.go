@@ -298,6 +298,17 @@ func TestFrontEndsSameCases(t *testing.T) {
 				if tt.tls != nil && fe.xfp == "https" {
 					w = *tt.tls
 				}
+				// Every response carries X-Request-Id; the proxy's own
+				// answers also name it in the body (issue 6).
+				rid := resp.Header.Get("X-Request-Id")
+				if len(rid) != 32 {
+					t.Errorf("X-Request-Id = %q; want 32 hex digits", rid)
+				}
+				if line := "request_id: " + rid + "\n"; rid != "" && strings.HasSuffix(got, line) {
+					got = strings.TrimSuffix(got, line)
+				} else if strings.Contains(got, "request_id:") {
+					t.Errorf("body %q names another request id than %q", got, rid)
+				}
 				if resp.StatusCode != w.status || got != w.body {
 					t.Fatalf("%s %s = %d %q; want %d %q", tt.method, tt.target, resp.StatusCode, got, w.status, w.body)
 				}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/aralez-go/aralez/accesslog"
 	"github.com/aralez-go/aralez/balancer"
 	edgetls "github.com/aralez-go/aralez/tls"
 )
@@ -28,9 +29,12 @@ import (
 // netState is the pooled per-request scratch space of the net/http
 // front end.
 type netState struct {
-	method, host, path, uri, auth, apiKey, cookie, xff []byte
-	req                                                Request
-	dec                                                Decision
+	method, host, path, uri, auth, apiKey, cookie, xff, rid []byte
+	req                                                     Request
+	dec                                                     Decision
+	rec                                                     statusRecorder
+	upIdx                                                   int    // metrics index of the answering backend, -1 = none
+	upAddr                                                  string // its address, for the access log
 }
 
 var netStatePool = sync.Pool{New: func() any {
@@ -64,28 +68,38 @@ var (
 // read when the length is unknown, so gRPC streams in both directions.
 // A client cancel cancels the upstream request (an HTTP/2 stream reset).
 // It is safe for concurrent use.
-func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	snap := e.snap.Load()
 	st := netStatePool.Get().(*netState)
 	defer netStatePool.Put(st)
+	st.upIdx, st.upAddr = -1, ""
+	st.dec.reset()
+	st.rec = statusRecorder{ResponseWriter: rw}
+	w := &st.rec
+	st.rid = accesslog.AppendRequestID(st.rid[:0])
+	defer e.finishNet(r, st, start)
 	grpc := isGRPC(r.Header)
 	if status := e.prepareNet(r, st); status != 0 {
-		respondNet(w, status, grpc, nil)
+		respondNet(w, status, grpc, nil, st.rid)
 		return
 	}
 	if max := e.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength > max {
-		respondNet(w, http.StatusRequestEntityTooLarge, grpc, nil)
+		respondNet(w, http.StatusRequestEntityTooLarge, grpc, nil, st.rid)
 		return
 	}
 	e.decide(snap, &st.req, &st.dec)
 	d := &st.dec
+	if in := r.Header.Get("X-Request-Id"); d.TrustedPeer && in != "" && len(in) <= 128 {
+		st.rid = append(st.rid[:0], in...)
+	}
 	switch d.Action {
 	case ActRespond:
-		respondNet(w, d.Status, grpc, d)
+		respondNet(w, d.Status, grpc, d, st.rid)
 		e.count4xx(d, d.Status)
 	case ActRedirect:
 		w.Header()["Location"] = []string{string(d.Location)}
-		respondNet(w, d.Status, grpc, d)
+		respondNet(w, d.Status, grpc, d, st.rid)
 	case ActForward:
 		e.forwardNet(w, r, snap, st, grpc)
 	}
@@ -253,8 +267,9 @@ var (
 // for gRPC a trailers-only response (HTTP 200, grpc-status and
 // grpc-message in the header block that ends the stream). d, when not
 // nil, adds Retry-After and WWW-Authenticate.
-func respondNet(w http.ResponseWriter, status int, grpc bool, d *Decision) {
+func respondNet(w http.ResponseWriter, status int, grpc bool, d *Decision, rid []byte) {
 	h := w.Header()
+	h["X-Request-Id"] = []string{string(rid)}
 	if d != nil {
 		if d.RetryAfter > 0 {
 			h["Retry-After"] = []string{strconv.Itoa(d.RetryAfter)}
@@ -270,7 +285,7 @@ func respondNet(w http.ResponseWriter, status int, grpc bool, d *Decision) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	body := statusBody(status)
+	body := appendStatusBody(nil, status, rid)
 	h["Content-Type"] = hdrTextPlain
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
@@ -362,11 +377,13 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 			timer.Stop()
 		}
 		if err == nil {
+			st.upIdx, st.upAddr = u.metricIdx, b.Addr()
 			b.ReportSuccess()
 			if d.SetSticky || b != d.Sticky && d.Sticky != nil {
 				st.cookie = appendStickyCookie(st.cookie[:0], rt, b)
 				res.Header.Add("Set-Cookie", string(st.cookie))
 			}
+			res.Header["X-Request-Id"] = []string{string(st.rid)}
 			e.count4xx(d, res.StatusCode)
 			e.relayNet(w, res, rt, grpc)
 			res.Body.Close()
@@ -387,6 +404,9 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		if !netRetryable(r, err) {
 			break
 		}
+		if m := e.opts.Metrics; m != nil {
+			m.Retry()
+		}
 		e.log.Debug("upstream attempt failed; retrying", "backend", b.Addr(), "err", err)
 	}
 	status := http.StatusBadGateway
@@ -396,9 +416,9 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		status = http.StatusGatewayTimeout
 	}
 	if err != nil {
-		e.log.Warn("upstream request failed", "route", rt.Host+rt.Prefix, "status", status, "err", err)
+		e.log.Warn("upstream request failed", "route", rt.Host+rt.Prefix, "status", status, "request_id", string(st.rid), "err", err)
 	}
-	respondNet(w, status, grpc, nil)
+	respondNet(w, status, grpc, nil, st.rid)
 }
 
 // netRetryable is retryable for the net/http front end: idempotent
@@ -443,6 +463,7 @@ func (e *Engine) rewriteNetRequest(out, r *http.Request, st *netState, rt *Route
 	xff = st.req.Peer.AppendTo(xff)
 	st.xff = xff
 	h["X-Forwarded-For"] = []string{string(xff)}
+	h["X-Request-Id"] = []string{string(st.rid)}
 	if st.req.TLS {
 		h["X-Forwarded-Proto"] = hdrHTTPS
 	} else {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aralez-go/aralez/balancer"
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/metrics"
 )
 
 // UpstreamOptions configures the connection pool of every backend.
@@ -38,6 +39,9 @@ type UpstreamOptions struct {
 	TLSVerify bool
 	// TLSCAFile is a PEM bundle of extra roots for TLSVerify.
 	TLSCAFile string
+	// Metrics, when set, gives each backend its per-upstream metrics
+	// index (metrics.UpstreamIndex).
+	Metrics *metrics.Metrics
 	// TunnelIdleTimeout closes a WebSocket tunnel after this long without
 	// a byte in either direction. Zero means DefaultTunnelIdleTimeout.
 	TunnelIdleTimeout time.Duration
@@ -52,6 +56,8 @@ type upstream struct {
 	backend *balancer.Backend
 	hc      *fasthttp.HostClient
 	net     *netUpstream // net/http transports (h2.go)
+
+	metricIdx int // metrics.UpstreamIndex of the address, -1 without metrics
 }
 
 // Registry holds per-backend state keyed by address (host:port), so that
@@ -85,7 +91,10 @@ func (r *Registry) get(addr string) *upstream {
 	if u, ok := r.upstreams[addr]; ok {
 		return u
 	}
-	u := &upstream{backend: r.set.Get(addr), hc: r.newHostClient(addr)}
+	u := &upstream{backend: r.set.Get(addr), hc: r.newHostClient(addr), metricIdx: -1}
+	if r.opts.Metrics != nil {
+		u.metricIdx = r.opts.Metrics.UpstreamIndex(addr)
+	}
 	u.net = newNetUpstream(addr, u.backend, r.opts)
 	u.hc.Dial = withTimeout(u.net.dialHostClient, r.opts.Timeout) // TLS when the backend was detected as TLS
 	r.upstreams[addr] = u

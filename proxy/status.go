@@ -25,3 +25,14 @@ func statusBody(status int) []byte {
 	}
 	return []byte(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\n")
 }
+
+// appendStatusBody appends "502 Bad Gateway\nrequest_id: <id>\n".
+func appendStatusBody(dst []byte, status int, rid []byte) []byte {
+	dst = append(dst, statusBody(status)...)
+	if len(rid) > 0 {
+		dst = append(dst, "request_id: "...)
+		dst = append(dst, rid...)
+		dst = append(dst, '\n')
+	}
+	return dst
+}
