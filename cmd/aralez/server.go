@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/discovery"
 	"github.com/aralez-go/aralez/proxy"
+	edgetls "github.com/aralez-go/aralez/tls"
 )
 
 // server is the running process: listeners, engine, health checker and
@@ -37,6 +39,9 @@ type server struct {
 
 	front    *fasthttp.Server
 	frontLn  net.Listener
+	tlsLn    net.Listener   // nil without proxy_address_tls
+	certs    *edgetls.Store // the TLS listener's certificate folder
+	grade    edgetls.Grade
 	files    *fasthttp.Server
 	filesLn  net.Listener
 	pidWrote bool
@@ -53,6 +58,8 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 		Timeout:           m.UpstreamTimeout,
 		IdleTimeout:       m.UpstreamIdleTimeout,
 		MaxHeaderBytes:    m.MaxHeaderBytes,
+		TLSVerify:         cfg.Upstreams.Policy.TLSVerify != nil && *cfg.Upstreams.Policy.TLSVerify,
+		TLSCAFile:         m.TLSCAFile,
 	})
 	tlsPort := 0
 	if m.ProxyAddressTLS != "" {
@@ -100,6 +107,15 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 			s.filesLn.Close()
 		}
 		return nil, fmt.Errorf("proxy_address_http listener: %w", err)
+	}
+	if m.ProxyAddressTLS != "" {
+		if err := s.listenTLS(m); err != nil {
+			s.frontLn.Close()
+			if s.filesLn != nil {
+				s.filesLn.Close()
+			}
+			return nil, err
+		}
 	}
 	if m.PIDFile != "" {
 		if err := os.WriteFile(m.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -162,14 +178,32 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	m := &s.cfg.Main
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	// The listeners stop when ctx is done or the loop below ends.
+	lctx, lcancel := context.WithCancel(ctx)
+	defer lcancel()
+	lo := proxy.ListenOptions{HandshakeTimeout: m.ReadHeaderTimeout, IdleTimeout: m.IdleTimeout, DrainTimeout: m.DrainTimeout, Logger: s.log}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := s.front.Serve(s.frontLn); err != nil {
+		if err := proxy.Serve(lctx, s.frontLn, s.front, s.engine, lo); err != nil {
 			errc <- fmt.Errorf("proxy listener: %w", err)
 		}
 	}()
+	if s.tlsLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := proxy.ServeTLS(lctx, s.tlsLn, s.certs, s.grade, s.front, s.engine, lo); err != nil {
+				errc <- fmt.Errorf("proxy TLS listener: %w", err)
+			}
+		}()
+		go func() {
+			if err := s.certs.Watch(lctx); err != nil && lctx.Err() == nil {
+				s.log.Warn("certificate folder watch unavailable; restart to pick up new certificates", "dir", s.certs.Dir(), "err", err)
+			}
+		}()
+	}
 	if s.files != nil {
 		wg.Add(1)
 		go func() {
@@ -191,7 +225,7 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 			s.log.Warn("config file watch unavailable; SIGHUP still reloads", "err", err)
 		}
 	}()
-	s.log.Info("aralez started", "version", version, "http", s.frontLn.Addr().String(),
+	s.log.Info("aralez started", "version", version, "http", s.frontLn.Addr().String(), "tls", m.ProxyAddressTLS,
 		"file_server", m.FileServerAddress, "pid", os.Getpid(), "gomaxprocs", runtimeProcs())
 
 	var runErr error
@@ -209,8 +243,12 @@ loop:
 			s.onHUP()
 		}
 	}
+	lcancel()
 	s.shutdown()
 	wg.Wait()
+	if n := s.reg.CloseTunnels(); n > 0 {
+		s.log.Info("closed websocket tunnels at shutdown", "tunnels", n)
+	}
 	return runErr
 }
 
@@ -323,7 +361,6 @@ func notYetSupported(cfg *config.Config) []string {
 	add("daemon", m.Daemon)
 	add("runuser", m.RunUser != "")
 	add("rungroup", m.RunGroup != "")
-	add("proxy_address_tls", m.ProxyAddressTLS != "")
 	add("config_api_enabled", m.ConfigAPIEnabled)
 	add("config_tls_address", m.ConfigTLSAddress != "")
 	add("access_log", m.AccessLog != "" && m.AccessLog != "off")
@@ -336,6 +373,29 @@ func notYetSupported(cfg *config.Config) []string {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// listenTLS opens the proxy_address_tls listener with certificates from
+// <proxy_configs>/certificates (proxy_configs defaults to main.yaml's
+// folder). An empty or missing folder is not fatal: NewStore warns, and
+// handshakes are refused until a pair appears.
+func (s *server) listenTLS(m *config.Main) error {
+	grade, err := edgetls.ParseGrade(m.ProxyTLSGrade)
+	if err != nil {
+		return fmt.Errorf("proxy_tls_grade: %w", err)
+	}
+	base := m.ProxyConfigs
+	if base == "" {
+		base = filepath.Dir(s.mainPath)
+	}
+	if s.certs, err = edgetls.NewStore(filepath.Join(base, "certificates"), s.log); err != nil {
+		return fmt.Errorf("proxy_address_tls certificates: %w", err)
+	}
+	s.grade = grade
+	if s.tlsLn, err = net.Listen("tcp", m.ProxyAddressTLS); err != nil {
+		return fmt.Errorf("proxy_address_tls listener: %w", err)
+	}
+	return nil
+}
 
 // discardLogger drops fasthttp's per-connection error lines (protocol
 // probes and scanners would flood the log).
