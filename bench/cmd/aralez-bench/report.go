@@ -208,8 +208,12 @@ func renderTables(w *bytes.Buffer, rows []*row, threads int, warn, noiseMax floa
 			vd = ratioCell(ratios(r.rps, direct[r.caseID]), warn)
 			ve = ratioCell(ratios(r.eff, bestEff[r.caseID]), warn)
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %s–%s | %.0f%% | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.caseID, r.target, median(rv), fmtK(lo), fmtK(hi), 100*sp, ms(r.p50), ms(r.p99), ms(r.p999), errCell,
+		spCell := fmt.Sprintf("%.0f%%", 100*sp)
+		if 100*sp > warn {
+			spCell += " ?" // rounds disagree: do not quote this req/s without more rounds
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.caseID, r.target, median(rv), fmtK(lo), fmtK(hi), spCell, ms(r.p50), ms(r.p99), ms(r.p999), errCell,
 			cpu, eff, rss, r.bound(threads, noiseMax), vb, vd, ve)
 	}
 	fmt.Fprintln(w)

@@ -63,6 +63,7 @@ func TestRenderTables(t *testing.T) {
 		"| h1 100B c50 | direct | 50000 | 50.0k–50.0k | 0% | 1.00 | 2.00 | 3.00 | 0 / 0 | - |",
 		// nginx: median 21000; per-round best peer is 25000, 22000, 26000.
 		"| h1 100B c50 | nginx | 21000 | 20.0k–22.0k | 10% |",
+		"| h1 100B c50 | haproxy | 25000 | 20.0k–26.0k | 24% ? |",
 		"1.90 (95%) | 22.1k | 20.0 | proxy |",
 		// aralez vs best peer per round: 1.2, 1.36, 1.19 -> median 1.20.
 		"| h1 100B c50 | aralez | 30000 | 30.0k–31.0k | 3% |",
