@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("GOMAXPROCS") == "" && cfg.Main.Threads > 0 {
 		runtime.GOMAXPROCS(cfg.Main.Threads)
 	}
-	log, closeLog, err := newLogger(&cfg.Main, stderr)
+	log, logFile, closeLog, err := newLogger(&cfg.Main, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "aralez: %v\n", err)
 		return 1
@@ -71,7 +71,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	srv, err := newServer(cfg, *cfgPath, log)
+	// The access log goes to log_file when one is set, else to stdout.
+	var accessOut io.Writer = stdout
+	if logFile != nil {
+		accessOut = logFile
+	}
+	srv, err := newServer(cfg, *cfgPath, log, accessOut)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1
@@ -181,7 +186,9 @@ func firstInt(vs ...int) int {
 	return 0
 }
 
-func newLogger(m *config.Main, stderr io.Writer) (*slog.Logger, func(), error) {
+// newLogger returns the process logger, the opened log_file (nil for
+// stderr) and a function that closes it.
+func newLogger(m *config.Main, stderr io.Writer) (*slog.Logger, io.Writer, func(), error) {
 	var level slog.Level
 	switch m.LogLevel {
 	case "debug":
@@ -194,12 +201,13 @@ func newLogger(m *config.Main, stderr io.Writer) (*slog.Logger, func(), error) {
 		level = slog.LevelInfo
 	}
 	w, closeFn := stderr, func() {}
+	var file io.Writer
 	if m.LogFile != "" {
 		f, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
-			return nil, nil, fmt.Errorf("opening log_file: %w", err)
+			return nil, nil, nil, fmt.Errorf("opening log_file: %w", err)
 		}
-		w, closeFn = f, func() { f.Close() }
+		w, file, closeFn = f, f, func() { f.Close() }
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closeFn, nil
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), file, closeFn, nil
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aralez-go/aralez/config"
 )
 
 func freeAddr(t *testing.T) string {
@@ -241,5 +245,84 @@ func TestCheckFlag(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"-version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "aralez ") {
 		t.Errorf("-version = %d %q", code, out.String())
+	}
+}
+
+// TestConfigAPIMetricsAccessLog runs the process with the config API, an
+// access log to log_file and metrics: a pushed table takes effect, the
+// request counters move, and the access log names the request (issue 6).
+func TestConfigAPIMetricsAccessLog(t *testing.T) {
+	a, b := named(t, "A"), named(t, "B")
+	dir := t.TempDir()
+	addr, api := freeAddr(t), freeAddr(t)
+	logPath := filepath.Join(dir, "aralez.log")
+	writeFile(t, filepath.Join(dir, "main.yaml"), fmt.Sprintf(
+		"proxy_address_http: %q\nconfig_address: %q\nconfig_api_enabled: true\nmaster_key: k3y\naccess_log: all\nlog_file: aralez.log\nlog_level: warn\n", addr, api))
+	writeFile(t, filepath.Join(dir, "upstreams.yaml"), upstreamsYAML(a, ""))
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, err := config.Load(filepath.Join(dir, "main.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	srv, err := newServer(cfg, filepath.Join(dir, "main.yaml"), slog.New(slog.NewTextHandler(logf, nil)), logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.serve(ctx, make(chan os.Signal)) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	if !waitFor(10*time.Second, func() bool { got, err := body("http://" + addr + "/"); return err == nil && got == "A" }) {
+		t.Fatal("proxy did not come up")
+	}
+	// Push a table that routes to B.
+	resp, err := httpClient.Post("http://"+api+"/conf?key=k3y", "application/yaml", strings.NewReader(upstreamsYAML(b, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /conf = %d %s", resp.StatusCode, msg)
+	}
+	if got, err := body("http://" + addr + "/"); err != nil || got != "B" {
+		t.Fatalf("after push: %q, %v; want B", got, err)
+	}
+	// A wrong key changes nothing.
+	resp, err = httpClient.Post("http://"+api+"/conf?key=nope", "application/yaml", strings.NewReader(upstreamsYAML(a, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("POST /conf with a wrong key = %d; want 403", resp.StatusCode)
+	}
+	if got, _ := body("http://" + addr + "/"); got != "B" {
+		t.Errorf("after a refused push: %q; want B", got)
+	}
+	resp, err = httpClient.Get("http://" + api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"aralez_requests_total 3", `aralez_responses_total{status="200"} 3`, `aralez_reloads_total{result="ok"} 2`} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Count(string(b), `"GET / HTTP/1.1" 200`) >= 3 || strings.Count(string(b), "GET") >= 3
+	}) {
+		b, _ := os.ReadFile(logPath)
+		t.Errorf("access log lacks the requests:\n%s", b)
 	}
 }

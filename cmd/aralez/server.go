@@ -2,23 +2,28 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/aralez-go/aralez/accesslog"
+	"github.com/aralez-go/aralez/admin"
 	"github.com/aralez-go/aralez/balancer"
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/discovery"
+	"github.com/aralez-go/aralez/metrics"
 	"github.com/aralez-go/aralez/proxy"
 	edgetls "github.com/aralez-go/aralez/tls"
 )
@@ -30,12 +35,19 @@ type server struct {
 	mainPath string
 
 	cfg    *config.Config // the config serving now; only the reload loop touches it
+	upNow  atomic.Pointer[config.Upstreams]
 	digest string
 	gen    uint64
 
-	reg    *proxy.Registry
-	engine *proxy.Engine
-	health *balancer.HealthChecker
+	reg     *proxy.Registry
+	engine  *proxy.Engine
+	health  *balancer.HealthChecker
+	metrics *metrics.Metrics
+	access  *accesslog.Logger
+	push    *discovery.Push
+	admin   *admin.Server // nil without config_address and config_tls_address
+
+	adminLn, adminTLSLn net.Listener
 
 	front    *fasthttp.Server
 	frontLn  net.Listener
@@ -47,9 +59,14 @@ type server struct {
 	pidWrote bool
 }
 
-func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, error) {
+func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer) (*server, error) {
 	m := &cfg.Main
-	s := &server{log: log, mainPath: mainPath, cfg: cfg}
+	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush()}
+	var err error
+	if s.access, err = accesslog.New(accessOut, accesslog.Options{Mode: m.AccessLog}); err != nil {
+		return nil, fmt.Errorf("access_log: %w", err)
+	}
+	s.metrics.SetLoggingErrors(s.access.Dropped)
 	s.reg = proxy.NewRegistry(proxy.UpstreamOptions{
 		KeepalivePoolSize: m.UpstreamKeepalivePoolSize,
 		MaxConns:          m.UpstreamMaxConns,
@@ -60,6 +77,7 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 		MaxHeaderBytes:    m.MaxHeaderBytes,
 		TLSVerify:         cfg.Upstreams.Policy.TLSVerify != nil && *cfg.Upstreams.Policy.TLSVerify,
 		TLSCAFile:         m.TLSCAFile,
+		Metrics:           s.metrics,
 	})
 	tlsPort := 0
 	if m.ProxyAddressTLS != "" {
@@ -74,6 +92,8 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 		MaxRequestBodyBytes: m.MaxRequestBodyBytes,
 		MaxURIBytes:         m.MaxURIBytes,
 		TrustedProxies:      m.TrustedProxies,
+		Metrics:             s.metrics,
+		AccessLog:           s.access,
 	})
 	s.health = balancer.NewHealthChecker(balancer.HealthOptions{
 		Interval: healthInterval(m),
@@ -82,6 +102,12 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 		Fall:     m.HealthCheckFall,
 		Method:   m.HCMethod,
 		Logger:   log,
+	})
+	s.metrics.SetUpstreamHealth(func(emit func(addr string, up bool)) {
+		s.reg.Backends().Range(func(b *balancer.Backend) bool {
+			emit(b.Addr(), b.Up())
+			return true
+		})
 	})
 	logUnsupported(log, cfg)
 	if err := s.apply(cfg, "start"); err != nil {
@@ -94,7 +120,7 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 		IdleTimeout:       m.IdleTimeout,
 		MaxHeaderBytes:    m.MaxHeaderBytes,
 	})
-	var err error
+	s.metrics.SetSessions(func() int64 { return int64(s.front.GetOpenConnectionsCount()) })
 	if m.FileServerFolder != "" && m.FileServerAddress != "" {
 		if s.filesLn, err = net.Listen("tcp", m.FileServerAddress); err != nil {
 			return nil, fmt.Errorf("file server listener: %w", err)
@@ -117,6 +143,14 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger) (*server, 
 			return nil, err
 		}
 	}
+	if err := s.listenAdmin(m); err != nil {
+		for _, ln := range []net.Listener{s.frontLn, s.tlsLn, s.filesLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return nil, err
+	}
 	if m.PIDFile != "" {
 		if err := os.WriteFile(m.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			log.Warn("cannot write pid_file", "path", m.PIDFile, "err", err)
@@ -134,37 +168,32 @@ func healthInterval(m *config.Main) time.Duration {
 	return time.Duration(m.HCInterval) * time.Second
 }
 
-// digestOf identifies a routing table by content, so that an event that
-// changed nothing (an editor touching the file) skips the reload.
-func digestOf(up *config.Upstreams) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%#v", stripWarnings(up))
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}
-
-func stripWarnings(up *config.Upstreams) config.Upstreams {
-	c := *up
-	c.Warnings = nil
-	return c
-}
-
-// apply compiles cfg and swaps it in. On error nothing changes.
+// apply compiles cfg and swaps it in. On error nothing changes. A table
+// whose content digest (discovery.Digest) equals the running one is
+// skipped: an editor touching the file, or the watcher seeing a file the
+// config API has just saved and applied.
 func (s *server) apply(cfg *config.Config, reason string) error {
 	start := time.Now()
-	digest := digestOf(&cfg.Upstreams)
-	if s.engine.Snapshot().Generation != 0 && digest == s.digest {
+	digest := discovery.Digest(&cfg.Upstreams)
+	if s.gen != 0 && digest == s.digest {
 		s.log.Info("config unchanged; reload skipped", "reason", reason, "digest", digest)
 		return nil
 	}
 	snap, err := proxy.Compile(cfg, s.reg)
 	if err != nil {
+		s.metrics.Reload(false)
 		return err
 	}
 	s.gen++
 	snap.Generation, snap.Digest = s.gen, digest
+	up := cfg.Upstreams
+	s.upNow.Store(&up)
 	s.engine.Swap(snap)
 	s.health.SetTargets(snap.HealthTargets())
 	s.cfg, s.digest = cfg, digest
+	s.metrics.Reload(true)
+	s.metrics.SetGeneration(s.gen)
+	s.metrics.RetainUpstreams(snap.Backends())
 	for _, w := range cfg.Upstreams.Warnings {
 		s.log.Warn("config warning", "msg", w)
 	}
@@ -178,7 +207,7 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	m := &s.cfg.Main
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
 	// The listeners stop when ctx is done or the loop below ends.
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
@@ -217,6 +246,7 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	defer hcancel()
 	go s.health.Run(hctx)
 	go s.engine.Run(hctx)
+	s.serveAdmin(&wg, errc)
 
 	updates := make(chan discovery.Update, 1)
 	src := discovery.NewFile(m.UpstreamsConf, 0, s.log)
@@ -225,8 +255,17 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 			s.log.Warn("config file watch unavailable; SIGHUP still reloads", "err", err)
 		}
 	}()
+	go func() {
+		if err := s.push.Run(hctx, updates); err != nil {
+			s.log.Warn("config API push source stopped", "err", err)
+		}
+	}()
+	if s.admin != nil {
+		s.admin.SetReady(true)
+	}
+	notifyReady(s.log)
 	s.log.Info("aralez started", "version", version, "http", s.frontLn.Addr().String(), "tls", m.ProxyAddressTLS,
-		"file_server", m.FileServerAddress, "pid", os.Getpid(), "gomaxprocs", runtimeProcs())
+		"config_api", m.ConfigAddress, "file_server", m.FileServerAddress, "pid", os.Getpid(), "gomaxprocs", runtimeProcs())
 
 	var runErr error
 loop:
@@ -252,15 +291,24 @@ loop:
 	return runErr
 }
 
+// onUpdate applies a routing table from a discovery source and answers
+// the source's Done channel (the config API waits on it).
 func (s *server) onUpdate(u discovery.Update) {
-	if u.Err != nil {
-		s.log.Error("config rejected; old config keeps serving", "source", u.Source, "errors", u.Err.Error())
-		return
+	err := u.Err
+	if err != nil {
+		s.metrics.Reload(false)
+		s.log.Error("config rejected; old config keeps serving", "source", u.Source, "errors", err.Error())
+	} else {
+		cfg := s.cfg.Clone()
+		cfg.Upstreams = *u.Upstreams
+		if err = s.apply(cfg, u.Source); err != nil {
+			s.log.Error("config rejected; old config keeps serving", "source", u.Source, "err", err)
+		} else if u.Source == "api" {
+			s.log.Info("pushed config applied; it holds until the next file change or SIGHUP (last writer wins)")
+		}
 	}
-	cfg := s.cfg.Clone()
-	cfg.Upstreams = *u.Upstreams
-	if err := s.apply(cfg, u.Source); err != nil {
-		s.log.Error("config rejected; old config keeps serving", "source", u.Source, "err", err)
+	if u.Done != nil {
+		u.Done <- err
 	}
 }
 
@@ -280,6 +328,7 @@ func (s *server) onHUP() {
 	next := s.cfg.Clone()
 	next.Upstreams = cfg.Upstreams
 	if err := s.apply(next, "sighup"); err != nil {
+		s.metrics.Reload(false)
 		s.log.Error("SIGHUP: config rejected; old config keeps serving", "err", err)
 	}
 }
@@ -314,6 +363,9 @@ func restartKeys(a, b *config.Main) []string {
 func (s *server) shutdown() {
 	drain := s.cfg.Main.DrainTimeout
 	s.log.Info("shutting down", "drain_timeout_seconds", drain.Seconds())
+	if s.admin != nil {
+		s.admin.SetDraining(true)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -330,6 +382,10 @@ func (s *server) shutdown() {
 		}(srv)
 	}
 	wg.Wait()
+	if s.admin != nil {
+		_ = s.admin.Shutdown(ctx)
+	}
+	_ = s.access.Shutdown(ctx)
 	if s.pidWrote {
 		os.Remove(s.cfg.Main.PIDFile)
 	}
@@ -361,9 +417,6 @@ func notYetSupported(cfg *config.Config) []string {
 	add("daemon", m.Daemon)
 	add("runuser", m.RunUser != "")
 	add("rungroup", m.RunGroup != "")
-	add("config_api_enabled", m.ConfigAPIEnabled)
-	add("config_tls_address", m.ConfigTLSAddress != "")
-	add("access_log", m.AccessLog != "" && m.AccessLog != "off")
 	add("tcp_keepalive_idle", m.TCPKeepaliveIdle != 0)
 	add("tcp_keepalive_interval", m.TCPKeepaliveInterval != 0)
 	add("tcp_keepalive_count", m.TCPKeepaliveCount != 0)
@@ -402,3 +455,82 @@ func (s *server) listenTLS(m *config.Main) error {
 type discardLogger struct{}
 
 func (discardLogger) Printf(string, ...any) {}
+
+// listenAdmin binds the config API listeners (config_address and
+// config_tls_address) when either is set.
+func (s *server) listenAdmin(m *config.Main) error {
+	if m.ConfigAddress == "" && m.ConfigTLSAddress == "" {
+		return nil
+	}
+	s.admin = admin.NewServer(admin.Options{
+		MasterKey:        m.MasterKey,
+		ConfigAPIEnabled: m.ConfigAPIEnabled,
+		UpstreamsConf:    m.UpstreamsConf,
+		Push:             s.push,
+		Status:           admin.SnapshotStatus{Snapshot: s.engine.Snapshot, Upstreams: s.upNow.Load},
+		Metrics:          s.metrics.Handler(),
+		Logger:           s.log,
+	})
+	var err error
+	if m.ConfigAddress != "" {
+		if s.adminLn, err = net.Listen("tcp", m.ConfigAddress); err != nil {
+			return fmt.Errorf("config_address listener: %w", err)
+		}
+	}
+	if m.ConfigTLSAddress != "" {
+		if s.adminTLSLn, err = net.Listen("tcp", m.ConfigTLSAddress); err != nil {
+			if s.adminLn != nil {
+				s.adminLn.Close()
+			}
+			return fmt.Errorf("config_tls_address listener: %w", err)
+		}
+	}
+	return nil
+}
+
+// serveAdmin runs the config API listeners; their errors end the process
+// like the proxy listeners' do.
+func (s *server) serveAdmin(wg *sync.WaitGroup, errc chan<- error) {
+	if s.admin == nil {
+		return
+	}
+	serve := func(what string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("%s: %w", what, err)
+			}
+		}()
+	}
+	m := &s.cfg.Main
+	if s.adminLn != nil {
+		serve("config API", func() error { return s.admin.Serve(s.adminLn) })
+	}
+	if s.adminTLSLn != nil {
+		serve("config API (TLS)", func() error {
+			return s.admin.ServeTLS(s.adminTLSLn, m.ConfigTLSCertificate, m.ConfigTLSKeyFile)
+		})
+	}
+}
+
+// notifyReady tells systemd the service is up (sd_notify READY=1) when
+// NOTIFY_SOCKET is set; it is a no-op otherwise.
+func notifyReady(log *slog.Logger) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	if sock[0] == '@' {
+		sock = "\x00" + sock[1:] // abstract socket namespace
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		log.Warn("sd_notify failed", "err", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid()))); err != nil {
+		log.Warn("sd_notify failed", "err", err)
+	}
+}
