@@ -187,21 +187,28 @@ type discardWriter struct{}
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // BenchmarkRouteLookup compares route lookup in a 1-host and a
-// 10,000-host snapshot (issue 7's goal: within 5%).
+// 10,000-host snapshot (issue 7's goal: within 5%). Requests cycle over
+// 1,024 host names; in the 10,000-host table they are 1,024 different
+// hosts, so the map is not served from one hot cache line.
 func BenchmarkRouteLookup(b *testing.B) {
 	for _, n := range []int{1, 10000} {
 		snap, err := Compile(benchConfig(n), NewRegistry(UpstreamOptions{}))
 		if err != nil {
 			b.Fatal(err)
 		}
-		host := []byte("h0.bench.test")
+		hosts := make([][]byte, 1024)
+		for i := range hosts {
+			hosts[i] = []byte("h" + strconv.Itoa((i*7919)%n) + ".bench.test")
+		}
 		path := []byte("/api/users")
 		b.Run(strconv.Itoa(n)+"hosts", func(b *testing.B) {
 			b.ReportAllocs()
+			i := 0
 			for b.Loop() {
-				if snap.Match(host, path) == nil {
+				if snap.Match(hosts[i&1023], path) == nil {
 					b.Fatal("no route")
 				}
+				i++
 			}
 		})
 	}
