@@ -1,0 +1,602 @@
+package discovery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/aralez-go/aralez/config"
+)
+
+// fakeConsul emulates GET /v1/health/service/<name> with X-Consul-Index
+// blocking semantics: a request whose index equals the current one is
+// held until a change or its wait elapses.
+type fakeConsul struct {
+	mu       sync.Mutex
+	index    uint64
+	services map[string][]*api.ServiceEntry
+	status   int           // non-zero: answer with this status
+	changed  chan struct{} // closed and replaced on every change
+	tokens   map[string]int
+	passing  int // requests that asked for ?passing
+	requests int
+	quit     chan struct{}
+	quitOnce sync.Once
+	badPaths int
+}
+
+func newFakeConsul() *fakeConsul {
+	return &fakeConsul{
+		index:    10,
+		services: map[string][]*api.ServiceEntry{},
+		changed:  make(chan struct{}),
+		tokens:   map[string]int{},
+		quit:     make(chan struct{}),
+	}
+}
+
+// set replaces a service's instances ("addr:port" or "@node:port" for an
+// instance without a service address) and wakes blocked queries.
+func (f *fakeConsul) set(name string, instances ...string) {
+	var es []*api.ServiceEntry
+	for i, in := range instances {
+		host, port, _ := net.SplitHostPort(in)
+		p, _ := strconv.Atoi(port)
+		e := &api.ServiceEntry{
+			Node:    &api.Node{Node: "node" + strconv.Itoa(i), Address: "10.9.9." + strconv.Itoa(i+1)},
+			Service: &api.AgentService{ID: name + strconv.Itoa(i), Service: name, Address: host, Port: p, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+		}
+		if strings.HasPrefix(host, "@") {
+			e.Node.Address = host[1:]
+			e.Service.Address = ""
+		}
+		es = append(es, e)
+	}
+	f.mu.Lock()
+	f.services[name] = es
+	f.bumpLocked()
+	f.mu.Unlock()
+}
+
+// setStatus makes every answer fail with status (0 = answer normally).
+func (f *fakeConsul) setStatus(status int) {
+	f.mu.Lock()
+	f.status = status
+	f.bumpLocked()
+	f.mu.Unlock()
+}
+
+func (f *fakeConsul) bumpLocked() {
+	f.index++
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeConsul) stop() { f.quitOnce.Do(func() { close(f.quit) }) }
+
+func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
+	f.mu.Lock()
+	f.requests++
+	f.tokens[r.Header.Get("X-Consul-Token")]++
+	if _, ok := r.URL.Query()["passing"]; ok {
+		f.passing++
+	}
+	if !ok {
+		f.badPaths++
+		f.mu.Unlock()
+		http.NotFound(w, r)
+		return
+	}
+	f.mu.Unlock()
+
+	idx, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
+	wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
+	if err != nil || wait <= 0 {
+		wait = 5 * time.Minute
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		f.mu.Lock()
+		if f.status != 0 {
+			st := f.status
+			f.mu.Unlock()
+			http.Error(w, "emulated failure", st)
+			return
+		}
+		if f.index > idx {
+			es := f.services[name]
+			cur := f.index
+			f.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Consul-Index", strconv.FormatUint(cur, 10))
+			if es == nil {
+				es = []*api.ServiceEntry{}
+			}
+			_ = json.NewEncoder(w).Encode(es)
+			return
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			// Unchanged: answer with the same index.
+			idx = 0
+		case <-r.Context().Done():
+			return
+		case <-f.quit:
+			return
+		}
+	}
+}
+
+func (f *fakeConsul) counts() (requests, passing, badPaths int, tokens map[string]int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests, f.passing, f.badPaths, copyCounts(f.tokens)
+}
+
+func copyCounts(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// logBuffer is a goroutine-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// waitFor polls cond every 10ms until it holds or ceiling passes.
+func waitFor(t *testing.T, ceiling time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(ceiling)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", ceiling, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recv returns the next update or fails after ceiling.
+func recv(t *testing.T, out <-chan Update, ceiling time.Duration) Update {
+	t.Helper()
+	select {
+	case u := <-out:
+		return u
+	case <-time.After(ceiling):
+		t.Fatalf("no update within %v", ceiling)
+		return Update{}
+	}
+}
+
+// noUpdate fails if an update arrives within d.
+func noUpdate(t *testing.T, out <-chan Update, d time.Duration) {
+	t.Helper()
+	select {
+	case u := <-out:
+		t.Fatalf("unexpected update: %s", describe(u.Upstreams))
+	case <-time.After(d):
+	}
+}
+
+// describe renders hosts as "host path=srv,srv; ..." for assertions.
+func describe(up *config.Upstreams) string {
+	if up == nil {
+		return "<nil>"
+	}
+	var parts []string
+	for _, h := range up.Hosts {
+		for _, p := range h.Paths {
+			var ss []string
+			for _, s := range p.Servers {
+				ss = append(ss, s.Address)
+			}
+			parts = append(parts, h.Name+" "+p.Prefix+"="+strings.Join(ss, ","))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// startRun runs src until the test ends and checks that Run returns nil
+// promptly after cancellation.
+func startRun(t *testing.T, src Source) <-chan Update {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan Update)
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s.Run() = %v; want nil", src.Name(), err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s.Run() did not return within 10s of cancellation", src.Name())
+		}
+	})
+	return out
+}
+
+func consulBase() *config.Upstreams {
+	return &config.Upstreams{
+		Provider:       "consul",
+		StickySessions: 60,
+		Hosts: []config.Host{
+			{Name: "static.example.com", Paths: []config.Path{{Prefix: "/", Servers: []config.Server{{Address: "127.0.0.1:9000", Weight: 1}}}}},
+			{Name: "app.example.com", Paths: []config.Path{{Prefix: "/static", Servers: []config.Server{{Address: "127.0.0.1:9001", Weight: 1}}}}},
+		},
+	}
+}
+
+func TestConsulBlockingUpdates(t *testing.T) {
+	t.Parallel()
+	fc := newFakeConsul()
+	fc.set("web", "127.0.0.2:8080", "127.0.0.1:8080")
+	fc.set("api", "@127.0.0.5:7000")
+	srv := httptest.NewServer(fc)
+	defer srv.Close()
+	defer fc.stop()
+
+	var logs logBuffer
+	cc := &config.Consul{
+		Servers: []string{srv.URL},
+		Token:   "s3cr3t-token",
+		Services: []config.ConsulService{
+			{Proxy: "app.example.com", Path: "/", RealName: "web"},
+			{Proxy: "app.example.com", Path: "/api", RealName: "api", Policy: config.Policy{RateLimit: 7}},
+			{Proxy: "new.example.com", Path: "/", RealName: "missing"},
+		},
+	}
+	// A long interval and wait: only blocking-query answers can deliver
+	// changes within the ceiling below.
+	c, err := NewConsul(consulBase(), cc, ConsulOptions{Interval: time.Minute, Wait: time.Minute, Logger: logs.logger()})
+	if err != nil {
+		t.Fatalf("NewConsul() error = %v", err)
+	}
+	out := startRun(t, c)
+
+	u := recv(t, out, 5*time.Second)
+	if u.Source != "consul" || u.Err != nil || u.Done != nil {
+		t.Fatalf("first update = {Source:%q Err:%v Done:%v}; want consul, nil, nil", u.Source, u.Err, u.Done)
+	}
+	want := "static.example.com /=127.0.0.1:9000; app.example.com /static=127.0.0.1:9001; " +
+		"app.example.com /=127.0.0.1:8080,127.0.0.2:8080; app.example.com /api=127.0.0.5:7000; new.example.com /="
+	if got := describe(u.Upstreams); got != want {
+		t.Fatalf("first table = %q; want %q", got, want)
+	}
+	if u.Upstreams.Provider != "consul" || u.Upstreams.StickySessions != 60 {
+		t.Errorf("globals = %q/%d; want consul/60", u.Upstreams.Provider, u.Upstreams.StickySessions)
+	}
+	api := u.Upstreams.Hosts[1].Paths[2]
+	if api.Policy.RateLimit != 7 || api.LoadBalance != config.DefaultLoadBalance {
+		t.Errorf("api path = rate %d lb %q; want 7 %q", api.Policy.RateLimit, api.LoadBalance, config.DefaultLoadBalance)
+	}
+
+	// A change arrives through the held query, well before the poll.
+	start := time.Now()
+	fc.set("web", "127.0.0.3:8080")
+	u = recv(t, out, time.Second)
+	want = "static.example.com /=127.0.0.1:9000; app.example.com /static=127.0.0.1:9001; " +
+		"app.example.com /=127.0.0.3:8080; app.example.com /api=127.0.0.5:7000; new.example.com /="
+	if got := describe(u.Upstreams); got != want {
+		t.Fatalf("table after change = %q; want %q", got, want)
+	}
+	t.Logf("change delivered in %v", time.Since(start))
+
+	// An index bump with the same instances emits nothing.
+	fc.set("api", "@127.0.0.5:7000")
+	noUpdate(t, out, 200*time.Millisecond)
+
+	fc.set("missing", "[::1]:9100")
+	u = recv(t, out, time.Second)
+	if got, want := describe(u.Upstreams), "new.example.com /=[::1]:9100"; !strings.HasSuffix(got, want) {
+		t.Fatalf("table = %q; want suffix %q", got, want)
+	}
+
+	_, passing, bad, tokens := fc.counts()
+	if bad != 0 {
+		t.Errorf("requests to other endpoints = %d; want 0", bad)
+	}
+	if passing == 0 {
+		t.Errorf("no request asked for ?passing")
+	}
+	if len(tokens) != 1 || tokens["s3cr3t-token"] == 0 {
+		t.Errorf("tokens seen = %v; want only s3cr3t-token", tokens)
+	}
+	if strings.Contains(logs.String(), "s3cr3t") {
+		t.Errorf("log mentions the token: %s", logs.String())
+	}
+}
+
+func TestConsulFailureKeepsTableAndRecovers(t *testing.T) {
+	t.Parallel()
+	fc := newFakeConsul()
+	fc.set("web", "127.0.0.1:8080")
+	srv := httptest.NewServer(fc)
+	defer srv.Close()
+	defer fc.stop()
+
+	var logs logBuffer
+	cc := &config.Consul{
+		Servers:  []string{srv.Listener.Addr().String()},
+		Services: []config.ConsulService{{Proxy: "app.example.com", Path: "/", RealName: "web"}},
+	}
+	c, err := NewConsul(nil, cc, ConsulOptions{Interval: 50 * time.Millisecond, Wait: time.Minute, Logger: logs.logger()})
+	if err != nil {
+		t.Fatalf("NewConsul() error = %v", err)
+	}
+	out := startRun(t, c)
+	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8080"; got != want {
+		t.Fatalf("first table = %q; want %q", got, want)
+	}
+
+	fc.setStatus(http.StatusInternalServerError)
+	waitFor(t, 5*time.Second, "a failure log line", func() bool {
+		return strings.Contains(logs.String(), "consul query failed")
+	})
+	noUpdate(t, out, 300*time.Millisecond)
+	if n := strings.Count(logs.String(), "consul query failed"); n != 1 {
+		t.Errorf("failure logged %d times; want once per outage", n)
+	}
+
+	fc.setStatus(0)
+	fc.set("web", "127.0.0.1:8081")
+	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8081"; got != want {
+		t.Fatalf("table after recovery = %q; want %q", got, want)
+	}
+	waitFor(t, 5*time.Second, "a recovery log line", func() bool {
+		return strings.Contains(logs.String(), "consul query recovered")
+	})
+}
+
+func TestConsulClosedServerRecovers(t *testing.T) {
+	t.Parallel()
+	fc := newFakeConsul()
+	fc.set("web", "127.0.0.1:8080")
+	srv := httptest.NewServer(fc)
+	addr := srv.Listener.Addr().String()
+
+	var logs logBuffer
+	cc := &config.Consul{
+		Servers:  []string{"http://" + addr},
+		Services: []config.ConsulService{{Proxy: "app.example.com", Path: "/", RealName: "web"}},
+	}
+	c, err := NewConsul(nil, cc, ConsulOptions{Interval: 50 * time.Millisecond, Wait: time.Minute, Logger: logs.logger()})
+	if err != nil {
+		t.Fatalf("NewConsul() error = %v", err)
+	}
+	out := startRun(t, c)
+	recv(t, out, 5*time.Second)
+
+	// Close the server with the query held open.
+	fc.stop()
+	srv.CloseClientConnections()
+	srv.Close()
+	waitFor(t, 5*time.Second, "a failure log line", func() bool {
+		return strings.Contains(logs.String(), "consul query failed")
+	})
+	noUpdate(t, out, 200*time.Millisecond)
+
+	// Come back on the same address with new instances.
+	fc2 := newFakeConsul()
+	fc2.set("web", "127.0.0.1:8082")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	srv2 := httptest.NewUnstartedServer(fc2)
+	srv2.Listener.Close()
+	srv2.Listener = ln
+	srv2.Start()
+	defer srv2.Close()
+	defer fc2.stop()
+	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8082"; got != want {
+		t.Fatalf("table after restart = %q; want %q", got, want)
+	}
+}
+
+func TestConsulTriesServersInOrder(t *testing.T) {
+	t.Parallel()
+	// A port with nothing listening.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+
+	fc := newFakeConsul()
+	fc.set("web", "127.0.0.1:8080")
+	srv := httptest.NewServer(fc)
+	defer srv.Close()
+	defer fc.stop()
+
+	cc := &config.Consul{
+		Servers:  []string{dead, srv.Listener.Addr().String()},
+		Services: []config.ConsulService{{Proxy: "app.example.com", Path: "/", RealName: "web"}},
+	}
+	var logs logBuffer
+	c, err := NewConsul(nil, cc, ConsulOptions{Interval: time.Minute, Wait: time.Minute, Logger: logs.logger()})
+	if err != nil {
+		t.Fatalf("NewConsul() error = %v", err)
+	}
+	out := startRun(t, c)
+	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8080"; got != want {
+		t.Fatalf("table = %q; want %q", got, want)
+	}
+	if strings.Contains(logs.String(), "consul query failed") {
+		t.Errorf("a working second server still logged a failure: %s", logs.String())
+	}
+	// Stays on the second server: the change arrives via the held query.
+	fc.set("web", "127.0.0.1:8089")
+	if got, want := describe(recv(t, out, time.Second).Upstreams), "app.example.com /=127.0.0.1:8089"; got != want {
+		t.Fatalf("table = %q; want %q", got, want)
+	}
+}
+
+func TestConsulPollFallback(t *testing.T) {
+	t.Parallel()
+	// A server that ignores ?index and answers at once, always index 0:
+	// the source must poll every Interval, not spin.
+	var mu sync.Mutex
+	hits := 0
+	addr := "127.0.0.1:8080"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		a := addr
+		mu.Unlock()
+		host, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		_ = json.NewEncoder(w).Encode([]*api.ServiceEntry{{Node: &api.Node{Address: "10.0.0.1"}, Service: &api.AgentService{Address: host, Port: p}}})
+	}))
+	defer srv.Close()
+
+	cc := &config.Consul{
+		Servers:  []string{srv.URL},
+		Services: []config.ConsulService{{Proxy: "app.example.com", Path: "/", RealName: "web"}},
+	}
+	interval := 100 * time.Millisecond
+	c, err := NewConsul(nil, cc, ConsulOptions{Interval: interval, Wait: time.Minute})
+	if err != nil {
+		t.Fatalf("NewConsul() error = %v", err)
+	}
+	out := startRun(t, c)
+	recv(t, out, 5*time.Second)
+	mu.Lock()
+	addr = "127.0.0.1:8081"
+	mu.Unlock()
+	start := time.Now()
+	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8081"; got != want {
+		t.Fatalf("table = %q; want %q", got, want)
+	}
+	elapsed := time.Since(start)
+	mu.Lock()
+	n := hits
+	mu.Unlock()
+	// One query per interval since the start, give or take scheduling.
+	if limit := int(elapsed/interval) + 5; n > limit {
+		t.Errorf("queries = %d in %v; want <= %d (polling, not spinning)", n, elapsed, limit)
+	}
+}
+
+func TestConsulServers(t *testing.T) {
+	t.Parallel()
+	entry := func(node, svc string, port, weight int) *api.ServiceEntry {
+		return &api.ServiceEntry{Node: &api.Node{Address: node}, Service: &api.AgentService{Address: svc, Port: port, Weights: api.AgentWeights{Passing: weight}}}
+	}
+	tests := []struct {
+		name    string
+		entries []*api.ServiceEntry
+		want    []config.Server
+	}{
+		{"empty", nil, []config.Server{}},
+		{"service address wins", []*api.ServiceEntry{entry("10.0.0.1", "10.0.1.1", 80, 1)}, []config.Server{{Address: "10.0.1.1:80", Weight: 1}}},
+		{"node address fallback", []*api.ServiceEntry{entry("10.0.0.1", "", 80, 0)}, []config.Server{{Address: "10.0.0.1:80", Weight: 1}}},
+		{"ipv6 bracketed", []*api.ServiceEntry{entry("", "fd00::1", 8443, 3)}, []config.Server{{Address: "[fd00::1]:8443", Weight: 3}}},
+		{"sorted and deduplicated", []*api.ServiceEntry{
+			entry("", "10.0.0.3", 80, 1), entry("", "10.0.0.1", 80, 1), entry("", "10.0.0.3", 80, 1),
+		}, []config.Server{{Address: "10.0.0.1:80", Weight: 1}, {Address: "10.0.0.3:80", Weight: 1}}},
+		{"no port or address skipped", []*api.ServiceEntry{
+			entry("", "10.0.0.1", 0, 1), entry("", "", 80, 1), {Node: nil, Service: nil}, nil,
+		}, []config.Server{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := consulServers(tt.entries); !slices.Equal(got, tt.want) {
+				t.Errorf("consulServers() = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewConsulErrors(t *testing.T) {
+	t.Parallel()
+	svc := []config.ConsulService{{Proxy: "a.example.com", Path: "/", RealName: "a"}}
+	tests := []struct {
+		name string
+		c    *config.Consul
+		want error
+		sub  string
+	}{
+		{"nil block", nil, ErrNoDiscoveryConfig, ""},
+		{"no services", &config.Consul{Servers: []string{"127.0.0.1:8500"}}, ErrNoServices, ""},
+		{"bad scheme", &config.Consul{Servers: []string{"ftp://127.0.0.1:8500"}, Services: svc}, nil, `server "ftp://127.0.0.1:8500"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := NewConsul(nil, tt.c, ConsulOptions{})
+			if err == nil {
+				t.Fatalf("NewConsul() error = nil; want one")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("NewConsul() error = %v; want %v", err, tt.want)
+			}
+			if tt.sub != "" && !strings.Contains(err.Error(), tt.sub) {
+				t.Errorf("NewConsul() error = %v; want it to contain %q", err, tt.sub)
+			}
+		})
+	}
+}
+
+func TestNextIndex(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		prev, got uint64
+		want      uint64
+	}{
+		{"forward", 5, 9, 9},
+		{"same", 5, 5, 5},
+		{"backwards resets", 9, 5, 0},
+		{"zero from start", 0, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := nextIndex(tt.prev, tt.got); got != tt.want {
+				t.Errorf("nextIndex(%d, %d) = %d; want %d", tt.prev, tt.got, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,117 @@
+package discovery
+
+import (
+	"slices"
+
+	"github.com/aralez-go/aralez/config"
+)
+
+// Merge returns the routing table that a discovery provider serves: the
+// file-defined table file (its globals, its Consul/Kubernetes blocks and
+// its hosts) with the discovered hosts added. The rules are:
+//
+//   - A discovered host that the file does not define is appended after
+//     the file's hosts, in the order of discovered.
+//   - A host defined in both keeps the file's host-level policy and gets
+//     the union of the paths: the file's paths first, in file order, then
+//     the discovered paths whose prefix the file does not define. On a
+//     conflict (same host, same prefix) the file's path wins and the
+//     discovered one is dropped, so a hand-written entry can pin or
+//     override a discovered service.
+//   - Within discovered, the first entry for a host+prefix wins; later
+//     duplicates are dropped, and later entries for an already seen host
+//     add their paths to it.
+//
+// Merge never changes file or discovered. The result is a new value but
+// shares the unchanged parts (hosts that get no discovered path, server
+// lists, policies) with its inputs, so none of the three may be changed
+// afterwards. A nil file is read as an empty table. It allocates; it is
+// meant for the discovery goroutines, not the request path. It is safe
+// for concurrent use on values nobody changes.
+func Merge(file *config.Upstreams, discovered []config.Host) *config.Upstreams {
+	out := &config.Upstreams{}
+	if file != nil {
+		*out = *file
+	}
+	if len(discovered) == 0 {
+		return out
+	}
+	hosts := make([]config.Host, len(out.Hosts), len(out.Hosts)+len(discovered))
+	copy(hosts, out.Hosts)
+	// owned marks hosts whose Paths slice is already a private copy, so
+	// appending to it cannot write into file's backing array.
+	owned := make([]bool, len(hosts), cap(hosts))
+	index := make(map[string]int, cap(hosts))
+	for i := range hosts {
+		if _, dup := index[hosts[i].Name]; !dup {
+			index[hosts[i].Name] = i
+		}
+	}
+	for _, d := range discovered {
+		i, ok := index[d.Name]
+		if !ok {
+			h := d
+			h.Paths = nil
+			hosts = append(hosts, h)
+			owned = append(owned, true)
+			i = len(hosts) - 1
+			index[d.Name] = i
+		}
+		h := &hosts[i]
+		for _, p := range d.Paths {
+			if hasPrefix(h.Paths, p.Prefix) {
+				continue
+			}
+			if !owned[i] {
+				h.Paths = slices.Clip(slices.Clone(h.Paths))
+				owned[i] = true
+			}
+			h.Paths = append(h.Paths, p)
+		}
+	}
+	out.Hosts = hosts
+	return out
+}
+
+// hasPrefix reports whether paths holds an entry for prefix.
+func hasPrefix(paths []config.Path, prefix string) bool {
+	for i := range paths {
+		if paths[i].Prefix == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceHosts groups discovered path entries by host in the order the
+// services are configured. It is shared by the Consul and Kubernetes
+// sources: entries[i] belongs to host names[i].
+func serviceHosts(names []string, entries []config.Path) []config.Host {
+	var hosts []config.Host
+	for i, p := range entries {
+		j := slices.IndexFunc(hosts, func(h config.Host) bool { return h.Name == names[i] })
+		if j < 0 {
+			hosts = append(hosts, config.Host{Name: names[i], Pos: p.Pos})
+			j = len(hosts) - 1
+		}
+		hosts[j].Paths = append(hosts[j].Paths, p)
+	}
+	return hosts
+}
+
+// servicePath builds the path entry of one discovered service. servers
+// may be empty (no healthy instance): the path is kept so that the host
+// answers 503 rather than falling through to a shorter prefix.
+func servicePath(prefix string, pol config.Policy, redirect string, servers []config.Server, pos config.Pos) config.Path {
+	if prefix == "" {
+		prefix = config.DefaultPath
+	}
+	return config.Path{
+		Prefix:      prefix,
+		Servers:     servers,
+		Policy:      pol,
+		RedirectTo:  redirect,
+		LoadBalance: config.DefaultLoadBalance,
+		Pos:         pos,
+	}
+}
