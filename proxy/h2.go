@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -327,23 +328,13 @@ func hasToken(vs []string, tok string) bool {
 	return false
 }
 
-// errHeaderTimeout is the cancel cause when an upstream does not send
-// its response headers within UpstreamOptions.Timeout; it is a net.Error
-// whose Timeout() is true, so isTimeout maps it to 504.
-var errHeaderTimeout error = headerTimeoutError{}
-
-type headerTimeoutError struct{}
-
-func (headerTimeoutError) Error() string   { return "proxy: upstream response header timeout" }
-func (headerTimeoutError) Timeout() bool   { return true }
-func (headerTimeoutError) Temporary() bool { return true }
-
 // forwardNet sends the request to a backend of the decided route and
 // relays the answer, retrying once like forwardFast.
 func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapshot, st *netState, grpc bool) {
 	d := &st.dec
 	rt := d.Route
-	out := r.WithContext(r.Context())
+	out := new(http.Request)
+	*out = *r // shallow: the header map is shared and owned by this handler
 	out.RequestURI = ""
 	out.Close = false
 	e.rewriteNetRequest(out, r, st, rt, grpc)
@@ -362,20 +353,10 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		}
 		u := snap.upstreams[b]
 		tr, scheme := u.net.transport(grpc)
-		out.URL = &url.URL{Scheme: scheme, Host: b.Addr(), Opaque: string(st.path), RawQuery: string(d.Query)}
-		ctx, cancel := context.WithCancelCause(r.Context())
-		var timer *time.Timer
-		if to := u.net.opts.Timeout; to > 0 && !grpc {
-			// gRPC carries its own deadline (grpc-timeout) end to end and
-			// may legitimately wait long for the first message.
-			timer = time.AfterFunc(to, func() { cancel(errHeaderTimeout) })
-		}
+		out.URL = &url.URL{Scheme: scheme, Host: b.Addr(), Opaque: opaquePath(r, st.path), RawQuery: rawQuery(r, d.Query)}
 		b.Acquire()
 		var res *http.Response
-		res, err = tr.RoundTrip(out.WithContext(ctx))
-		if timer != nil {
-			timer.Stop()
-		}
+		res, err = tr.RoundTrip(out)
 		if err == nil {
 			st.upIdx, st.upAddr = u.metricIdx, b.Addr()
 			b.ReportSuccess()
@@ -388,14 +369,9 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 			e.relayNet(w, res, rt, grpc)
 			res.Body.Close()
 			b.Release()
-			cancel(nil)
 			return
 		}
 		b.Release()
-		if c := context.Cause(ctx); c != nil && errors.Is(c, errHeaderTimeout) {
-			err = c
-		}
-		cancel(nil)
 		if r.Context().Err() != nil {
 			return // the client went away; nobody to answer
 		}
@@ -412,7 +388,7 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 	status := http.StatusBadGateway
 	if err == nil {
 		status = http.StatusServiceUnavailable
-	} else if isTimeout(err) || errors.Is(err, errHeaderTimeout) {
+	} else if isTimeout(err) {
 		status = http.StatusGatewayTimeout
 	}
 	if err != nil {
@@ -434,6 +410,24 @@ func netRetryable(r *http.Request, err error) bool {
 	}
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// opaquePath returns the normalized path as a string, reusing r's own
+// string when normalization changed nothing (the common case).
+func opaquePath(r *http.Request, path []byte) string {
+	if r.URL != nil && r.URL.RawPath == "" && r.URL.Path == string(path) {
+		return r.URL.Path
+	}
+	return string(path)
+}
+
+// rawQuery returns the query to forward, reusing r's string when the
+// policy chain did not change it.
+func rawQuery(r *http.Request, q []byte) string {
+	if r.URL != nil && r.URL.RawQuery == string(q) {
+		return r.URL.RawQuery
+	}
+	return string(q)
 }
 
 // rewriteNetRequest turns out (a shallow copy of r sharing its header
@@ -476,9 +470,9 @@ func (e *Engine) rewriteNetRequest(out, r *http.Request, st *netState, rt *Route
 	}
 	via := e.viaFor(r.ProtoMajor)
 	if v := h["Via"]; len(v) > 0 {
-		h["Via"] = []string{strings.Join(v, ", ") + ", " + via}
+		h["Via"] = []string{strings.Join(v, ", ") + ", " + via[0]}
 	} else {
-		h["Via"] = []string{via}
+		h["Via"] = via
 	}
 	for i := range rt.serverHeaders {
 		op := &rt.serverHeaders[i]
@@ -499,13 +493,23 @@ var (
 )
 
 // viaFor returns the Via entry for a request received over HTTP/major:
-// "1.1 <name>" or "2 <name>" (RFC 9110 §7.6.3).
-func (e *Engine) viaFor(major int) string {
-	if major == 2 {
-		return "2" + string(e.via[3:])
+// "1.1 <name>" or "2 <name>" (RFC 9110 §7.6.3), as a header value shared
+// by every request of e: callers must not modify it.
+func (e *Engine) viaFor(major int) []string {
+	v, ok := viaCache.Load(e)
+	if !ok {
+		name := string(e.via[4:]) // e.via is "1.1 <name>"
+		v, _ = viaCache.LoadOrStore(e, &[2][]string{{"1.1 " + name}, {"2 " + name}})
 	}
-	return string(e.via)
+	if major == 2 {
+		return v.(*[2][]string)[1]
+	}
+	return v.(*[2][]string)[0]
 }
+
+// viaCache holds each Engine's Via values for the net/http front end, so
+// that requests do not build them. Engines are few and long-lived.
+var viaCache sync.Map // *Engine → *[2][]string
 
 // relayNet writes the upstream response to w: headers without hop-by-hop
 // fields plus the route's client_headers, the body with a flush per read
@@ -581,8 +585,24 @@ type netUpstream struct {
 	tlsCfg  *tls.Config // ALPN left empty; cloned per transport
 	tlsErr  error
 
-	h1Once, h2Once, h2cOnce sync.Once
-	h1, h2, h2c             *http.Transport
+	ts [numTransports]transportSlot
+}
+
+// The transports of a netUpstream. The gRPC variants have no response
+// header timeout: gRPC carries its own deadline (grpc-timeout) end to
+// end, and a stream may legitimately wait long for its first message.
+const (
+	trH1  = iota // HTTP/1.1, cleartext or TLS by URL scheme
+	trH2         // HTTP/2 over TLS (ALPN h2)
+	trH2C        // HTTP/2 by prior knowledge
+	trH2GRPC
+	trH2CGRPC
+	numTransports
+)
+
+type transportSlot struct {
+	once sync.Once
+	t    atomic.Pointer[http.Transport] // read by closeIdle without once
 }
 
 func newNetUpstream(addr string, b *balancer.Backend, o UpstreamOptions) *netUpstream {
@@ -601,7 +621,16 @@ func (n *netUpstream) clientTLS() (*tls.Config, error) {
 	return n.tlsCfg, n.tlsErr
 }
 
-func (n *netUpstream) newTransport(p *http.Protocols) *http.Transport {
+func (n *netUpstream) newTransport(kind int) *http.Transport {
+	p := new(http.Protocols)
+	switch kind {
+	case trH1:
+		p.SetHTTP1(true)
+	case trH2, trH2GRPC:
+		p.SetHTTP2(true)
+	default:
+		p.SetUnencryptedHTTP2(true)
+	}
 	t := &http.Transport{
 		DialContext:           n.dialer.DialContext,
 		MaxIdleConnsPerHost:   max(n.opts.KeepalivePoolSize, 2),
@@ -617,10 +646,16 @@ func (n *netUpstream) newTransport(p *http.Protocols) *http.Transport {
 			return 64 << 10
 		}()),
 		Protocols: p,
+		// UpstreamOptions.Timeout bounds the wait for response headers
+		// (then 504), except for gRPC.
+		ResponseHeaderTimeout: n.opts.Timeout,
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
 		},
+	}
+	if kind == trH2GRPC || kind == trH2CGRPC {
+		t.ResponseHeaderTimeout = 0
 	}
 	if cfg, err := n.clientTLS(); err == nil {
 		t.TLSClientConfig = cfg.Clone()
@@ -636,31 +671,23 @@ func (n *netUpstream) newTransport(p *http.Protocols) *http.Transport {
 // without TLS speak it.
 func (n *netUpstream) transport(grpc bool) (http.RoundTripper, string) {
 	p := n.backend.Proto()
+	kind, scheme := trH1, "http"
 	switch {
 	case p.Has(balancer.ProtoH2):
-		n.h2Once.Do(func() {
-			var ps http.Protocols
-			ps.SetHTTP2(true)
-			n.h2 = n.newTransport(&ps)
-		})
-		return n.h2, "https"
+		kind, scheme = trH2, "https"
 	case p.Has(balancer.ProtoH2C) || (p == balancer.ProtoUnknown && grpc):
-		n.h2cOnce.Do(func() {
-			var ps http.Protocols
-			ps.SetUnencryptedHTTP2(true)
-			n.h2c = n.newTransport(&ps)
-		})
-		return n.h2c, "http"
+		kind = trH2C
+	case p.Has(balancer.ProtoTLS):
+		scheme = "https"
 	}
-	n.h1Once.Do(func() {
-		var ps http.Protocols
-		ps.SetHTTP1(true)
-		n.h1 = n.newTransport(&ps)
-	})
-	if p.Has(balancer.ProtoTLS) {
-		return n.h1, "https"
+	if grpc && kind == trH2 {
+		kind = trH2GRPC
+	} else if grpc && kind == trH2C {
+		kind = trH2CGRPC
 	}
-	return n.h1, "http"
+	sl := &n.ts[kind]
+	sl.once.Do(func() { sl.t.Store(n.newTransport(kind)) })
+	return sl.t.Load(), scheme
 }
 
 // usesNet reports whether HTTP/1.1 front-end requests to this backend go
@@ -696,8 +723,8 @@ func (n *netUpstream) dialHostClient(addr string) (net.Conn, error) {
 
 // closeIdle closes the idle connections of every transport built.
 func (n *netUpstream) closeIdle() {
-	for _, t := range []*http.Transport{n.h1, n.h2, n.h2c} {
-		if t != nil {
+	for i := range n.ts {
+		if t := n.ts[i].t.Load(); t != nil {
 			t.CloseIdleConnections()
 		}
 	}
@@ -734,20 +761,8 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 		hr.Body = io.NopCloser(bytes.NewReader(b))
 		hr.ContentLength = int64(len(b))
 	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	var timer *time.Timer
-	if to := u.net.opts.Timeout; to > 0 {
-		timer = time.AfterFunc(to, func() { cancel(errHeaderTimeout) })
-	}
-	res, err := tr.RoundTrip(hr.WithContext(ctx))
-	if timer != nil {
-		timer.Stop()
-	}
+	res, err := tr.RoundTrip(hr)
 	if err != nil {
-		if c := context.Cause(ctx); errors.Is(c, errHeaderTimeout) {
-			err = c
-		}
-		cancel(nil)
 		return err
 	}
 	resp.SetStatusCode(res.StatusCode)
@@ -759,26 +774,12 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 	if req.Header.IsHead() || noBody(res.StatusCode) {
 		resp.SkipBody = true
 		res.Body.Close()
-		cancel(nil)
 		return nil
 	}
 	cl := int(res.ContentLength)
 	if cl < 0 {
 		cl = -1
 	}
-	resp.SetBodyStream(&cancelBody{ReadCloser: res.Body, cancel: cancel}, cl)
+	resp.SetBodyStream(res.Body, cl) // fasthttp closes it after relaying
 	return nil
-}
-
-// cancelBody releases the request context when fasthttp closes the body
-// stream after relaying it.
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelCauseFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel(nil)
-	return err
 }
