@@ -109,6 +109,11 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // prepareNet fills st.req from r; it returns 0, or the status to answer
 // a malformed request with.
 func (e *Engine) prepareNet(r *http.Request, st *netState) int {
+	if r.Method == http.MethodConnect {
+		// Neither CONNECT tunnels nor extended CONNECT (RFC 8441, off in
+		// x/net's server by default) are proxied.
+		return http.StatusBadRequest
+	}
 	target := r.RequestURI
 	if target == "" && r.URL != nil {
 		target = r.URL.RequestURI() // a request built by a caller, not a server

@@ -103,6 +103,7 @@ func wsDial(t testing.TB, url, host string) (*websocket.Conn, *http.Response, er
 	c, resp, err := d.Dial(url, h)
 	if c != nil {
 		c.SetReadLimit(4 << 20)
+		c.SetReadDeadline(time.Now().Add(30 * time.Second)) // no test read blocks forever
 	}
 	return c, resp, err
 }
