@@ -36,9 +36,13 @@ deps: ## fail on an import edge STYLE.md forbids
 fuzz: ## time-boxed native fuzzing of the parsers
 	$(GO) test -run '^$$' -fuzz FuzzParseUpstreams -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzServeFastHTTP -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzParseMain -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz FuzzBasicCheck -fuzztime $(FUZZTIME) ./policy/auth/
+	$(GO) test -run '^$$' -fuzz FuzzJWTCheck -fuzztime $(FUZZTIME) ./policy/auth/
 
 bench-go: ## Go micro-benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./proxy/ ./balancer/ ./policy/...
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy/ ./balancer/ ./policy/... ./metrics/ ./accesslog/ ./tls/
 
 bench-setup: ## install wrk, h2load, nginx, haproxy, caddy (only what is missing)
 	bash bench/setup
