@@ -1137,8 +1137,10 @@ func (s *suite) window(c tcase, t *target, round int, mayRetry bool) (sm sample,
 	sm.SpeedP = s.probes[s.o.proxyCPUs[0]].speed(a.at, b.at)
 	sm.SpeedL = s.probes[s.o.loadCPUs[0]].speed(a.at, b.at)
 	s.bestSpd = max(s.bestSpd, sm.SpeedP, sm.SpeedL)
-	sm.UpConns = (b.upConns[0] - a.upConns[0]) + (b.upConns[1] - a.upConns[1])
-	sm.Up1, sm.Up2 = b.upReqs[0]-a.upReqs[0], b.upReqs[1]-a.upReqs[1]
+	// Each stub_status read is itself one connection and one request on
+	// that upstream; the one after the window falls inside it.
+	sm.UpConns = max(0, (b.upConns[0]-a.upConns[0]-1)+(b.upConns[1]-a.upConns[1]-1))
+	sm.Up1, sm.Up2 = max(0, b.upReqs[0]-a.upReqs[0]-1), max(0, b.upReqs[1]-a.upReqs[1]-1)
 
 	// Noise: other people's processes on a CPU we use, or a CPU that ran
 	// slower than SPEED_MIN % of the best speed seen in this run.
