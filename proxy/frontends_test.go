@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,14 +43,16 @@ func writeTestCert(t testing.TB, dir, name string) {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		DNSNames:     []string{"localhost", "*.test", "app.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "localhost"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		DNSNames:              []string{"localhost", "*.test", "app.test"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		IsCA:                  true, // self-signed: usable as its own root in verify tests
+		BasicConstraintsValid: true,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -249,7 +252,11 @@ func TestFrontEndsSameCases(t *testing.T) {
 	secure := oneRoute("secure.test", "/", addrOf(up))
 	secure.Paths[0].Policy.ToHTTPS = boolp(true)
 	moved := config.Host{Name: "old.test", Paths: []config.Path{{Prefix: "/", RedirectTo: "https://new.test"}}}
-	cfg.Upstreams.Hosts = []config.Host{app, secure, moved, oneRoute("dead.test", "/", dead),
+	basic := oneRoute("basic.test", "/", addrOf(up))
+	basic.Paths[0].Policy.Authorization = &config.Auth{Type: "basic", Data: []string{"u:p"}}
+	deny := oneRoute("deny.test", "/", addrOf(up))
+	deny.Paths[0].Policy.Deny = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	cfg.Upstreams.Hosts = []config.Host{app, secure, moved, basic, deny, oneRoute("dead.test", "/", dead),
 		{Name: "empty.test", Paths: []config.Path{{Prefix: "/x", RedirectTo: "https://x.test"}}}}
 	f := startFronts(t, cfg, Options{TLSPort: 8443, MaxURIBytes: 2048}, UpstreamOptions{}, ListenOptions{})
 
@@ -286,6 +293,11 @@ func TestFrontEndsSameCases(t *testing.T) {
 		{"refused upstream", "GET", "/", map[string]string{"Host": "dead.test"}, want{status: 502, body: "502 Bad Gateway\n"}, nil, false},
 		{"bad escape", "GET", "/%zz", map[string]string{"Host": "app.test"}, want{status: 400, body: "400 Bad Request\n"}, nil, true},
 		{"long uri", "GET", "/" + strings.Repeat("a", 3000), map[string]string{"Host": "app.test"}, want{status: 414, body: "414 Request URI Too Long\n"}, nil, false},
+		{"basic auth missing", "GET", "/b", map[string]string{"Host": "basic.test"},
+			want{status: 401, body: "401 Unauthorized\n", hdr: map[string]string{"Www-Authenticate": `Basic realm="aralez"`}}, nil, false},
+		{"basic auth ok", "GET", "/b", map[string]string{"Host": "basic.test", "Authorization": "Basic dTpw"},
+			want{status: 200, body: "ok /b", upURI: "/b", up: map[string]string{"Authorization": ""}}, nil, false},
+		{"denied client", "GET", "/d", map[string]string{"Host": "deny.test"}, want{status: 403, body: "403 Forbidden\n"}, nil, false},
 		{"post body", "POST", "/echo", map[string]string{"Host": "app.test", "Content-Type": "text/plain"}, want{status: 200, body: "ok /echo", upURI: "/echo"}, nil, false},
 	}
 	for _, fe := range frontEnds {

@@ -716,6 +716,11 @@ func (n *netUpstream) dialHostClient(addr string) (net.Conn, error) {
 	}
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
+	if cfg.ServerName == "" {
+		// An IP address: no SNI is sent (RFC 6066 §3), but verification
+		// needs the name to check the certificate's IP SANs against.
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
 	tc := tls.Client(c, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), max(n.opts.ConnectTimeout, time.Second))
 	defer cancel()

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +190,56 @@ func BenchmarkH2CProxy(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestUpstreamTLSVerify checks upstream certificate verification on both
+// front ends and both TLS backend kinds: off accepts a self-signed
+// certificate, on refuses it (502) unless TLSCAFile holds it.
+func TestUpstreamTLSVerify(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeTestCert(t, dir, "up")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "up.crt"), filepath.Join(dir, "up.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]string{}
+	for kind, protos := range map[string][]string{"https1": {"http/1.1"}, "h2": {"h2"}} {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s tls=%v", r.Proto, r.TLS != nil)
+		}))
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: protos}
+		srv.EnableHTTP2 = kind == "h2"
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		addrs[kind] = srv.Listener.Addr().String()
+	}
+	cfg := &config.Config{}
+	for kind, addr := range addrs {
+		cfg.Upstreams.Hosts = append(cfg.Upstreams.Hosts, oneRoute(kind+".test", "/", addr))
+	}
+	for _, tt := range []struct {
+		name   string
+		uo     UpstreamOptions
+		status int
+	}{
+		{"verify off", UpstreamOptions{}, 200},
+		{"verify on, unknown CA", UpstreamOptions{TLSVerify: true}, 502},
+		{"verify on, CA file", UpstreamOptions{TLSVerify: true, TLSCAFile: filepath.Join(dir, "up.crt")}, 200},
+	} {
+		f := startFronts(t, cfg, Options{}, tt.uo, ListenOptions{})
+		for kind, addr := range addrs {
+			p, err := balancer.Detect(context.Background(), addr, "", 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.reg.Backends().Get(addr).SetProto(p)
+			for _, fe := range frontEnds[:2] {
+				resp, body := doReq(t, fe.client, "GET", fe.base(f), "/", map[string]string{"Host": kind + ".test"}, nil)
+				if resp.StatusCode != tt.status || tt.status == 200 && !strings.HasSuffix(body, "tls=true") {
+					t.Errorf("%s: %s to %s = %d %q; want %d over TLS", tt.name, fe.name, kind, resp.StatusCode, body, tt.status)
+				}
+			}
+		}
+	}
 }

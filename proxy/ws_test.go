@@ -313,3 +313,46 @@ func TestWebSocketMany(t *testing.T) {
 	// tunnel.
 	waitFor(t, 20*time.Second, fmt.Sprintf("goroutines back near %d", base), func() bool { return runtime.NumGoroutine() <= base+10 })
 }
+
+// TestWebSocketPolicies checks that auth and rate limits apply to the
+// handshake: a rejected handshake never reaches the backend (issue 5).
+func TestWebSocketPolicies(t *testing.T) {
+	t.Parallel()
+	addr, wb := startWSBackend(t)
+	cfg := &config.Config{}
+	locked := oneRoute("locked.test", "/", addr)
+	locked.Paths[0].Policy.Authorization = &config.Auth{Type: "apikey", Data: []string{"k1"}}
+	limited := oneRoute("limited.test", "/", addr)
+	limited.Paths[0].Policy.RateLimit = 1
+	cfg.Upstreams.Hosts = []config.Host{locked, limited}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+
+	_, resp, err := wsDial(t, "ws://"+f.plain+"/echo", "locked.test")
+	if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil || resp.StatusCode != 401 {
+		t.Errorf("handshake without key = %v, %v; want 401", resp, err)
+	}
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	c, resp, err := d.Dial("ws://"+f.plain+"/echo", http.Header{"Host": {"locked.test"}, "X-Api-Key": {"k1"}})
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake with key = %v, %v; want 101", resp, err)
+	}
+	c.Close()
+	if n := wb.upgrades.Load(); n != 1 {
+		t.Errorf("backend upgrades = %d; want 1 (only the authorized handshake)", n)
+	}
+
+	statuses := make([]int, 0, 3)
+	for range 3 {
+		c, resp, err := wsDial(t, "ws://"+f.plain+"/echo", "limited.test")
+		if c != nil {
+			c.Close()
+		}
+		if resp == nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		statuses = append(statuses, resp.StatusCode)
+	}
+	if statuses[0] != 101 || statuses[len(statuses)-1] != 429 {
+		t.Errorf("handshakes at 1/s = %v; want 101 first and 429 last", statuses)
+	}
+}
