@@ -272,3 +272,71 @@ func TestServeShutdownDrainsH2(t *testing.T) {
 		t.Error("listener still accepting after shutdown")
 	}
 }
+
+// TestServeTLSGrades checks that ServeTLS applies proxy_tls_grade: high
+// refuses TLS 1.1 and CBC suites, medium refuses TLS 1.1, unsafe accepts
+// both, and every grade serves h2.
+func TestServeTLSGrades(t *testing.T) {
+	t.Parallel()
+	up, _ := newUpstream(t, "a", nil)
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	reg := NewRegistry(UpstreamOptions{Timeout: 5 * time.Second})
+	e := NewEngine(reg, Options{})
+	snap, err := Compile(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Swap(snap)
+	dir := t.TempDir()
+	writeTestCert(t, dir, "a")
+	store, err := edgetls.NewStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cbc := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
+	tests := []struct {
+		grade                  edgetls.Grade
+		tls11, tls12cbc, tls13 bool // handshake succeeds
+	}{
+		{edgetls.GradeHigh, false, false, true},
+		{edgetls.GradeMedium, false, true, true}, // Go's defaults keep ECDHE CBC suites
+		{edgetls.GradeUnsafe, true, true, true},
+	}
+	for _, tt := range tests {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast := NewFastServer(e, ServerOptions{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ServeTLS(ctx, ln, store, tt.grade, fast, e, ListenOptions{}) }()
+		try := func(c *tls.Config) bool {
+			c.InsecureSkipVerify = true
+			conn, err := tls.Dial("tcp", ln.Addr().String(), c)
+			if err != nil {
+				return false
+			}
+			conn.Close()
+			return true
+		}
+		if got := try(&tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); got != tt.tls11 {
+			t.Errorf("grade %v: TLS 1.1 handshake ok = %v; want %v", tt.grade, got, tt.tls11)
+		}
+		if got := try(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: cbc}); got != tt.tls12cbc {
+			t.Errorf("grade %v: TLS 1.2 CBC handshake ok = %v; want %v", tt.grade, got, tt.tls12cbc)
+		}
+		if got := try(&tls.Config{MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}}); got != tt.tls13 {
+			t.Errorf("grade %v: TLS 1.3 h2 handshake ok = %v; want %v", tt.grade, got, tt.tls13)
+		}
+		resp, body := doReq(t, h2Client(), "GET", "https://"+ln.Addr().String(), "/g", nil, nil)
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || body != "ok from a /g" {
+			t.Errorf("grade %v: h2 GET = %d HTTP/%d %q; want 200 over HTTP/2", tt.grade, resp.StatusCode, resp.ProtoMajor, body)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeTLS = %v; want nil", err)
+		}
+	}
+}

@@ -21,7 +21,8 @@ import (
 )
 
 // wsBackend is a WebSocket echo server on 127.0.0.1. Paths:
-// /echo echoes every message with its type; /close-first closes with
+// /echo echoes every message with its type; /sink reads and drops them;
+// /close-first closes with
 // 4002 "server bye" after the first message; /forbidden answers 403
 // without upgrading. It records the close codes it received.
 type wsBackend struct {
@@ -79,6 +80,9 @@ func startWSBackend(t *testing.T) (string, *wsBackend) {
 				c.SetReadDeadline(time.Now().Add(2 * time.Second))
 				_, _, _ = c.ReadMessage()
 				return
+			}
+			if r.URL.Path == "/sink" {
+				continue
 			}
 			if err := c.WriteMessage(mt, msg); err != nil {
 				return
@@ -354,5 +358,50 @@ func TestWebSocketPolicies(t *testing.T) {
 	}
 	if statuses[0] != 101 || statuses[len(statuses)-1] != 429 {
 		t.Errorf("handshakes at 1/s = %v; want 101 first and 429 last", statuses)
+	}
+}
+
+// TestWebSocketIdleTimeout checks that a tunnel without traffic closes
+// after UpstreamOptions.TunnelIdleTimeout, while one with traffic in a
+// single direction stays open past it.
+func TestWebSocketIdleTimeout(t *testing.T) {
+	t.Parallel()
+	addr, _ := startWSBackend(t)
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("ws.test", "/", addr)}
+	const idle = 400 * time.Millisecond
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{TunnelIdleTimeout: idle}, ListenOptions{})
+
+	quiet, _, err := wsDial(t, "ws://"+f.plain+"/echo", "ws.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	busy, _, err := wsDial(t, "ws://"+f.plain+"/sink", "ws.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	// busy keeps only the client→backend direction moving for 3 idle
+	// periods (the backend answers nothing).
+	start := time.Now()
+	for time.Since(start) < 3*idle {
+		if err := busy.WriteMessage(websocket.TextMessage, []byte("tick")); err != nil {
+			t.Fatalf("write on a busy tunnel after %v: %v", time.Since(start), err)
+		}
+		time.Sleep(idle / 8)
+	}
+	if _, _, err := quiet.ReadMessage(); err == nil {
+		t.Error("quiet tunnel delivered a message; want it closed")
+	}
+	if d := time.Since(start); d > 3*idle+5*time.Second {
+		t.Errorf("quiet tunnel closed after %v; want about %v", d, idle)
+	}
+	waitFor(t, 5*time.Second, "only the busy tunnel open", func() bool { return f.reg.Tunnels() == 1 })
+	if err := busy.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
+		t.Errorf("busy tunnel after %v: %v; want open", time.Since(start), err)
+	}
+	if n := f.reg.Tunnels(); n != 1 {
+		t.Errorf("open tunnels = %d; want 1 (the busy one)", n)
 	}
 }
