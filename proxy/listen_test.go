@@ -330,7 +330,9 @@ func TestServeTLSGrades(t *testing.T) {
 		if got := try(&tls.Config{MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}}); got != tt.tls13 {
 			t.Errorf("grade %v: TLS 1.3 h2 handshake ok = %v; want %v", tt.grade, got, tt.tls13)
 		}
-		resp, body := doReq(t, h2Client(), "GET", "https://"+ln.Addr().String(), "/g", nil, nil)
+		hc := h2Client()
+		resp, body := doReq(t, hc, "GET", "https://"+ln.Addr().String(), "/g", nil, nil)
+		hc.CloseIdleConnections() // lets the drain below finish at once
 		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || body != "ok from a /g" {
 			t.Errorf("grade %v: h2 GET = %d HTTP/%d %q; want 200 over HTTP/2", tt.grade, resp.StatusCode, resp.ProtoMajor, body)
 		}
