@@ -166,6 +166,11 @@ func (e *Engine) handshake(bc net.Conn, req *fasthttp.Request, resp *fasthttp.Re
 	return br, nil
 }
 
+// tunnelBufPool holds the copy buffers of tunnels: one per direction is
+// held while a tunnel waits for bytes, so they are smaller than the body
+// relay's (16 KiB: 32 KiB per open tunnel).
+var tunnelBufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
 // tunnelSet tracks open tunnels so that a shutdown can close them. The
 // zero value is ready; it is safe for concurrent use.
 type tunnelSet struct {
@@ -215,30 +220,19 @@ func (s *tunnelSet) run(client net.Conn, cr io.Reader, backend net.Conn, br io.R
 		defer close(up)
 		defer func() { _ = recover() }()
 		pipe(backend, cr, client, idle, &last)
-		// The client is done sending: pass the end on and let the
-		// backend finish (its close frame), RFC 6455 §7.1.1.
+		// The client is done sending: pass the end on and give the
+		// backend a grace period for its last bytes (its close frame),
+		// RFC 6455 §7.1.1.
 		if cw, ok := backend.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
+		time.AfterFunc(min(tunnelGrace, idle), t.close)
 	}()
-	down := make(chan struct{})
-	go func() {
-		defer close(down)
-		defer func() { _ = recover() }()
-		pipe(client, br, backend, idle, &last)
-	}()
-	select {
-	case <-down:
-		// The backend is done: nothing more can reach it.
-	case <-up:
-		select {
-		case <-down:
-		case <-time.After(min(tunnelGrace, idle)):
-		}
-	}
+	// Backend to client runs here, in the hijack goroutine. When it ends
+	// the backend is done and nothing more can reach it: close both.
+	pipe(client, br, backend, idle, &last)
 	t.close()
 	<-up
-	<-down
 }
 
 // pipe copies src (read deadlines on srcConn) to dst until an error, EOF,
@@ -246,8 +240,8 @@ func (s *tunnelSet) run(client net.Conn, cr io.Reader, backend net.Conn, br io.R
 // directions of a tunnel). A write that cannot finish within idle ends
 // the copy too.
 func pipe(dst net.Conn, src io.Reader, srcConn net.Conn, idle time.Duration, last *atomic.Int64) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
+	bp := tunnelBufPool.Get().(*[]byte)
+	defer tunnelBufPool.Put(bp)
 	buf := *bp
 	for {
 		now := time.Now()

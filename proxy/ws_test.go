@@ -112,13 +112,13 @@ func wsDial(t testing.TB, url, host string) (*websocket.Conn, *http.Response, er
 	return c, resp, err
 }
 
-func wsProxy(t *testing.T) (*fronts, *wsBackend) {
+func wsProxy(t *testing.T, idle time.Duration) (*fronts, *wsBackend) {
 	t.Helper()
 	addr, wb := startWSBackend(t)
 	cfg := &config.Config{}
 	cfg.Upstreams.Hosts = []config.Host{oneRoute("ws.test", "/", addr)}
 	cfg.Upstreams.Policy.ClientHeaders = []config.Header{{Name: "X-Proxy", Value: "aralez"}}
-	f := startFronts(t, cfg, Options{}, UpstreamOptions{TunnelIdleTimeout: 5 * time.Second}, ListenOptions{})
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{TunnelIdleTimeout: idle}, ListenOptions{})
 	return f, wb
 }
 
@@ -127,7 +127,7 @@ func wsProxy(t *testing.T) (*fronts, *wsBackend) {
 // answers, both listeners, and h2c upgrades being stripped (issue 5).
 func TestWebSocketTunnel(t *testing.T) {
 	t.Parallel()
-	f, wb := wsProxy(t)
+	f, wb := wsProxy(t, 5*time.Second)
 	for _, base := range []string{"ws://" + f.plain, "wss://" + f.tls} {
 		t.Run(base[:strings.Index(base, ":")], func(t *testing.T) {
 			c, resp, err := wsDial(t, base+"/echo", "ws.test")
@@ -244,7 +244,7 @@ func wsConns() int {
 // that no goroutine is left behind. It is not parallel so that the
 // goroutine count is its own.
 func TestWebSocketMany(t *testing.T) {
-	f, wb := wsProxy(t)
+	f, wb := wsProxy(t, time.Minute) // opening many tunnels under -race takes seconds
 	n := wsConns()
 	// Warm up one tunnel so that pools and transports exist before the
 	// baseline is taken.
