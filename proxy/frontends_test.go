@@ -121,6 +121,11 @@ func startFronts(t testing.TB, cfg *config.Config, o Options, uo UpstreamOptions
 	go func() { errc <- Serve(ctx, pln, fast, e, lo) }()
 	go func() { errc <- ServeTLS(ctx, tln, store, edgetls.GradeMedium, fast, e, lo) }()
 	t.Cleanup(func() {
+		// Idle client connections would hold the HTTP/2 drain for the
+		// server's GOAWAY grace period; in-use ones are not touched.
+		for _, fe := range frontEnds {
+			fe.client.CloseIdleConnections()
+		}
 		cancel()
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()

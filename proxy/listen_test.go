@@ -200,7 +200,9 @@ func TestServeTLSNoCertificate(t *testing.T) {
 	if err := store.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := doReq(t, h2Client(), "GET", "https://"+ln.Addr().String(), "/z", nil, nil)
+	hc := h2Client()
+	defer hc.CloseIdleConnections() // before the drain in the deferred cancel
+	resp, body := doReq(t, hc, "GET", "https://"+ln.Addr().String(), "/z", nil, nil)
 	if resp.StatusCode != 200 || body != "ok from a /z" {
 		t.Errorf("after a pair appeared: %d %q; want 200 ok from a /z", resp.StatusCode, body)
 	}
