@@ -359,3 +359,40 @@ func waitFor(t testing.TB, ceiling time.Duration, what string, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// BenchmarkGRPCUnary measures small unary calls straight to the backend
+// and through the proxy's h2c listener, for the proxy-vs-direct ratio.
+func BenchmarkGRPCUnary(b *testing.B) {
+	srv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(srv, &testService{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck
+	defer srv.Stop()
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", ln.Addr().String())}
+	f := startFronts(b, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	for _, bc := range []struct{ name, addr string }{{"direct", ln.Addr().String()}, {"proxy-h2c", f.plain}} {
+		b.Run(bc.name, func(b *testing.B) {
+			cc, err := grpc.NewClient("passthrough:///"+bc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Close()
+			tc := testpb.NewTestServiceClient(cc)
+			req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("hello")}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := tc.UnaryCall(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
