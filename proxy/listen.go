@@ -50,6 +50,10 @@ type ListenOptions struct {
 	// for HTTP/2 connections to finish their streams after GOAWAY
 	// before closing them. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// MaxHeaderBytes limits an HTTP/2 request's header list (as
+	// SETTINGS_MAX_HEADER_LIST_SIZE, RFC 9113 §6.5.2). Zero means
+	// net/http's default, 1 MiB.
+	MaxHeaderBytes int
 	// Logger receives accept errors. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -94,7 +98,7 @@ func newFrontends(ctx context.Context, addr net.Addr, fast *fasthttp.Server, h h
 		fast:  fast,
 		h1:    newChanListener(addr),
 		h2:    &http2.Server{IdleTimeout: o.IdleTimeout, MaxConcurrentStreams: o.MaxConcurrentStreams},
-		base:  &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)},
+		base:  &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0), MaxHeaderBytes: o.MaxHeaderBytes},
 		conns: make(map[net.Conn]struct{}),
 	}
 	// ConfigureServer registers the GOAWAY-on-Shutdown hook; it fails

@@ -211,7 +211,7 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	// The listeners stop when ctx is done or the loop below ends.
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
-	lo := proxy.ListenOptions{HandshakeTimeout: m.ReadHeaderTimeout, IdleTimeout: m.IdleTimeout, DrainTimeout: m.DrainTimeout, Logger: s.log}
+	lo := proxy.ListenOptions{HandshakeTimeout: m.ReadHeaderTimeout, IdleTimeout: m.IdleTimeout, DrainTimeout: m.DrainTimeout, MaxHeaderBytes: m.MaxHeaderBytes, Logger: s.log}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
