@@ -88,6 +88,9 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if max := e.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength > max {
 		respondNet(w, http.StatusRequestEntityTooLarge, grpc, nil, st.rid)
 		return
+	} else if max > 0 && r.ContentLength < 0 && r.Body != nil {
+		// A body of unknown length is cut at the limit while it streams.
+		r.Body = http.MaxBytesReader(w, r.Body, max)
 	}
 	e.decide(snap, &st.req, &st.dec)
 	d := &st.dec
@@ -391,12 +394,16 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		e.log.Debug("upstream attempt failed; retrying", "backend", b.Addr(), "err", err)
 	}
 	status := http.StatusBadGateway
-	if err == nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case err == nil:
 		status = http.StatusServiceUnavailable
-	} else if isTimeout(err) {
+	case errors.As(err, &tooLarge):
+		status = http.StatusRequestEntityTooLarge
+	case isTimeout(err):
 		status = http.StatusGatewayTimeout
 	}
-	if err != nil {
+	if err != nil && status != http.StatusRequestEntityTooLarge { // a 413 is the client's doing
 		e.log.Warn("upstream request failed", "route", rt.Host+rt.Prefix, "status", status, "request_id", string(st.rid), "err", err)
 	}
 	respondNet(w, status, grpc, nil, st.rid)

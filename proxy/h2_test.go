@@ -243,3 +243,33 @@ func TestUpstreamTLSVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestH2BodyLimit checks max_request_body_bytes on the net/http front end:
+// a declared length over it gets 413 before the upstream is asked, and a
+// streamed body of unknown length is cut at the limit with 413.
+func TestH2BodyLimit(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d", n)
+	})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	f := startFronts(t, cfg, Options{MaxRequestBodyBytes: 1 << 20}, UpstreamOptions{}, ListenOptions{})
+	c := h2cClient()
+	base := "http://" + f.plain
+	if resp, body := doReq(t, c, "POST", base, "/small", nil, strings.NewReader("hello")); resp.StatusCode != 200 || body != "5" {
+		t.Errorf("small body = %d %q; want 200 5", resp.StatusCode, body)
+	}
+	big := bytes.Repeat([]byte("x"), 2<<20)
+	if resp, body := doReq(t, c, "POST", base, "/declared", nil, bytes.NewReader(big)); resp.StatusCode != 413 {
+		t.Errorf("declared 2 MiB body = %d %q; want 413", resp.StatusCode, body)
+	}
+	// io.MultiReader hides the length: the client streams without one.
+	resp, body := doReq(t, c, "POST", base, "/streamed", nil, io.MultiReader(bytes.NewReader(big)))
+	if resp.StatusCode != 413 {
+		t.Errorf("streamed 2 MiB body = %d %q; want 413", resp.StatusCode, body)
+	}
+	// The upstream saw the small body and the start of the streamed one.
+	waitFor(t, 5*time.Second, "2 upstream requests", func() bool { return s.hits.Load() == 2 })
+}
