@@ -29,10 +29,18 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runProcess(os.Args[1:], os.Stdout, os.Stderr, true))
 }
 
+// run is main without process management (daemon, privilege drop,
+// binary upgrade): the entry point of the in-process tests.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runProcess(args, stdout, stderr, false)
+}
+
+// runProcess is the program; standalone enables process management
+// (process.go, upgrade.go), which only the binary itself may do.
+func runProcess(args []string, stdout, stderr io.Writer, standalone bool) int {
 	fs := flag.NewFlagSet("aralez", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "etc/main.yaml", "path of main.yaml")
@@ -58,6 +66,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("GOMAXPROCS") == "" && cfg.Main.Threads > 0 {
 		runtime.GOMAXPROCS(cfg.Main.Threads)
 	}
+	var proc *process // nil in-process
+	if standalone {
+		var code int
+		if proc, code = newProcess(&cfg.Main, stdout, stderr); proc == nil {
+			return code
+		}
+		defer proc.stop()
+		stderr = proc.stderr
+	}
 	log, logFile, closeLog, err := newLogger(&cfg.Main, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "aralez: %v\n", err)
@@ -67,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	ctx, endUpgrades := proc.watch(ctx, &cfg.Main, log)
+	defer endUpgrades()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -76,9 +95,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if logFile != nil {
 		accessOut = logFile
 	}
-	srv, err := newServer(cfg, *cfgPath, log, accessOut)
+	srv, err := newProcServer(cfg, *cfgPath, log, accessOut, proc)
 	if err != nil {
 		log.Error("start failed", "err", err)
+		return 1
+	}
+	if err := proc.dropPrivileges(&cfg.Main); err != nil {
+		log.Error("privilege drop failed; refusing to run", "err", err)
 		return 1
 	}
 	if err := srv.serve(ctx, hup); err != nil {

@@ -57,11 +57,19 @@ type server struct {
 	files    *fasthttp.Server
 	filesLn  net.Listener
 	pidWrote bool
+	proc     *process // nil in-process: no upgrade, no privilege drop
 }
 
 func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer) (*server, error) {
+	return newProcServer(cfg, mainPath, log, accessOut, nil)
+}
+
+// newProcServer is newServer for the standalone binary: listeners come
+// from proc (inherited over an upgrade) and proc writes the pid file
+// once the server is ready.
+func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer, proc *process) (*server, error) {
 	m := &cfg.Main
-	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush()}
+	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush(), proc: proc}
 	var err error
 	if s.access, err = accesslog.New(accessOut, accesslog.Options{Mode: m.AccessLog}); err != nil {
 		return nil, fmt.Errorf("access_log: %w", err)
@@ -122,13 +130,13 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut 
 	})
 	s.metrics.SetSessions(func() int64 { return int64(s.front.GetOpenConnectionsCount()) })
 	if m.FileServerFolder != "" && m.FileServerAddress != "" {
-		if s.filesLn, err = net.Listen("tcp", m.FileServerAddress); err != nil {
+		if s.filesLn, err = s.listen(m.FileServerAddress); err != nil {
 			return nil, fmt.Errorf("file server listener: %w", err)
 		}
 		fsrv := &fasthttp.FS{Root: m.FileServerFolder, IndexNames: []string{"index.html"}, Compress: false, AcceptByteRange: true}
 		s.files = &fasthttp.Server{Handler: fsrv.NewRequestHandler(), Name: "aralez", Logger: discardLogger{}, ReadTimeout: m.ReadTimeout, WriteTimeout: m.WriteTimeout, IdleTimeout: m.IdleTimeout}
 	}
-	if s.frontLn, err = net.Listen("tcp", m.ProxyAddressHTTP); err != nil {
+	if s.frontLn, err = s.listen(m.ProxyAddressHTTP); err != nil {
 		if s.filesLn != nil {
 			s.filesLn.Close()
 		}
@@ -151,7 +159,7 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut 
 		}
 		return nil, err
 	}
-	if m.PIDFile != "" {
+	if m.PIDFile != "" && proc == nil {
 		if err := os.WriteFile(m.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			log.Warn("cannot write pid_file", "path", m.PIDFile, "err", err)
 		} else {
@@ -263,7 +271,7 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	if s.admin != nil {
 		s.admin.SetReady(true)
 	}
-	notifyReady(s.log)
+	s.ready()
 	s.log.Info("aralez started", "version", version, "http", s.frontLn.Addr().String(), "tls", m.ProxyAddressTLS,
 		"config_api", m.ConfigAddress, "file_server", m.FileServerAddress, "pid", os.Getpid(), "gomaxprocs", runtimeProcs())
 
@@ -387,7 +395,7 @@ func (s *server) shutdown() {
 	}
 	_ = s.access.Shutdown(ctx)
 	if s.pidWrote {
-		os.Remove(s.cfg.Main.PIDFile)
+		removePIDFile(s.cfg.Main.PIDFile)
 	}
 	s.log.Info("stopped")
 }
@@ -407,19 +415,12 @@ func logUnsupported(log *slog.Logger, cfg *config.Config) {
 }
 
 func notYetSupported(cfg *config.Config) []string {
-	m := &cfg.Main
 	var out []string
 	add := func(k string, set bool) {
 		if set {
 			out = append(out, k)
 		}
 	}
-	add("daemon", m.Daemon)
-	add("runuser", m.RunUser != "")
-	add("rungroup", m.RunGroup != "")
-	add("tcp_keepalive_idle", m.TCPKeepaliveIdle != 0)
-	add("tcp_keepalive_interval", m.TCPKeepaliveInterval != 0)
-	add("tcp_keepalive_count", m.TCPKeepaliveCount != 0)
 	up := &cfg.Upstreams
 	add("provider: "+up.Provider, up.Provider != "" && up.Provider != "file")
 	return out
@@ -444,7 +445,7 @@ func (s *server) listenTLS(m *config.Main) error {
 		return fmt.Errorf("proxy_address_tls certificates: %w", err)
 	}
 	s.grade = grade
-	if s.tlsLn, err = net.Listen("tcp", m.ProxyAddressTLS); err != nil {
+	if s.tlsLn, err = s.listen(m.ProxyAddressTLS); err != nil {
 		return fmt.Errorf("proxy_address_tls listener: %w", err)
 	}
 	return nil
@@ -473,12 +474,12 @@ func (s *server) listenAdmin(m *config.Main) error {
 	})
 	var err error
 	if m.ConfigAddress != "" {
-		if s.adminLn, err = net.Listen("tcp", m.ConfigAddress); err != nil {
+		if s.adminLn, err = s.listen(m.ConfigAddress); err != nil {
 			return fmt.Errorf("config_address listener: %w", err)
 		}
 	}
 	if m.ConfigTLSAddress != "" {
-		if s.adminTLSLn, err = net.Listen("tcp", m.ConfigTLSAddress); err != nil {
+		if s.adminTLSLn, err = s.listen(m.ConfigTLSAddress); err != nil {
 			if s.adminLn != nil {
 				s.adminLn.Close()
 			}
