@@ -272,8 +272,8 @@ func TestConsulBlockingUpdates(t *testing.T) {
 	fc.set("web", "127.0.0.2:8080", "127.0.0.1:8080")
 	fc.set("api", "@127.0.0.5:7000")
 	srv := httptest.NewServer(fc)
-	defer srv.Close()
-	defer fc.stop()
+	t.Cleanup(srv.Close)
+	t.Cleanup(fc.stop)
 
 	var logs logBuffer
 	cc := &config.Consul{
@@ -351,8 +351,8 @@ func TestConsulFailureKeepsTableAndRecovers(t *testing.T) {
 	fc := newFakeConsul()
 	fc.set("web", "127.0.0.1:8080")
 	srv := httptest.NewServer(fc)
-	defer srv.Close()
-	defer fc.stop()
+	t.Cleanup(srv.Close)
+	t.Cleanup(fc.stop)
 
 	var logs logBuffer
 	cc := &config.Consul{
@@ -426,8 +426,8 @@ func TestConsulClosedServerRecovers(t *testing.T) {
 	srv2.Listener.Close()
 	srv2.Listener = ln
 	srv2.Start()
-	defer srv2.Close()
-	defer fc2.stop()
+	t.Cleanup(srv2.Close)
+	t.Cleanup(fc2.stop)
 	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8082"; got != want {
 		t.Fatalf("table after restart = %q; want %q", got, want)
 	}
@@ -446,8 +446,8 @@ func TestConsulTriesServersInOrder(t *testing.T) {
 	fc := newFakeConsul()
 	fc.set("web", "127.0.0.1:8080")
 	srv := httptest.NewServer(fc)
-	defer srv.Close()
-	defer fc.stop()
+	t.Cleanup(srv.Close)
+	t.Cleanup(fc.stop)
 
 	cc := &config.Consul{
 		Servers:  []string{dead, srv.Listener.Addr().String()},
@@ -488,7 +488,7 @@ func TestConsulPollFallback(t *testing.T) {
 		p, _ := strconv.Atoi(port)
 		_ = json.NewEncoder(w).Encode([]*api.ServiceEntry{{Node: &api.Node{Address: "10.0.0.1"}, Service: &api.AgentService{Address: host, Port: p}}})
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 
 	cc := &config.Consul{
 		Servers:  []string{srv.URL},
