@@ -71,9 +71,10 @@ type ConsulOptions struct {
 // X-Consul-Token and never logged.
 //
 // A Consul works off the request path; its goroutines end when Run's
-// context ends. Run may be called once at a time.
+// context ends. Run may be called once at a time; SetBase at any time.
+// A Consul must not be copied.
 type Consul struct {
-	base     *config.Upstreams
+	base     baseTable
 	services []config.ConsulService
 	clients  []*api.Client
 	addrs    []string
@@ -99,7 +100,6 @@ func NewConsul(base *config.Upstreams, c *config.Consul, o ConsulOptions) (*Cons
 		return nil, fmt.Errorf("consul: %w", ErrNoServices)
 	}
 	s := &Consul{
-		base:     base,
 		services: c.Services,
 		interval: cmp.Or(o.Interval, DefaultConsulInterval),
 		wait:     cmp.Or(o.Wait, DefaultConsulWait),
@@ -108,6 +108,7 @@ func NewConsul(base *config.Upstreams, c *config.Consul, o ConsulOptions) (*Cons
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.base.init(base)
 	servers := c.Servers
 	if len(servers) == 0 {
 		servers = []string{""}
@@ -133,6 +134,15 @@ func NewConsul(base *config.Upstreams, c *config.Consul, o ConsulOptions) (*Cons
 // Name returns "consul".
 func (c *Consul) Name() string { return "consul" }
 
+// SetBase replaces the file-defined table that discovered hosts are
+// merged into (after the upstreams file was reloaded with the same
+// consul block; a changed block needs a new Consul). Run then emits the
+// merged table again even if no instance changed: at once when every
+// service has answered, else with the first complete answer. up must
+// not be changed afterwards. It never blocks and is safe for concurrent
+// use with Run.
+func (c *Consul) SetBase(up *config.Upstreams) { c.base.set(up) }
+
 // consulResult is one successful answer for service i.
 type consulResult struct {
 	i       int
@@ -156,29 +166,38 @@ func (c *Consul) Run(ctx context.Context, out chan<- Update) error {
 	seen := make([]bool, len(c.services))
 	pending := len(c.services)
 	last := ""
+	// emit sends the merged table when the discovered set changed (or
+	// force is set) and reports whether ctx is still live.
+	emit := func(force bool) bool {
+		discovered := c.hosts(current)
+		d := Digest(&config.Upstreams{Hosts: discovered})
+		if d == last && !force {
+			return true
+		}
+		last = d
+		u := Update{Source: c.Name(), Upstreams: Merge(c.base.p.Load(), discovered)}
+		select {
+		case out <- u:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-c.base.wake:
+			if pending == 0 && !emit(true) {
+				return nil
+			}
 		case r := <-results:
 			current[r.i] = r.servers
 			if !seen[r.i] {
 				seen[r.i] = true
 				pending--
 			}
-			if pending > 0 {
-				continue
-			}
-			discovered := c.hosts(current)
-			d := Digest(&config.Upstreams{Hosts: discovered})
-			if d == last {
-				continue
-			}
-			last = d
-			u := Update{Source: c.Name(), Upstreams: Merge(c.base, discovered)}
-			select {
-			case out <- u:
-			case <-ctx.Done():
+			if pending == 0 && !emit(false) {
 				return nil
 			}
 		}

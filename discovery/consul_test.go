@@ -331,6 +331,13 @@ func TestConsulBlockingUpdates(t *testing.T) {
 		t.Fatalf("table = %q; want suffix %q", got, want)
 	}
 
+	// A reloaded file table is merged with the last discovered set.
+	c.SetBase(&config.Upstreams{Provider: "consul", Hosts: []config.Host{host("app.example.com", "/=127.0.0.1:9100")}})
+	want = "app.example.com /=127.0.0.1:9100; app.example.com /api=127.0.0.5:7000; new.example.com /=[::1]:9100"
+	if got := describe(recv(t, out, time.Second).Upstreams); got != want {
+		t.Fatalf("table after SetBase = %q; want %q", got, want)
+	}
+
 	_, passing, bad, tokens := fc.counts()
 	if bad != 0 {
 		t.Errorf("requests to other endpoints = %d; want 0", bad)

@@ -89,9 +89,10 @@ type KubernetesOptions struct {
 // process redirects klog).
 //
 // A Kubernetes works off the request path; its informers stop when Run's
-// context ends. Run may be called once at a time.
+// context ends. Run may be called once at a time; SetBase at any time.
+// A Kubernetes must not be copied.
 type Kubernetes struct {
-	base     *config.Upstreams
+	base     baseTable
 	services []config.KubernetesService
 	targets  []k8sTarget
 	client   discoveryclient.DiscoveryV1Interface
@@ -122,10 +123,11 @@ func NewKubernetes(base *config.Upstreams, k *config.Kubernetes, o KubernetesOpt
 	if len(k.Services) == 0 {
 		return nil, fmt.Errorf("kubernetes: %w", ErrNoServices)
 	}
-	s := &Kubernetes{base: base, services: k.Services, log: o.Logger, failing: make([]string, len(k.Services))}
+	s := &Kubernetes{services: k.Services, log: o.Logger, failing: make([]string, len(k.Services))}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.base.init(base)
 	for i, svc := range k.Services {
 		t, err := parseK8sTarget(svc.Upstream)
 		if err != nil {
@@ -201,6 +203,15 @@ func parseK8sTarget(s string) (k8sTarget, error) {
 // Name returns "kubernetes".
 func (k *Kubernetes) Name() string { return "kubernetes" }
 
+// SetBase replaces the file-defined table that discovered hosts are
+// merged into (after the upstreams file was reloaded with the same
+// kubernetes block; a changed block needs a new Kubernetes). Run then
+// emits the merged table again even if no endpoint changed: at once when
+// the informers have synced, else with the first table. up must not be
+// changed afterwards. It never blocks and is safe for concurrent use
+// with Run.
+func (k *Kubernetes) SetBase(up *config.Upstreams) { k.base.set(up) }
+
 // Run runs one informer per mapped service until ctx is done, then
 // returns nil. It never returns an error: an unreachable API server is
 // retried.
@@ -233,11 +244,12 @@ func (k *Kubernetes) Run(ctx context.Context, out chan<- Update) error {
 	}
 
 	last := ""
+	force := false
 	for {
 		discovered := k.hosts(informers)
-		if d := Digest(&config.Upstreams{Hosts: discovered}); d != last {
+		if d := Digest(&config.Upstreams{Hosts: discovered}); d != last || force {
 			last = d
-			u := Update{Source: k.Name(), Upstreams: Merge(k.base, discovered)}
+			u := Update{Source: k.Name(), Upstreams: Merge(k.base.p.Load(), discovered)}
 			select {
 			case out <- u:
 			case <-ctx.Done():
@@ -248,6 +260,9 @@ func (k *Kubernetes) Run(ctx context.Context, out chan<- Update) error {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+			force = false
+		case <-k.base.wake:
+			force = true
 		}
 	}
 }

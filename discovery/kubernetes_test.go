@@ -359,6 +359,12 @@ func testKubernetesWatches(t *testing.T, noWatchList bool) {
 	fa.put(slice("other", "web-x", "web", map[string]int32{"http": 1}, "10.9.9.8"))
 	noUpdate(t, out, 200*time.Millisecond)
 
+	// A reloaded file table is merged with the last discovered set.
+	k.SetBase(&config.Upstreams{Hosts: []config.Host{host("db.example.com", "/=127.0.0.1:5432")}})
+	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "db.example.com /=127.0.0.1:5432; app.example.com /=10.0.0.1:8080,10.0.0.3:8080; app.example.com /api="; got != want {
+		t.Fatalf("table after SetBase = %q; want %q", got, want)
+	}
+
 	fa.mu.Lock()
 	lists, streams := fa.lists, fa.streams
 	fa.mu.Unlock()

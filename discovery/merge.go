@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"slices"
+	"sync/atomic"
 
 	"github.com/aralez-go/aralez/config"
 )
@@ -113,5 +114,27 @@ func servicePath(prefix string, pol config.Policy, redirect string, servers []co
 		RedirectTo:  redirect,
 		LoadBalance: config.DefaultLoadBalance,
 		Pos:         pos,
+	}
+}
+
+// baseTable holds a discovery source's file-defined table. set swaps it
+// and wakes the source's Run loop so that it emits the merged table
+// again. It must not be copied.
+type baseTable struct {
+	_    noCopy
+	p    atomic.Pointer[config.Upstreams]
+	wake chan struct{} // buffered, one pending wake-up
+}
+
+func (b *baseTable) init(up *config.Upstreams) {
+	b.p.Store(up)
+	b.wake = make(chan struct{}, 1)
+}
+
+func (b *baseTable) set(up *config.Upstreams) {
+	b.p.Store(up)
+	select {
+	case b.wake <- struct{}{}:
+	default:
 	}
 }
