@@ -149,7 +149,7 @@ func newUpstreamStream[C any](cc C, release, closeFn func(C)) *upstreamStream[C]
 
 func (s *upstreamStream[C]) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
-	if err == io.EOF {
+	if err == io.EOF && !s.eof {
 		switch {
 		case s.r == io.Reader(&s.lr) && s.lr.N > 0:
 			err = io.ErrUnexpectedEOF // the upstream closed early
