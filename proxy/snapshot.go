@@ -285,6 +285,16 @@ func (s *Snapshot) Backends() []string {
 	return out
 }
 
+// BackendStates returns the balancer state of every backend the snapshot
+// uses, in no particular order.
+func (s *Snapshot) BackendStates() []*balancer.Backend {
+	out := make([]*balancer.Backend, 0, len(s.upstreams))
+	for b := range s.upstreams {
+		out = append(out, b)
+	}
+	return out
+}
+
 // tlsPort returns the port of a host:port listener address, or 0.
 func tlsPort(addr string) int {
 	if addr == "" {

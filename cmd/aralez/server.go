@@ -198,6 +198,7 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 	s.upNow.Store(&up)
 	s.engine.Swap(snap)
 	s.health.SetTargets(snap.HealthTargets())
+	go detectUnchecked(s.log, snap)
 	s.cfg, s.digest = cfg, digest
 	s.metrics.Reload(true)
 	s.metrics.SetGeneration(s.gen)
@@ -533,5 +534,29 @@ func notifyReady(log *slog.Logger) {
 	defer c.Close()
 	if _, err := c.Write([]byte("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid()))); err != nil {
 		log.Warn("sd_notify failed", "err", err)
+	}
+}
+
+// detectUnchecked runs upstream protocol detection (TLS, h2, h2c) once for
+// the backends that no health check probes (healthcheck: false), so that
+// they too are reached over the protocol they speak. Backends already
+// detected are skipped. It runs off the reload loop and ends by itself.
+func detectUnchecked(log *slog.Logger, snap *proxy.Snapshot) {
+	checked := make(map[string]bool)
+	for _, t := range snap.HealthTargets() {
+		checked[t.Backend.Addr()] = true
+	}
+	for _, b := range snap.BackendStates() {
+		if checked[b.Addr()] || b.Proto() != balancer.ProtoUnknown {
+			continue
+		}
+		host, _, _ := net.SplitHostPort(b.Addr())
+		p, err := balancer.Detect(context.Background(), b.Addr(), host, 0)
+		if err != nil {
+			log.Debug("protocol detection failed; HTTP/1.1 assumed", "backend", b.Addr(), "err", err)
+			continue
+		}
+		b.SetProto(p)
+		log.Info("backend protocol detected", "backend", b.Addr(), "proto", p.String())
 	}
 }
