@@ -21,10 +21,12 @@
 //
 //   - time is UTC, RFC 3339 with milliseconds, when the request started;
 //   - client is the client address (no port) as the proxy saw it;
-//   - path is the request target as received (path and query);
+//   - path is the normalized path the request was routed on, without the
+//     query (so credentials such as araleztoken never reach the log);
 //   - status is the status sent to the client; bytes the response body
-//     bytes sent; duration the seconds from request start to the last byte,
-//     with microsecond precision;
+//     bytes sent (-1 when streamed without a declared length); duration
+//     the seconds from request start until the proxy handed the response
+//     to its front end, with microsecond precision;
 //   - upstream is the backend's host:port, "-" when the proxy answered
 //     itself (redirect, 404, 429, …);
 //   - an empty field is written "-" (the user agent as "-", unquoted);
