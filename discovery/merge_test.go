@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -99,4 +100,27 @@ func TestMergeDoesNotWriteIntoFileArrays(t *testing.T) {
 	if got := Merge(nil, nil); got == nil || len(got.Hosts) != 0 {
 		t.Errorf("Merge(nil, nil) = %v; want an empty table", got)
 	}
+}
+
+func ExampleMerge() {
+	file := &config.Upstreams{Hosts: []config.Host{{
+		Name:  "app.example.com",
+		Paths: []config.Path{{Prefix: "/", Servers: []config.Server{{Address: "127.0.0.1:8000", Weight: 1}}}},
+	}}}
+	discovered := []config.Host{
+		{Name: "app.example.com", Paths: []config.Path{
+			{Prefix: "/", Servers: []config.Server{{Address: "10.0.0.1:80", Weight: 1}}},    // the file wins
+			{Prefix: "/api", Servers: []config.Server{{Address: "10.0.0.2:80", Weight: 1}}}, // added
+		}},
+		{Name: "new.example.com", Paths: []config.Path{{Prefix: "/", Servers: []config.Server{{Address: "10.0.0.3:80", Weight: 1}}}}},
+	}
+	for _, h := range Merge(file, discovered).Hosts {
+		for _, p := range h.Paths {
+			fmt.Println(h.Name, p.Prefix, p.Servers[0].Address)
+		}
+	}
+	// Output:
+	// app.example.com / 127.0.0.1:8000
+	// app.example.com /api 10.0.0.2:80
+	// new.example.com / 10.0.0.3:80
 }
