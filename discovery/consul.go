@@ -68,7 +68,9 @@ type ConsulOptions struct {
 // is retried every Interval and a recovery is logged. With several
 // servers a failed query moves on to the next one in order, and the
 // source stays on the one that answers. The ACL token is sent as
-// X-Consul-Token and never logged.
+// X-Consul-Token and never logged. Settings the consul block leaves
+// unset take the Consul client's environment variables
+// (CONSUL_HTTP_TOKEN, CONSUL_CACERT, CONSUL_HTTP_SSL, …).
 //
 // A Consul works off the request path; its goroutines end when Run's
 // context ends. Run may be called once at a time; SetBase at any time.

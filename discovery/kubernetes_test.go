@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -536,5 +537,35 @@ func TestRestConfigDefaultsToHTTPS(t *testing.T) {
 	rc, _ = restConfig(kc, KubernetesOptions{Insecure: true})
 	if !rc.Insecure {
 		t.Errorf("restConfig(Insecure) insecure = false; want true")
+	}
+}
+
+func TestKubernetesTLSWithCAFile(t *testing.T) {
+	t.Parallel()
+	fa := newFakeAPI()
+	fa.put(slice("default", "web-a", "web", map[string]int32{"https": 8443}, "10.0.0.1"))
+	srv := httptest.NewTLSServer(fa)
+	t.Cleanup(srv.Close)
+	t.Cleanup(fa.stop)
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kc := &config.Kubernetes{
+		// host:port means https.
+		Servers:   []string{srv.Listener.Addr().String()},
+		Tokenpath: tokenFile(t, "tls-token"),
+		Services:  []config.KubernetesService{{Hostname: "app.example.com", Path: "/", Upstream: "web"}},
+	}
+	k, err := NewKubernetes(nil, kc, KubernetesOptions{CAFile: ca})
+	if err != nil {
+		t.Fatalf("NewKubernetes() error = %v", err)
+	}
+	out := startRun(t, k)
+	if got, want := describe(recv(t, out, 15*time.Second).Upstreams), "app.example.com /=10.0.0.1:8443"; got != want {
+		t.Fatalf("table = %q; want %q", got, want)
+	}
+	if auth := fa.authCounts(); auth["Bearer tls-token"] == 0 {
+		t.Errorf("Authorization headers = %v; want the bearer token", auth)
 	}
 }
