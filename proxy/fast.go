@@ -39,6 +39,15 @@ type ServerOptions struct {
 // normalizes, doc.go), bodies above the engine's buffer threshold
 // streamed, and the timeouts and limits of o.
 func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
+	// fasthttp's ReadTimeout runs from a request's first byte to the end
+	// of its headers (read_header_timeout, against slow-header clients);
+	// once the headers are in, HeaderReceived gives the body its own
+	// deadline (read_timeout).
+	headerTimeout := o.ReadHeaderTimeout
+	if headerTimeout <= 0 {
+		headerTimeout = o.ReadTimeout
+	}
+	bodyTimeout := o.ReadTimeout
 	return &fasthttp.Server{
 		Handler:                       e.ServeFastHTTP,
 		ExpectHandler:                 e.expectFast,
@@ -52,15 +61,15 @@ func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
 		StreamRequestBody:             true,
 		MaxRequestBodySize:            e.opts.BodyBufferBytes,
 		ReadBufferSize:                o.MaxHeaderBytes,
-		ReadTimeout:                   o.ReadTimeout,
+		ReadTimeout:                   headerTimeout,
 		WriteTimeout:                  o.WriteTimeout,
 		IdleTimeout:                   o.IdleTimeout,
 		Concurrency:                   o.Concurrency,
 		CloseOnShutdown:               true,
 		SecureErrorLogMessage:         true,
 		Logger:                        quietLogger{},
-		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-			return fasthttp.RequestConfig{}
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
 		},
 	}
 }
@@ -131,12 +140,18 @@ var (
 	strDELETE          = []byte("DELETE")
 	strContentLength   = []byte("Content-Length")
 
-	// hopHeaders are removed in both directions, RFC 9110 §7.6.1.
+	// hopHeaders are removed in both directions, RFC 9110 §7.6.1, plus
+	// Expect (answered here) and HTTP2-Settings (RFC 9113 §3.2: only
+	// meaningful with the h2c upgrade, which is never passed on).
 	hopHeaders = [][]byte{
 		[]byte("Connection"), []byte("Keep-Alive"), []byte("Proxy-Connection"),
 		[]byte("TE"), []byte("Trailer"), []byte("Transfer-Encoding"), []byte("Upgrade"),
-		[]byte("Expect"),
+		[]byte("Expect"), []byte("HTTP2-Settings"),
 	}
+
+	// spoofableHeaders name the client address for some backends; from a
+	// peer that is not a trusted proxy they are removed.
+	spoofableHeaders = [][]byte{[]byte("Forwarded"), []byte("X-Real-IP")}
 )
 
 // prepare fills st.req from ctx and reports false after answering a
@@ -146,6 +161,9 @@ func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) bool {
 	if h.ContentLength() == -1 && h.ConnectionClose() && hasRawHeader(h, strContentLength) {
 		// Content-Length together with Transfer-Encoding: a smuggling
 		// attempt (RFC 9112 §6.3 item 3); never forwarded.
+		return badRequest(ctx)
+	}
+	if !validHeaderNames(h) {
 		return badRequest(ctx)
 	}
 	target := h.RequestURI()
@@ -167,10 +185,17 @@ func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) bool {
 			end = len(rest)
 		}
 		host, rawPath = rest[:end], rest[end:]
+		if len(host) == 0 || bytes.IndexByte(host, '@') >= 0 {
+			return badRequest(ctx) // no authority, or userinfo (RFC 9110 §4.2.4)
+		}
 		if len(rawPath) == 0 || rawPath[0] == '?' {
 			rawPath = append(st.uri[:0], '/')
 			rawPath = append(rawPath, rest[end:]...)
 		}
+		// The received Host is replaced by the target's authority, so the
+		// upstream sees the host that was routed on and checked.
+		h.SetHostBytes(host)
+		host = h.Host()
 	default:
 		return badRequest(ctx)
 	}
@@ -444,6 +469,11 @@ func (e *Engine) rewriteRequest(ctx *fasthttp.RequestCtx, st *state, rt *Route) 
 		h.Set(hv.Name, hv.Value)
 	}
 
+	if !d.TrustedPeer {
+		for _, k := range spoofableHeaders {
+			h.DelBytes(k)
+		}
+	}
 	// X-Forwarded-For: a trusted proxy's list is kept and the peer is
 	// appended; from anyone else the header is replaced.
 	st.xff = st.xff[:0]
@@ -564,3 +594,32 @@ func (e *Engine) writeStatusID(ctx *fasthttp.RequestCtx, st *state, status int) 
 	st.body = appendStatusBody(st.body[:0], status, st.rid)
 	ctx.Response.SetBody(st.body)
 }
+
+// validHeaderNames reports whether every request header name is an RFC
+// 9110 §5.6.2 token; fasthttp lets some invalid names (with a space
+// inside) through, and those must not reach an upstream.
+func validHeaderNames(h *fasthttp.RequestHeader) bool {
+	for k := range h.All() {
+		if len(k) == 0 {
+			return false
+		}
+		for _, c := range k {
+			if !isTchar(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isTchar reports whether c may appear in a token (RFC 9110 §5.6.2).
+func isTchar(c byte) bool { return tcharTable[c] }
+
+var tcharTable = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		t[c] = ('a' <= b && b <= 'z') || ('A' <= b && b <= 'Z') || ('0' <= b && b <= '9') ||
+			bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), b) >= 0
+	}
+	return t
+}()

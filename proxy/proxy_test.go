@@ -323,3 +323,90 @@ func TestRoundRobin(t *testing.T) {
 		t.Fatalf("round robin split = %d:%d; want 5:5", sa.hits.Load(), sb.hits.Load())
 	}
 }
+
+// TestSecurityRegressions covers findings of the first QA pass: an
+// absolute-form target must not route on one host and forward another's
+// Host; an encoded slash must not reach a protected route's content
+// through the "/" route; header names must be tokens; spoofable client
+// address headers are dropped.
+func TestSecurityRegressions(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", nil)
+	cfg := &config.Config{}
+	priv := oneRoute("priv.test", "/", addrOf(up))
+	priv.Paths[0].Policy.Authorization = &config.Auth{Type: "apikey", Data: []string{"k"}}
+	site := config.Host{Name: "site.test", Paths: []config.Path{
+		{Prefix: "/", Servers: []config.Server{{Address: addrOf(up), Weight: 1}}},
+		{Prefix: "/admin", Servers: []config.Server{{Address: addrOf(up), Weight: 1}},
+			Policy: config.Policy{Authorization: &config.Auth{Type: "apikey", Data: []string{"k"}}}},
+	}}
+	cfg.Upstreams.Hosts = []config.Host{priv, site, oneRoute("a.test", "/", addrOf(up))}
+	_, addr := startProxy(t, cfg, Options{}, UpstreamOptions{})
+
+	// Absolute-form: routed on a.test, so forwarded with Host a.test.
+	if got := raw(t, addr, "GET http://a.test/x HTTP/1.1\r\nHost: priv.test\r\nConnection: close\r\n\r\n"); got != "200 ok from a /x" {
+		t.Fatalf("absolute-form = %q", got)
+	}
+	if r := s.last(); r.Host != "a.test" {
+		t.Errorf("absolute-form forwarded Host %q; want a.test (RFC 9112 §3.2.2)", r.Host)
+	}
+	before := s.hits.Load()
+	for _, target := range []string{"/admin%2fsecret.txt", "/admin%2Fsecret.txt", "/public/..%2fadmin/secret.txt", "/admin%5csecret.txt", "/public/..\\admin/x"} {
+		if got := raw(t, addr, "GET "+target+" HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "400 ") {
+			t.Errorf("GET %s = %q; want 400", target, got)
+		}
+	}
+	// An encoded slash that stays on the same route is fine.
+	if got := raw(t, addr, "GET /files/a%2Fb HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"); got != "200 ok from a /files/a%2Fb" {
+		t.Errorf("same-route encoded slash = %q", got)
+	}
+	if got := raw(t, addr, "GET / HTTP/1.1\r\nHost: a.test\r\nFoo Bar: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "400 ") {
+		t.Errorf("header name with a space = %q; want 400", got)
+	}
+	if n := s.hits.Load(); n != before+1 {
+		t.Errorf("upstream hits %d; want %d (rejected requests never forwarded)", n, before+1)
+	}
+	get(t, "http://"+addr+"/", map[string]string{"Host": "a.test", "Forwarded": "for=6.6.6.6", "X-Real-IP": "6.6.6.6", "HTTP2-Settings": "AAMAAABkAAQAAP__"})
+	if r := s.last(); r.Header.Get("Forwarded") != "" || r.Header.Get("X-Real-IP") != "" || r.Header.Get("HTTP2-Settings") != "" {
+		t.Errorf("spoofable or hop-by-hop headers forwarded: %v", r.Header)
+	}
+}
+
+// TestSlowHeadersCut checks that read_header_timeout bounds a client that
+// starts a request and then trickles or stops (slowloris).
+func TestSlowHeadersCut(t *testing.T) {
+	t.Parallel()
+	up, _ := newUpstream(t, "a", nil)
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	reg := NewRegistry(UpstreamOptions{Timeout: 5 * time.Second})
+	e := NewEngine(reg, Options{})
+	snap, err := Compile(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Swap(snap)
+	srv := NewFastServer(e, ServerOptions{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 256)
+	n, _ := c.Read(buf) // 408 or a close
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("partial headers held the connection %v; want about read_header_timeout", d)
+	}
+	if n > 0 && !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 408") {
+		t.Errorf("answer %q; want 408 or a close", buf[:n])
+	}
+}

@@ -133,6 +133,18 @@ func (e *Engine) decide(s *Snapshot, r *Request, d *Decision) {
 		d.Action, d.Status = ActRespond, 404
 		return
 	}
+	if hasEncodedSeparator(r.Path) {
+		// An upstream that decodes %2F or %5C (or treats "\" as "/")
+		// would see another path than the one routed on; refuse when that
+		// path belongs to another route, so /admin%2Fx can never bypass
+		// /admin's policies through the "/" route.
+		alt, err := appendDecodedSeparators(d.buf[:0], r.Path)
+		d.buf = alt[:0]
+		if err != nil || s.Match(r.Host, alt) != rt {
+			d.Action, d.Status = ActRespond, 400
+			return
+		}
+	}
 	d.Route = rt
 	client := e.clientOf(r)
 	d.Client = client
@@ -149,14 +161,14 @@ func (e *Engine) decide(s *Snapshot, r *Request, d *Decision) {
 			b = append(b, ':')
 			b = strconv.AppendInt(b, int64(p), 10)
 		}
-		b = appendPathQuery(b, r.Path, r.Query)
+		b = appendPathQuery(b, r.Path, e.redirectQuery(r.Query, d))
 		d.buf, d.Location = b, b
 		return
 	}
 	if len(rt.redirectTo) > 0 {
 		d.Action, d.Status = ActRedirect, 301
 		b := append(d.buf[:0], rt.redirectTo...)
-		b = appendPathQuery(b, r.Path, r.Query)
+		b = appendPathQuery(b, r.Path, e.redirectQuery(r.Query, d))
 		d.buf, d.Location = b, b
 		return
 	}
@@ -196,4 +208,43 @@ func appendPathQuery(b, path, query []byte) []byte {
 		b = append(b, query...)
 	}
 	return b
+}
+
+// redirectQuery is the query a redirect keeps: the request's, minus an
+// araleztoken, which must not travel on in a Location header.
+func (e *Engine) redirectQuery(q []byte, d *Decision) []byte {
+	if !bytes.Contains(q, strTokenParam) {
+		return q
+	}
+	d.qbuf = appendQueryWithout(d.qbuf[:0], q, strTokenParam)
+	return d.qbuf
+}
+
+// hasEncodedSeparator reports whether a normalized path holds %2F, %5C
+// (normalization upper-cases escapes) or a raw backslash.
+func hasEncodedSeparator(p []byte) bool {
+	return bytes.Contains(p, []byte("%2F")) || bytes.Contains(p, []byte("%5C")) || bytes.IndexByte(p, '\\') >= 0
+}
+
+// appendDecodedSeparators appends the normalized form of p after %2F, %5C
+// and "\" became "/": the path an upstream that decodes them would see.
+func appendDecodedSeparators(dst, p []byte) ([]byte, error) {
+	start := len(dst)
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '%' && i+2 < len(p) && (p[i+1] == '2' && p[i+2] == 'F' || p[i+1] == '5' && p[i+2] == 'C'):
+			dst = append(dst, '/')
+			i += 2
+		case p[i] == '\\':
+			dst = append(dst, '/')
+		default:
+			dst = append(dst, p[i])
+		}
+	}
+	n := len(dst)
+	dst, err := AppendNormalizedPath(dst, dst[start:n])
+	if err != nil {
+		return dst[:start], err
+	}
+	return append(dst[:start], dst[n:]...), nil
 }
