@@ -419,15 +419,17 @@ func waitServing(t *testing.T, addr, want string) {
 	}
 }
 
+// logOf returns the log file and the captured stderr of the binary.
 func logOf(dir string) string {
 	b, _ := os.ReadFile(filepath.Join(dir, "aralez.log"))
-	return string(b)
+	e, _ := os.ReadFile(filepath.Join(dir, "stderr.txt"))
+	return string(b) + string(e)
 }
 
 // TestDaemon starts the binary with daemon: true: the command returns 0
 // only once the daemon serves, the pid file names the daemon (another
-// process, in its own session), which serves requests and exits 0 on
-// SIGTERM, removing the pid file (issue 6).
+// process, in its own session), which serves requests, upgrades in place
+// on SIGUSR2, and exits 0 on SIGTERM, removing the pid file (issue 6).
 func TestDaemon(t *testing.T) {
 	bin := aralezBinary(t)
 	becomeSubreaper(t)
@@ -463,6 +465,21 @@ func TestDaemon(t *testing.T) {
 	if f[3] != strconv.Itoa(pid) {
 		t.Errorf("daemon session id = %s; want its own pid %d (setsid)", f[3], pid)
 	}
+	// The daemon upgrades in place: the new process is not daemonized
+	// again (it is already detached) and takes over the pid file.
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if ws := reap(t, pid, 20*time.Second); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("upgraded daemon wait status %v; want exit 0", ws)
+	}
+	next := readPID(filepath.Join(dir, "aralez.pid"))
+	if next == pid || !alive(next) {
+		t.Fatalf("after the upgrade the pid file names %d; want a live new daemon; log:\n%s", next, logOf(dir))
+	}
+	killAtCleanup(t, next)
+	waitServing(t, addr, "D")
+	pid = next
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
