@@ -362,6 +362,10 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 	var tried *balancer.Backend
 	var err error
 	staleLeft, failLeft := 1, 1
+	// Whether the body streams is read before the first attempt: a failed
+	// write may release the stream, and a streamed body must never be
+	// sent twice.
+	streamed := req.IsBodyStream()
 	for {
 		b := pin
 		if b == nil {
@@ -389,7 +393,14 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 			e.count4xx(d, resp.StatusCode())
 			return
 		}
-		if !retryable(req, err) {
+		if errors.Is(err, errClientBody) {
+			e.log.Debug("malformed request body", "request_id", string(st.rid), "err", err)
+			resp.Reset()
+			ctx.SetConnectionClose()
+			e.writeStatusID(ctx, st, fasthttp.StatusBadRequest)
+			return
+		}
+		if streamed || !retryable(req, err) {
 			break
 		}
 		if errors.Is(err, errStale) && staleLeft > 0 {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httputil"
@@ -11,6 +12,11 @@ import (
 
 	"github.com/valyala/fasthttp"
 )
+
+// errClientBody marks a request whose streamed body could not be read
+// from the client (malformed chunked encoding, a short body): 400, and
+// the backend is not blamed.
+var errClientBody = errors.New("proxy: malformed request body")
 
 // errStale marks a failure on a reused keep-alive connection before any
 // response byte arrived: the upstream had closed it. Retrying such a
@@ -32,6 +38,7 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	// Deadlines: the connection sets one per Read and Write (timeoutConn).
 	conn := cc.Conn()
 	reused := !cc.LastUseTime().IsZero()
+	streamed := req.IsBodyStream() // Write may release the stream on error
 	bw := hc.AcquireWriter(conn)
 	err = req.Write(bw)
 	if err == nil {
@@ -40,8 +47,14 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	hc.ReleaseWriter(bw)
 	if err != nil {
 		hc.CloseConn(cc)
-		if reused && isStale(err) && !req.IsBodyStream() {
+		if reused && isStale(err) && !streamed {
 			return errStale
+		}
+		var op *net.OpError
+		if streamed && !errors.As(err, &op) && !isTimeout(err) {
+			// Not a network error: reading the client's streamed body
+			// failed (a malformed chunk), which is the client's fault.
+			return fmt.Errorf("%w: %w", errClientBody, err)
 		}
 		return err
 	}

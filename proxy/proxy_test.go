@@ -410,3 +410,23 @@ func TestSlowHeadersCut(t *testing.T) {
 		t.Errorf("answer %q; want 408 or a close", buf[:n])
 	}
 }
+
+// TestMalformedChunkedBody: a broken chunked request body is the
+// client's fault: 400, not 502, and the backend stays in rotation.
+func TestMalformedChunkedBody(t *testing.T) {
+	t.Parallel()
+	up, _ := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	e, addr := startProxy(t, cfg, Options{BodyBufferBytes: 16}, UpstreamOptions{})
+	got := raw(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+	if !strings.HasPrefix(got, "400 ") {
+		t.Errorf("malformed chunk = %q; want 400", got)
+	}
+	if b := e.Registry().Backends().Lookup(addrOf(up)); b.Status().Failures != 0 {
+		t.Errorf("backend blamed for the client's body: %+v", b.Status())
+	}
+}
