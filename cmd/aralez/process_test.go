@@ -519,9 +519,10 @@ func TestDaemonStartFailure(t *testing.T) {
 	}
 }
 
-// startBinary starts the binary on dir/main.yaml in the foreground and
-// returns its pid; it is reaped by the caller (reap).
-func startBinary(t *testing.T, dir string, cred *syscall.Credential) int {
+// startBinary starts the binary on dir/main.yaml in the foreground, with
+// env added to the environment, and returns its pid; it is reaped by the
+// caller (reap).
+func startBinary(t *testing.T, dir string, cred *syscall.Credential, env ...string) int {
 	t.Helper()
 	out, err := os.Create(filepath.Join(dir, "stderr.txt"))
 	if err != nil {
@@ -530,6 +531,7 @@ func startBinary(t *testing.T, dir string, cred *syscall.Credential) int {
 	defer out.Close()
 	cmd := exec.Command(aralezBinary(t), "-c", filepath.Join(dir, "main.yaml"))
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), env...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}

@@ -2,10 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -34,13 +44,58 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		io.WriteString(w, "U")
 	}))
 	defer up.Close()
-	dir, addr := proxyDir(t, strings.TrimPrefix(up.URL, "http://"), "tcp_keepalive_idle: 21\ntcp_keepalive_interval: 4\ntcp_keepalive_count: 6\n")
+	// Every kind of listener is inherited: cleartext, TLS, config API and
+	// file server.
+	tlsAddr, apiAddr, filesAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	dir, addr := proxyDir(t, strings.TrimPrefix(up.URL, "http://"), fmt.Sprintf(
+		"tcp_keepalive_idle: 21\ntcp_keepalive_interval: 4\ntcp_keepalive_count: 6\n"+
+			"proxy_address_tls: %q\nconfig_address: %q\nfile_server_address: %q\nfile_server_folder: public\n",
+		tlsAddr, apiAddr, filesAddr))
+	writeCert(t, filepath.Join(dir, "certificates"), "upgrade.test")
+	if err := os.Mkdir(filepath.Join(dir, "public"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "public", "f.txt"), "F")
+	// systemd's side of sd_notify: each process must announce itself.
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify.sock"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
 	pidPath := filepath.Join(dir, "aralez.pid")
-	pid := startBinary(t, dir, nil)
+	pid := startBinary(t, dir, nil, "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"))
 	if !waitFor(15*time.Second, func() bool { return readPID(pidPath) == pid }) {
 		t.Fatalf("pid file names %d; want %d; log:\n%s", readPID(pidPath), pid, logOf(dir))
 	}
 	waitServing(t, addr, "U")
+	checkNotify(t, notify, pid)
+	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "upgrade.test"}}}
+	defer tlsClient.CloseIdleConnections()
+	checkListeners := func(when string) {
+		t.Helper()
+		for _, c := range []struct{ url, want string }{
+			{"https://" + tlsAddr + "/", "U"},
+			{"http://" + filesAddr + "/f.txt", "F"},
+		} {
+			resp, err := tlsClient.Get(c.url)
+			if err != nil {
+				t.Errorf("%s: GET %s: %v", when, c.url, err)
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != c.want {
+				t.Errorf("%s: GET %s = %d %q; want 200 %q", when, c.url, resp.StatusCode, b, c.want)
+			}
+		}
+		if resp, err := tlsClient.Get("http://" + apiAddr + "/ready"); err != nil || resp.StatusCode != 200 {
+			t.Errorf("%s: config API /ready = %v, %v; want 200", when, resp, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	checkListeners("before the upgrades")
 
 	client := &http.Client{
 		Timeout:   10 * time.Second,
@@ -104,12 +159,14 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			t.Fatalf("upgrade %d: pid file still names %d; log:\n%s", i, pid, logOf(dir))
 		}
 		killAtCleanup(t, next)
+		checkNotify(t, notify, next)
 		if ws := reap(t, pid, 20*time.Second); !ws.Exited() || ws.ExitStatus() != 0 {
 			t.Errorf("upgrade %d: old process %d wait status %v; want exit 0", i, pid, ws)
 		}
 		if !alive(next) {
 			t.Fatalf("upgrade %d: new process %d is not running; log:\n%s", i, next, logOf(dir))
 		}
+		checkListeners(fmt.Sprintf("after upgrade %d", i))
 		// The new process serves, on the socket it inherited, with the
 		// configured keep-alive.
 		c := dialServed(t, addr)
@@ -224,4 +281,53 @@ func TestUpgradeWrk(t *testing.T) {
 	if ws := reap(t, pid, 20*time.Second); !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Errorf("last process wait status %v; want exit 0", ws)
 	}
+}
+
+// checkNotify reads the next sd_notify datagram and checks that it is
+// READY=1 with MAINPID=pid.
+func checkNotify(t *testing.T, c *net.UnixConn, pid int) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("sd_notify: %v", err)
+	}
+	got := strings.Fields(string(buf[:n]))
+	want := []string{"READY=1", fmt.Sprintf("MAINPID=%d", pid)}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("sd_notify message %q; want %q", got, want)
+	}
+}
+
+// writeCert writes a self-signed ECDSA certificate for host as
+// dir/host.crt and dir/host.key.
+func writeCert(t *testing.T, dir, host string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, host+".crt"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, filepath.Join(dir, host+".key"), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})))
 }
