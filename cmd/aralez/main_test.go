@@ -326,3 +326,21 @@ func TestConfigAPIMetricsAccessLog(t *testing.T) {
 		t.Errorf("access log lacks the requests:\n%s", b)
 	}
 }
+
+func TestRestartKeys(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"ProxyAddressHTTP": "proxy_address_http", "HCInterval": "hc_interval", "MaxURIBytes": "max_uri_bytes",
+		"TCPKeepaliveIdle": "tcp_keepalive_idle", "ReadHeaderTimeout": "read_header_timeout", "Threads": "threads",
+	} {
+		if got := snakeCase(in); got != want {
+			t.Errorf("snakeCase(%q) = %q; want %q", in, got, want)
+		}
+	}
+	a := config.Main{ReadHeaderTimeout: time.Second, MasterKey: "x"}
+	b := a
+	b.ReadHeaderTimeout, b.MasterKey = 2*time.Second, "y"
+	if got := fmt.Sprint(restartKeys(&a, &b)); got != "[master_key read_header_timeout]" {
+		t.Errorf("restartKeys = %s; want [master_key read_header_timeout]", got)
+	}
+}

@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,7 @@ type server struct {
 	mainPath string
 
 	cfg    *config.Config // the config serving now; only the reload loop touches it
+	disco  baseSource     // consul or kubernetes source; nil for provider file
 	upNow  atomic.Pointer[config.Upstreams]
 	digest string
 	gen    uint64
@@ -118,6 +121,9 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		})
 	})
 	logUnsupported(log, cfg)
+	if s.disco, err = newDiscovery(cfg, log); err != nil {
+		return nil, fmt.Errorf("provider %s: %w", cfg.Upstreams.Provider, err)
+	}
 	if err := s.apply(cfg, "start"); err != nil {
 		return nil, err
 	}
@@ -176,6 +182,10 @@ func healthInterval(m *config.Main) time.Duration {
 	return time.Duration(m.HCInterval) * time.Second
 }
 
+// errEmptyReload refuses a reload that would remove every route (a file
+// truncated or saved half-way): an empty table is accepted only at start.
+var errEmptyReload = errors.New("refusing to apply a routing table without hosts on reload; remove the file's last host with a restart")
+
 // apply compiles cfg and swaps it in. On error nothing changes. A table
 // whose content digest (discovery.Digest) equals the running one is
 // skipped: an editor touching the file, or the watcher seeing a file the
@@ -186,6 +196,10 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 	if s.gen != 0 && digest == s.digest {
 		s.log.Info("config unchanged; reload skipped", "reason", reason, "digest", digest)
 		return nil
+	}
+	if s.gen != 0 && len(cfg.Upstreams.Hosts) == 0 && len(s.cfg.Upstreams.Hosts) > 0 {
+		s.metrics.Reload(false)
+		return errEmptyReload
 	}
 	snap, err := proxy.Compile(cfg, s.reg)
 	if err != nil {
@@ -204,7 +218,7 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 	s.metrics.SetGeneration(s.gen)
 	s.metrics.RetainUpstreams(snap.Backends())
 	for _, w := range cfg.Upstreams.Warnings {
-		s.log.Warn("config warning", "msg", w)
+		s.log.Warn("config warning", "warning", w)
 	}
 	s.log.Info("config applied", "reason", reason, "generation", s.gen, "digest", digest,
 		"duration_seconds", time.Since(start).Seconds(), "hosts", len(cfg.Upstreams.Hosts), "routes", len(snap.Routes))
@@ -258,6 +272,13 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	s.serveAdmin(&wg, errc)
 
 	updates := make(chan discovery.Update, 1)
+	if s.disco != nil {
+		go func() {
+			if err := s.disco.Run(hctx, updates); err != nil {
+				s.log.Error("discovery stopped; the last table keeps serving", "provider", s.disco.Name(), "err", err)
+			}
+		}()
+	}
 	src := discovery.NewFile(m.UpstreamsConf, 0, s.log)
 	go func() {
 		if err := src.Run(hctx, updates); err != nil {
@@ -304,6 +325,16 @@ loop:
 // the source's Done channel (the config API waits on it).
 func (s *server) onUpdate(u discovery.Update) {
 	err := u.Err
+	if err == nil && s.disco != nil && u.Source != s.disco.Name() {
+		// In consul/kubernetes mode the file and the config API define
+		// only the non-discovered part; the source merges and sends the
+		// whole table.
+		s.disco.SetBase(u.Upstreams)
+		if u.Done != nil {
+			u.Done <- nil
+		}
+		return
+	}
 	if err != nil {
 		s.metrics.Reload(false)
 		s.log.Error("config rejected; old config keeps serving", "source", u.Source, "errors", err.Error())
@@ -333,40 +364,68 @@ func (s *server) onHUP() {
 	for _, k := range restartKeys(old, &cfg.Main) {
 		s.log.Warn("SIGHUP: main.yaml key changed; takes effect after restart", "key", k)
 	}
+	up := &cfg.Upstreams
+	if cfg.Main.UpstreamsConf != old.UpstreamsConf {
+		// upstreams_conf itself waits for a restart: keep reading the
+		// file that is watched now.
+		if up, err = config.LoadUpstreams(old.UpstreamsConf); err != nil {
+			s.log.Error("SIGHUP: config rejected; old config keeps serving", "errors", err.Error())
+			return
+		}
+	}
+	if s.disco != nil {
+		s.disco.SetBase(up) // the source sends the merged table
+		return
+	}
 	// Keep the running process settings; take the new routing table.
 	next := s.cfg.Clone()
-	next.Upstreams = cfg.Upstreams
+	next.Upstreams = *up
 	if err := s.apply(next, "sighup"); err != nil {
 		s.metrics.Reload(false)
 		s.log.Error("SIGHUP: config rejected; old config keeps serving", "err", err)
 	}
 }
 
-// restartKeys names main.yaml keys whose change needs a restart.
+// restartKeys names the main.yaml keys whose value changed: SIGHUP
+// applies only the routing table, so every main.yaml change needs a
+// restart. Keys are derived from the field names (ProxyAddressHTTP is
+// proxy_address_http); values are never logged.
 func restartKeys(a, b *config.Main) []string {
 	var out []string
-	add := func(k string, changed bool) {
-		if changed {
-			out = append(out, k)
+	va, vb := reflect.ValueOf(*a), reflect.ValueOf(*b)
+	t := va.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Name
+		if name == "Ignored" || name == "Deprecated" {
+			continue
+		}
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			out = append(out, snakeCase(name))
 		}
 	}
-	add("proxy_address_http", a.ProxyAddressHTTP != b.ProxyAddressHTTP)
-	add("proxy_address_tls", a.ProxyAddressTLS != b.ProxyAddressTLS)
-	add("threads", a.Threads != b.Threads)
-	add("runuser", a.RunUser != b.RunUser)
-	add("rungroup", a.RunGroup != b.RunGroup)
-	add("file_server_address", a.FileServerAddress != b.FileServerAddress)
-	add("file_server_folder", a.FileServerFolder != b.FileServerFolder)
-	add("upstreams_conf", a.UpstreamsConf != b.UpstreamsConf)
-	add("log_file", a.LogFile != b.LogFile)
-	add("log_level", a.LogLevel != b.LogLevel)
-	add("upstream_keepalive_pool_size", a.UpstreamKeepalivePoolSize != b.UpstreamKeepalivePoolSize)
-	add("upstream_timeout", a.UpstreamTimeout != b.UpstreamTimeout)
-	add("hc_interval", a.HCInterval != b.HCInterval || a.HealthCheckInterval != b.HealthCheckInterval)
-	add("trusted_proxies", fmt.Sprint(a.TrustedProxies) != fmt.Sprint(b.TrustedProxies))
-	add("master_key", a.MasterKey != b.MasterKey)
-	add("sticky_secret", a.StickySecret != b.StickySecret)
 	return out
+}
+
+// snakeCase turns a Go field name into its YAML key: runs of capitals
+// are one word ("HCInterval" is hc_interval, "MaxURIBytes" max_uri_bytes).
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		upper := c >= 'A' && c <= 'Z'
+		if upper && i > 0 {
+			prevLower := name[i-1] >= 'a' && name[i-1] <= 'z'
+			nextLower := i+1 < len(name) && name[i+1] >= 'a' && name[i+1] <= 'z'
+			if prevLower || nextLower && name[i-1] >= 'A' && name[i-1] <= 'Z' {
+				b.WriteByte('_')
+			}
+		}
+		if upper {
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 func (s *server) shutdown() {
@@ -401,8 +460,8 @@ func (s *server) shutdown() {
 	s.log.Info("stopped")
 }
 
-// logUnsupported logs once, at start, every configured key whose feature
-// this build does not implement yet, and the Pingora keys it ignores.
+// logUnsupported logs once, at start, the Pingora keys this build
+// accepts and ignores, and deprecated keys.
 func logUnsupported(log *slog.Logger, cfg *config.Config) {
 	for _, k := range cfg.Main.Ignored {
 		log.Info("main.yaml key accepted and ignored", "key", k)
@@ -410,21 +469,6 @@ func logUnsupported(log *slog.Logger, cfg *config.Config) {
 	for _, d := range cfg.Main.Deprecated {
 		log.Warn("deprecated key", "msg", d)
 	}
-	for _, k := range notYetSupported(cfg) {
-		log.Warn("key not yet supported; ignored", "key", k)
-	}
-}
-
-func notYetSupported(cfg *config.Config) []string {
-	var out []string
-	add := func(k string, set bool) {
-		if set {
-			out = append(out, k)
-		}
-	}
-	up := &cfg.Upstreams
-	add("provider: "+up.Provider, up.Provider != "" && up.Provider != "file")
-	return out
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
@@ -559,4 +603,24 @@ func detectUnchecked(log *slog.Logger, snap *proxy.Snapshot) {
 		b.SetProto(p)
 		log.Info("backend protocol detected", "backend", b.Addr(), "proto", p.String())
 	}
+}
+
+// baseSource is a discovery source that merges its findings into a
+// file-defined table (discovery.Consul, discovery.Kubernetes).
+type baseSource interface {
+	discovery.Source
+	SetBase(up *config.Upstreams)
+}
+
+// newDiscovery returns the source for provider consul or kubernetes, or
+// nil for provider file.
+func newDiscovery(cfg *config.Config, log *slog.Logger) (baseSource, error) {
+	up := &cfg.Upstreams
+	switch up.Provider {
+	case "consul":
+		return discovery.NewConsul(up, up.Consul, discovery.ConsulOptions{Logger: log})
+	case "kubernetes":
+		return discovery.NewKubernetes(up, up.Kubernetes, discovery.KubernetesOptions{Logger: log})
+	}
+	return nil, nil
 }
