@@ -137,6 +137,12 @@ func Compile(cfg *config.Config, reg *Registry) (*Snapshot, error) {
 
 func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Host, p *config.Path) (*Route, error) {
 	up := &cfg.Upstreams
+	// Requests are normalized before routing (doc.go), so a prefix that
+	// normalization would change can never match; its policies would
+	// protect nothing.
+	if norm, err := AppendNormalizedPath(nil, []byte(p.Prefix)); err != nil || string(norm) != p.Prefix {
+		return nil, fmt.Errorf("%s: path %q can never match: request paths are normalized (want %q)", p.Pos, p.Prefix, norm)
+	}
 	r := &Route{
 		ID:         uint32(len(s.Routes)),
 		Host:       h.Name,

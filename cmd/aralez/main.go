@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/proxy"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -59,6 +60,12 @@ func runProcess(args []string, stdout, stderr io.Writer, standalone bool) int {
 		return 1
 	}
 	if *test {
+		// Compile as a reload would (no sockets, no goroutines), so -t
+		// also reports what only the routing compiler checks.
+		if _, err := proxy.Compile(cfg, proxy.NewRegistry(proxy.UpstreamOptions{})); err != nil {
+			fmt.Fprintf(stderr, "%v\nconfiguration invalid\n", err)
+			return 1
+		}
 		printRoutes(stdout, cfg)
 		fmt.Fprintf(stdout, "configuration %s is valid\n", *cfgPath)
 		return 0
