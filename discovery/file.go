@@ -1,7 +1,7 @@
 // Package discovery holds the sources of upstream configuration: the file
-// watcher (upstreams.yaml and conf.d/), and later the config API push,
-// Consul and Kubernetes. Each source emits complete config.Upstreams
-// values on a channel; none touches the running proxy. The single reload
+// watcher (upstreams.yaml and conf.d/), the config API push, Consul and
+// Kubernetes. Each source emits complete config.Upstreams values on a
+// channel; none touches the running proxy. The single reload
 // goroutine in cmd/aralez owns applying them.
 package discovery
 
