@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,18 +184,26 @@ func (d *daemonPipe) ready() {
 	d.f = nil
 }
 
-// account is the user and group named by runuser and rungroup.
+// account is the user and group named by runuser and rungroup, and the
+// supplementary groups the process gets.
 type account struct {
 	uid, gid int
+	groups   []int // gid first, then the user's other groups
 }
 
 // lookupAccount resolves runuser and rungroup (names or numeric ids). An
 // empty runuser keeps the current user; an empty rungroup means the
 // user's primary group (the current group when runuser is empty too).
+// The supplementary groups are gid plus, when runuser is set, every
+// group that lists the user, as initgroups(3) does for nginx's user
+// directive (so a key readable by group ssl-cert stays readable); when
+// the group database cannot be read they are gid alone.
 func lookupAccount(runUser, runGroup string) (account, error) {
 	a := account{uid: os.Getuid(), gid: os.Getgid()}
+	var u *user.User
 	if runUser != "" {
-		u, err := user.Lookup(runUser)
+		var err error
+		u, err = user.Lookup(runUser)
 		if err != nil {
 			if _, nerr := strconv.Atoi(runUser); nerr != nil {
 				return a, fmt.Errorf("runuser %q: %w", runUser, err)
@@ -222,6 +231,15 @@ func lookupAccount(runUser, runGroup string) (account, error) {
 		}
 		if a.gid, err = strconv.Atoi(g.Gid); err != nil {
 			return a, fmt.Errorf("rungroup %q: gid %q: %w", runGroup, g.Gid, err)
+		}
+	}
+	a.groups = []int{a.gid}
+	if u != nil {
+		ids, _ := u.GroupIds()
+		for _, id := range ids {
+			if n, err := strconv.Atoi(id); err == nil && !slices.Contains(a.groups, n) {
+				a.groups = append(a.groups, n)
+			}
 		}
 	}
 	return a, nil
@@ -268,8 +286,8 @@ func (p *process) dropPrivileges(m *config.Main) error {
 		}
 	}
 	// Groups first: setgid and setgroups need root, which setuid ends.
-	if err := syscall.Setgroups([]int{a.gid}); err != nil {
-		return fmt.Errorf("setgroups(%d): %w", a.gid, err)
+	if err := syscall.Setgroups(a.groups); err != nil {
+		return fmt.Errorf("setgroups(%v): %w", a.groups, err)
 	}
 	if err := syscall.Setgid(a.gid); err != nil {
 		return fmt.Errorf("setgid(%d): %w", a.gid, err)

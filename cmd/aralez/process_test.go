@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,10 +337,10 @@ func TestLookupAccount(t *testing.T) {
 		want              account
 		err               string
 	}{
-		{"empty keeps the current account", "", "", account{os.Getuid(), os.Getgid()}, ""},
-		{"user name takes its primary group", "nobody", "", account{65534, 65534}, ""},
-		{"numeric ids", "65534", "0", account{65534, 0}, ""},
-		{"group only", "", "nogroup", account{os.Getuid(), 65534}, ""},
+		{"empty keeps the current account", "", "", account{os.Getuid(), os.Getgid(), []int{os.Getgid()}}, ""},
+		{"user name takes its primary group", "nobody", "", account{65534, 65534, []int{65534}}, ""},
+		{"numeric ids", "65534", "0", account{65534, 0, []int{0, 65534}}, ""},
+		{"group only", "", "nogroup", account{os.Getuid(), 65534, []int{65534}}, ""},
 		{"unknown user", "no-such-user-aralez", "", account{}, `runuser "no-such-user-aralez"`},
 		{"unknown group", "nobody", "no-such-group-aralez", account{}, `rungroup "no-such-group-aralez"`},
 	}
@@ -353,7 +354,7 @@ func TestLookupAccount(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || got.uid != tt.want.uid || got.gid != tt.want.gid || !slices.Equal(got.groups, tt.want.groups) {
 				t.Errorf("lookupAccount(%q, %q) = %+v, %v; want %+v", tt.user, tt.group, got, err, tt.want)
 			}
 		})
