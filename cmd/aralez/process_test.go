@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -173,6 +174,9 @@ func serverKeepAlive(t *testing.T, pid int, c net.Conn) keepAlive {
 	t.Helper()
 	want := c.LocalAddr().(*net.TCPAddr)
 	pidfd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		t.Skip("pidfd_open needs Linux 5.3 (pidfd_getfd 5.6)")
+	}
 	if err != nil {
 		t.Fatalf("pidfd_open(%d): %v", pid, err)
 	}
@@ -189,6 +193,9 @@ func serverKeepAlive(t *testing.T, pid int, c net.Conn) keepAlive {
 		}
 		n, _ := strconv.Atoi(e.Name())
 		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if errors.Is(err, unix.ENOSYS) {
+			t.Skip("pidfd_getfd needs Linux 5.6")
+		}
 		if err != nil {
 			continue // closed meanwhile
 		}
@@ -330,8 +337,20 @@ func TestKeepAliveInherited(t *testing.T) {
 	}
 }
 
+// needNobody skips a test on systems without the Debian accounts
+// nobody (65534) and nogroup (65534) the privilege tests use.
+func needNobody(t *testing.T) {
+	t.Helper()
+	u, err := user.Lookup("nobody")
+	g, gerr := user.LookupGroup("nogroup")
+	if err != nil || gerr != nil || u.Uid != "65534" || u.Gid != "65534" || g.Gid != "65534" {
+		t.Skip("needs user nobody and group nogroup, both 65534")
+	}
+}
+
 func TestLookupAccount(t *testing.T) {
 	t.Parallel()
+	needNobody(t)
 	tests := []struct {
 		name, user, group string
 		want              account
@@ -554,6 +573,7 @@ func TestPrivilegeDrop(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+	needNobody(t)
 	becomeSubreaper(t)
 	dir, addr := proxyDir(t, named(t, "P"), "runuser: nobody\nrungroup: nogroup\n")
 	pidPath := filepath.Join(dir, "aralez.pid")
@@ -610,6 +630,7 @@ func TestPrivilegeDropRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start the binary as another user")
 	}
+	needNobody(t)
 	becomeSubreaper(t)
 	tests := []struct {
 		name, extra string
