@@ -192,3 +192,17 @@ func TestBenchGoals(t *testing.T) {
 		t.Errorf("benchGoals(nil) = %q; want not measured twice", got)
 	}
 }
+
+func TestBenchGoalsSubBenchmarks(t *testing.T) {
+	t.Parallel()
+	bs := []goBench{
+		{Pkg: "github.com/aralez-go/aralez/proxy", Name: "BenchmarkRequestPath/plain-2", NsPerOp: 900, AllocsPerOp: 0},
+		{Pkg: "github.com/aralez-go/aralez/proxy", Name: "BenchmarkRequestPath/jwt-2", NsPerOp: 1000, AllocsPerOp: 1},
+		{Pkg: "github.com/aralez-go/aralez/proxy", Name: "BenchmarkRequestPathStreamed-2", NsPerOp: 9, AllocsPerOp: 5},
+	}
+	got := benchGoals(bs)[0]
+	if !strings.Contains(got, "**not met**") || !strings.Contains(got, "BenchmarkRequestPath/plain 0 allocs/op") ||
+		!strings.Contains(got, "BenchmarkRequestPath/jwt 1 allocs/op") || strings.Contains(got, "Streamed") {
+		t.Errorf("benchGoals(sub-benchmarks)[0] = %q; want not met, plain and jwt listed, Streamed not", got)
+	}
+}
