@@ -93,11 +93,14 @@ func TestParseCPUList(t *testing.T) {
 			t.Errorf("parseCPUList(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}
-	if got, err := parseScenarios(""); err != nil || len(got) != 8 {
-		t.Errorf("parseScenarios(\"\") = %v, %v; want all 8", got, err)
+	if got, err := parseScenarios(""); err != nil || len(got) != 9 {
+		t.Errorf("parseScenarios(\"\") = %v, %v; want all 9", got, err)
 	}
-	if _, err := parseScenarios("9"); err == nil {
-		t.Errorf("parseScenarios(9) = nil error; want one")
+	if got, err := parseScenarios("1,4-5"); err != nil || !slices.Equal(got, []int{1, 4, 5}) {
+		t.Errorf("parseScenarios(1,4-5) = %v, %v; want [1 4 5]", got, err)
+	}
+	if _, err := parseScenarios("10"); err == nil {
+		t.Errorf("parseScenarios(10) = nil error; want one")
 	}
 }
 

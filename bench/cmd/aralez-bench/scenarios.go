@@ -42,7 +42,7 @@ var allTargets = []targetSpec{
 // Config sets: proxies are started once per set and stay up for all its
 // cases and rounds.
 const (
-	setBase     = "base"     // scenarios 1-6
+	setBase     = "base"     // scenarios 1-6 and 9
 	setHosts    = "hosts"    // scenario 7: 10,000 hosts in the config
 	setFeatures = "features" // scenario 8: rate limit and JWT on (ours)
 )
@@ -53,7 +53,7 @@ type tcase struct {
 	scen    int
 	set     string
 	id      string // short label, e.g. "h1 100B c50"
-	tool    string // wrk, h2load, grpc, ws
+	tool    string // wrk, h2load, grpc, ws, idle
 	scheme  string // http, https, h2c
 	path    string
 	conns   int
@@ -68,6 +68,8 @@ type tcase struct {
 	// it proves the feature under test is really on (an unknown Host must
 	// not be routed, a request without a token must be refused).
 	deny *denyCheck
+	// once runs the case in round 1 only (a peak, not a rate).
+	once bool
 }
 
 // denyCheck describes a request the target must refuse.
@@ -107,6 +109,9 @@ func hostName(i int) string { return fmt.Sprintf("h%05d.bench.test", i) }
 
 const numHosts = 10000
 
+// numIdle is the number of idle keep-alive connections of scenario 9.
+const numIdle = 10000
+
 // scenarioTitles names each scenario in the report.
 var scenarioTitles = map[int]string{
 	1: "HTTP/1.1 keep-alive, 100 B body",
@@ -117,6 +122,7 @@ var scenarioTitles = map[int]string{
 	6: "WebSocket echo",
 	7: "Many routes: 10,000 hosts in the config",
 	8: "Rate limit and JWT auth enabled, never triggered",
+	9: "Peak RSS with 10,000 idle keep-alive connections",
 }
 
 // buildCases returns the cases of the chosen scenarios in run order.
@@ -162,6 +168,9 @@ func buildCases(scens []int, jwtToken string) []tcase {
 		out = append(out, tcase{scen: 6, set: setBase, id: "WebSocket echo c50", tool: "ws", scheme: "http", path: "/ws", conns: 50,
 			direct: helperAddr, feature: "WebSocket upgrade"})
 	}
+	if has(9) {
+		out = append(out, tcase{scen: 9, set: setBase, id: "idle 10k conns", tool: "idle", scheme: "http", path: "/", conns: numIdle, once: true})
+	}
 	if has(7) {
 		out = append(out, tcase{scen: 7, set: setHosts, id: "h1 10k hosts c50", tool: "wrk", scheme: "http", path: "/", conns: 50,
 			script: hostsScript(numHosts), host: hostName(numHosts / 2), feature: "10,000 host entries",
@@ -178,7 +187,7 @@ func buildCases(scens []int, jwtToken string) []tcase {
 // parseScenarios parses "1,4" or "1-3,8"; empty means all.
 func parseScenarios(s string) ([]int, error) {
 	if strings.TrimSpace(s) == "" {
-		return []int{1, 2, 3, 4, 5, 6, 7, 8}, nil
+		return []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, nil
 	}
 	list, err := parseCPUList(s)
 	if err != nil {
@@ -186,7 +195,7 @@ func parseScenarios(s string) ([]int, error) {
 	}
 	for _, n := range list {
 		if _, ok := scenarioTitles[n]; !ok {
-			return nil, fmt.Errorf("scenarios %q: no scenario %d (1-8)", s, n)
+			return nil, fmt.Errorf("scenarios %q: no scenario %d (1-9)", s, n)
 		}
 	}
 	return list, nil

@@ -4,6 +4,7 @@
 //	benchd serve -http 127.0.0.1:19011 -grpc 127.0.0.1:19012 -name up1
 //	benchd grpc-load -addr 127.0.0.1:18094 -c 50 -d 2s -size 100
 //	benchd ws-load -url ws://127.0.0.1:18084/ws -c 50 -d 2s -size 100
+//	benchd idle -addr 127.0.0.1:18084 -n 10000 -hold 3s
 //
 // serve answers HTTP/1.1 and h2c (prior knowledge) on -http: "/" returns a
 // 100-byte JSON body, "/upload" reads and discards the request body and
@@ -11,12 +12,16 @@
 // X-Proxy-From request header. On -grpc it serves the unary method
 // /bench.Echo/Unary, which echoes a google.protobuf.BytesValue.
 //
+// idle opens -n keep-alive connections, sends one GET on each, and holds
+// them idle for -hold (the proxy's memory with many idle clients).
+//
 // The load subcommands print one JSON object (see loadResult) on stdout and
 // exit; they send traffic only to the address they are given, which the
 // driver always sets to a 127.0.0.1 address.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,6 +60,8 @@ func main() {
 		err = grpcLoad(os.Args[2:], os.Stdout)
 	case "ws-load":
 		err = wsLoad(os.Args[2:], os.Stdout)
+	case "idle":
+		err = idleConns(os.Args[2:], os.Stdout)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
@@ -387,4 +394,98 @@ func wsLoad(args []string, w io.Writer) error {
 	// stops a worker after 1000 errors, and the errors are reported.
 	recs, el := runWorkers(*conns, *d, call)
 	return printResult(w, summarize(recs, el))
+}
+
+// idleConns opens n HTTP/1.1 keep-alive connections to addr, completes one
+// GET on each, keeps them all open and idle for hold, then closes them. It
+// reports the connections that completed their request as "requests" and
+// the time it took to open them all as "seconds".
+func idleConns(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
+	addr := fs.String("addr", "", "target host:port")
+	n := fs.Int("n", 10000, "connections")
+	hold := fs.Duration("hold", 3*time.Second, "how long all connections stay open and idle")
+	path := fs.String("path", "/", "request path")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := loopbackOnly(*addr); err != nil {
+		return err
+	}
+	// Each connection is a file descriptor: raise the soft limit to the
+	// hard one (as root, the hard one too when it is too small).
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		want := uint64(*n) + 256
+		if lim.Max < want {
+			lim.Max = want
+		}
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	req := []byte("GET " + *path + " HTTP/1.1\r\nHost: " + *addr + "\r\nUser-Agent: benchd-idle\r\n\r\n")
+	conns := make([]net.Conn, *n)
+	lat := make([]time.Duration, *n)
+	errs := make([]error, *n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= *n {
+					return
+				}
+				t0 := time.Now()
+				c, err := net.DialTimeout("tcp", *addr, 10*time.Second)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Write(req); err != nil {
+					c.Close()
+					errs[i] = err
+					continue
+				}
+				resp, err := http.ReadResponse(bufio.NewReaderSize(c, 4096), nil)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					c.Close()
+					errs[i] = err
+					continue
+				}
+				c.SetDeadline(time.Time{})
+				conns[i], lat[i] = c, time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	opened := time.Since(start)
+	time.Sleep(*hold)
+	rec := &recorder{}
+	for i, c := range conns {
+		if c != nil {
+			// A connection the server closed while idle is a failure too.
+			c.SetReadDeadline(time.Now().Add(time.Millisecond))
+			if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+				rec.fail(fmt.Errorf("connection %d closed by the server while idle", i))
+			} else {
+				rec.lat = append(rec.lat, lat[i])
+			}
+			c.Close()
+		} else {
+			rec.fail(errs[i])
+		}
+	}
+	return printResult(w, summarize([]*recorder{rec}, opened))
 }

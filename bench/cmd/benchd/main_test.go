@@ -70,6 +70,9 @@ func TestServeAndLoad(t *testing.T) {
 		{"grpc", func(w io.Writer) error {
 			return grpcLoad([]string{"-addr", grpcAddr, "-c", "4", "-conns", "2", "-d", "200ms", "-size", "64"}, w)
 		}},
+		{"idle", func(w io.Writer) error {
+			return idleConns([]string{"-addr", httpAddr, "-n", "50", "-hold", "100ms"}, w)
+		}},
 		{"ws", func(w io.Writer) error {
 			return wsLoad([]string{"-url", "ws://" + httpAddr + "/ws", "-c", "4", "-d", "200ms", "-size", "64"}, w)
 		}},
@@ -81,6 +84,9 @@ func TestServeAndLoad(t *testing.T) {
 		var res loadResult
 		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 			t.Fatalf("%s load output %q: %v", tc.name, out.String(), err)
+		}
+		if tc.name == "idle" && res.Requests != 50 {
+			t.Errorf("idle load held %v connections; want 50", res.Requests)
 		}
 		if res.Requests < 1 || res.Errors != 0 || res.P50us <= 0 || res.P50us > res.P999us {
 			t.Errorf("%s load = %+v; want requests, no error, 0 < p50 <= p99.9", tc.name, res)
