@@ -472,19 +472,34 @@ func idleConns(args []string, w io.Writer) error {
 	wg.Wait()
 	opened := time.Since(start)
 	time.Sleep(*hold)
-	rec := &recorder{}
+	// A connection the server closed while idle is a failure too: probe
+	// every connection at once with one shared short deadline.
+	closed := make([]bool, *n)
+	deadline := time.Now().Add(100 * time.Millisecond)
 	for i, c := range conns {
-		if c != nil {
-			// A connection the server closed while idle is a failure too.
-			c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if c == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(deadline)
 			if _, err := c.Read(make([]byte, 1)); err == io.EOF {
-				rec.fail(fmt.Errorf("connection %d closed by the server while idle", i))
-			} else {
-				rec.lat = append(rec.lat, lat[i])
+				closed[i] = true
 			}
 			c.Close()
-		} else {
+		}()
+	}
+	wg.Wait()
+	rec := &recorder{}
+	for i, c := range conns {
+		switch {
+		case c == nil:
 			rec.fail(errs[i])
+		case closed[i]:
+			rec.fail(fmt.Errorf("connection %d closed by the server while idle", i))
+		default:
+			rec.lat = append(rec.lat, lat[i])
 		}
 	}
 	return printResult(w, summarize([]*recorder{rec}, opened))
