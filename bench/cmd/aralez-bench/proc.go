@@ -211,7 +211,10 @@ func waitListen(ctx context.Context, p *proc, addr string, limit time.Duration) 
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		if p != nil && !p.alive() {
-			return fmt.Errorf("%s exited before listening on %s: %v", p.name, addr, p.err)
+			if p.err == nil {
+				return fmt.Errorf("%s exited (status 0) before listening on %s", p.name, addr)
+			}
+			return fmt.Errorf("%s exited before listening on %s: %w", p.name, addr, p.err)
 		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {

@@ -809,21 +809,27 @@ func (s *suite) sanityOne(c tcase, t *target, deny *denyCheck) error {
 	case "grpc":
 		out, _, err := runTool(s.ctx, 15*time.Second, []string{s.bin("benchd"), "grpc-load", "-addr", c.addr(t), "-c", "1", "-conns", "1", "-d", "200ms"}, nil)
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, oneLine(out))
+			return fmt.Errorf("%w: %s", err, oneLine(out))
 		}
 		r, err := parseBenchd(out)
-		if err != nil || r.Requests == 0 || r.Errors > 0 {
-			return fmt.Errorf("gRPC echo: %d calls, %d errors %s %v", int(r.Requests), int(r.Errors), r.ErrText, err)
+		if err != nil {
+			return fmt.Errorf("gRPC echo: %w", err)
+		}
+		if r.Requests == 0 || r.Errors > 0 {
+			return fmt.Errorf("gRPC echo: %d calls, %d errors (%s)", int(r.Requests), int(r.Errors), r.ErrText)
 		}
 		return nil
 	case "ws":
 		out, _, err := runTool(s.ctx, 15*time.Second, []string{s.bin("benchd"), "ws-load", "-url", "ws://" + c.addr(t) + c.path, "-c", "1", "-d", "200ms"}, nil)
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, oneLine(out))
+			return fmt.Errorf("%w: %s", err, oneLine(out))
 		}
 		r, err := parseBenchd(out)
-		if err != nil || r.Requests == 0 || r.Errors > 0 {
-			return fmt.Errorf("WebSocket echo: %d messages, %d errors %s %v", int(r.Requests), int(r.Errors), r.ErrText, err)
+		if err != nil {
+			return fmt.Errorf("WebSocket echo: %w", err)
+		}
+		if r.Requests == 0 || r.Errors > 0 {
+			return fmt.Errorf("WebSocket echo: %d messages, %d errors (%s)", int(r.Requests), int(r.Errors), r.ErrText)
 		}
 		return nil
 	}
