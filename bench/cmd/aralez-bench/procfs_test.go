@@ -183,7 +183,13 @@ func TestPortFree(t *testing.T) {
 		t.Errorf("portFree(%s) while listening = %v; want taken", addr, err)
 	}
 	ln.Close()
-	if err := portFree(addr); err != nil {
-		t.Errorf("portFree(%s) after close = %v; want nil", addr, err)
+	// Other tests running in parallel may briefly use the freed port as
+	// the source port of an outgoing connection: poll for it.
+	var err2 error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err2 = portFree(addr); err2 == nil {
+			return
+		}
 	}
+	t.Errorf("portFree(%s) after close = %v; want nil", addr, err2)
 }
