@@ -405,6 +405,10 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 		}
 		if errors.Is(err, errStale) && staleLeft > 0 {
 			staleLeft--
+			// One dead pooled connection usually means the upstream
+			// restarted and closed them all: drop the idle ones so the
+			// retry dials afresh.
+			u.hc.CloseIdleConnections()
 			pin = b // only the pooled connection was dead
 			continue
 		}

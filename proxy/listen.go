@@ -255,7 +255,11 @@ func (f *frontends) dispatchClear(c net.Conn) {
 		return
 	}
 	f.untrack(c)
-	f.h1.deliver(pc)
+	if !f.h1.deliver(pc) {
+		// The HTTP/1.1 server is shutting down: serve this one request
+		// directly so it gets an answer with Connection: close.
+		_ = f.fast.ServeConn(pc)
+	}
 }
 
 // ServeTLS accepts TLS connections on ln until ctx is done, terminating
@@ -297,7 +301,9 @@ func (f *frontends) dispatchTLS(ctx context.Context, c net.Conn, cfg *tls.Config
 		return
 	}
 	f.untrack(c)
-	f.h1.deliver(tc)
+	if !f.h1.deliver(tc) {
+		_ = f.fast.ServeConn(tc)
+	}
 }
 
 // prefixConn replays the bytes read while peeking before reading on.
@@ -339,12 +345,14 @@ func newChanListener(addr net.Addr) *chanListener {
 	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
-// deliver hands c to Accept, or closes it when the listener is closed.
-func (l *chanListener) deliver(c net.Conn) {
+// deliver hands c to Accept and reports true, or reports false when the
+// listener is closed (the caller then serves or closes c).
+func (l *chanListener) deliver(c net.Conn) bool {
 	select {
 	case l.ch <- c:
+		return true
 	case <-l.done:
-		c.Close()
+		return false
 	}
 }
 
