@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // samplesFor builds kept samples of one case: per target, one value per
@@ -204,5 +205,25 @@ func TestBenchGoalsSubBenchmarks(t *testing.T) {
 	if !strings.Contains(got, "**not met**") || !strings.Contains(got, "BenchmarkRequestPath/plain 0 allocs/op") ||
 		!strings.Contains(got, "BenchmarkRequestPath/jwt 1 allocs/op") || strings.Contains(got, "Streamed") {
 		t.Errorf("benchGoals(sub-benchmarks)[0] = %q; want not met, plain and jwt listed, Streamed not", got)
+	}
+}
+
+func TestJudgeReload(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		r    *reloadResult
+		want string
+	}{
+		{"none", nil, "not measured in this run"},
+		{"failed", &reloadResult{err: "boom"}, "not measured: boom"},
+		{"fast", &reloadResult{applied: 150 * time.Millisecond, requests: 1000}, "met: applied after 150 ms; 0 non-2xx and 0 errors among 1000 requests"},
+		{"slow", &reloadResult{applied: 250 * time.Millisecond, requests: 1000}, "**not met**: applied after 250 ms"},
+		{"fast with errors", &reloadResult{applied: 50 * time.Millisecond, requests: 1000, errors: 3}, "**not met**: applied after 50 ms; 0 non-2xx and 3 errors"},
+	}
+	for _, tt := range tests {
+		if got := judgeReload(tt.r); !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s: judgeReload = %q; want prefix %q", tt.name, got, tt.want)
+		}
 	}
 }

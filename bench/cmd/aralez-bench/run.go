@@ -95,6 +95,7 @@ type suite struct {
 	goCmd    string
 	goErr    string
 	profiles []profileResult
+	reload   *reloadResult
 }
 
 func (s *suite) say(format string, args ...any) {
@@ -722,6 +723,15 @@ func (s *suite) runSet(set string, cs []tcase) error {
 					return nil
 				}
 				s.measure(c, t, r)
+			}
+		}
+	}
+	if set == setHosts && s.ctx.Err() == nil {
+		for _, t := range s.targets {
+			for _, c := range cs {
+				if t.kind == kindOurs && ok[c.id+"|"+t.name] {
+					s.reloadUnderLoad(c, t)
+				}
 			}
 		}
 	}
