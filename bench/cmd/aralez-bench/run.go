@@ -202,7 +202,7 @@ func run(ctx context.Context, o options) error {
 	s.say("plan: scenarios %v, %d round(s), warm-up %v, window %v, proxy CPUs %s, load CPUs %s, %d thread(s) per proxy, targets %s",
 		o.scenarios, o.rounds, o.warmup, o.duration, cpuList(o.proxyCPUs), cpuList(o.loadCPUs), o.threads, strings.Join(o.targets, " "))
 	if o.dryRun {
-		for _, set := range []string{setBase, setHosts, setFeatures} {
+		for _, set := range []string{setBase, setHosts, setFeatures, setIdle} {
 			if err := s.writeConfigs(set); err != nil {
 				return err
 			}
@@ -222,7 +222,7 @@ func run(ctx context.Context, o options) error {
 	if err := s.startUpstreams(); err != nil {
 		return err
 	}
-	for _, set := range []string{setBase, setHosts, setFeatures} {
+	for _, set := range []string{setBase, setHosts, setFeatures, setIdle} {
 		var cs []tcase
 		for _, c := range s.cases {
 			if c.set == set {
