@@ -2,7 +2,11 @@
 
 package proxy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/aralez-go/aralez/metrics"
+)
 
 // TestRequestPathAllocs guards the zero-allocation contract of the request
 // path (STYLE §4): parse, route, pick, rewrite and forward a request whose
@@ -23,5 +27,24 @@ func TestRequestPathAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("AllocsPerRun(request path, %s) = %v; want 0", v.name, allocs)
 		}
+	}
+}
+
+// TestRequestPathAllocsObserved repeats the guard with Prometheus metrics
+// switched on. (The access log's records come from a pool that its writer
+// goroutine refills; accesslog's own BenchmarkLog measures that path.)
+func TestRequestPathAllocsObserved(t *testing.T) {
+	pb := newPathBench(t, benchConfig(1), benchRequest, benchBody)
+	pb.e.opts.Metrics = metrics.New()
+	for i := 0; i < 100; i++ {
+		pb.do(t)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if st := pb.do(t); st != 200 {
+			t.Fatalf("status %d", st)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("AllocsPerRun(request path with metrics) = %v; want 0", allocs)
 	}
 }

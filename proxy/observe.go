@@ -38,21 +38,29 @@ func protoOf(p []byte) uint8 {
 	}
 }
 
-// finishFast records one finished fasthttp request: the response's
-// X-Request-Id, Prometheus metrics and the access log. It allocates
-// nothing (the access log record is pooled).
-func (e *Engine) finishFast(ctx *fasthttp.RequestCtx, st *state, start time.Time) {
-	ctx.Response.Header.SetBytesKV(strXRequestID, st.rid)
+// finished describes one request for metrics and the access log; both
+// front ends fill it from their own request types.
+type finished struct {
+	start                     time.Time
+	status                    int
+	bytes                     int64
+	proto                     uint8
+	method, protocol, ua, rid []byte
+	upIdx                     int
+	upAddr                    string
+	req                       *Request
+	dec                       *Decision
+}
+
+// record feeds one finished request to the metrics and the access log.
+// It allocates nothing (the access log record is pooled).
+func (e *Engine) record(f *finished) {
 	m, al := e.opts.Metrics, e.opts.AccessLog
-	if m == nil && al == nil {
-		return
-	}
-	status := ctx.Response.StatusCode()
-	elapsed := time.Since(start)
+	elapsed := time.Since(f.start)
 	if m != nil {
-		m.Observe(st.req.Method, protoOf(st.req.Proto), status, st.upIdx, elapsed.Seconds())
-		if st.dec.Action == ActRespond {
-			switch st.dec.Status {
+		m.Observe(f.method, f.proto, f.status, f.upIdx, elapsed.Seconds())
+		if f.dec.Action == ActRespond {
+			switch f.dec.Status {
 			case 429:
 				m.RateLimited()
 			case 401, 403:
@@ -60,22 +68,37 @@ func (e *Engine) finishFast(ctx *fasthttp.RequestCtx, st *state, start time.Time
 			}
 		}
 	}
-	if al.Enabled(status) {
+	if al.Enabled(f.status) {
 		r := accesslog.AcquireRecord()
-		r.Time = start
-		r.Status = status
-		r.Bytes = int64(ctx.Response.Header.ContentLength())
+		r.Time = f.start
+		r.Status = f.status
+		r.Bytes = f.bytes
 		r.Duration = elapsed.Seconds()
-		r.Client = st.req.Client.AppendTo(r.Client)
-		r.Method = append(r.Method, ctx.Request.Header.Method()...)
-		r.Host = append(r.Host, st.req.Host...)
-		r.Path = append(r.Path, st.req.Path...)
-		r.Protocol = append(r.Protocol, ctx.Request.Header.Protocol()...)
-		r.Upstream = append(r.Upstream, st.upAddr...)
-		r.UserAgent = append(r.UserAgent, ctx.Request.Header.UserAgent()...)
-		r.RequestID = append(r.RequestID, st.rid...)
+		r.Client = f.req.Client.AppendTo(r.Client)
+		r.Method = append(r.Method, f.method...)
+		r.Host = append(r.Host, f.req.Host...)
+		r.Path = append(r.Path, f.req.Path...)
+		r.Protocol = append(r.Protocol, f.protocol...)
+		r.Upstream = append(r.Upstream, f.upAddr...)
+		r.UserAgent = append(r.UserAgent, f.ua...)
+		r.RequestID = append(r.RequestID, f.rid...)
 		al.Log(r)
 	}
+}
+
+// finishFast records one finished fasthttp request: the response's
+// X-Request-Id, Prometheus metrics and the access log.
+func (e *Engine) finishFast(ctx *fasthttp.RequestCtx, st *state, start time.Time) {
+	ctx.Response.Header.SetBytesKV(strXRequestID, st.rid)
+	if e.opts.Metrics == nil && e.opts.AccessLog == nil {
+		return
+	}
+	h := &ctx.Request.Header
+	e.record(&finished{
+		start: start, status: ctx.Response.StatusCode(), bytes: int64(ctx.Response.Header.ContentLength()),
+		proto: protoOf(st.req.Proto), method: h.Method(), protocol: h.Protocol(), ua: h.UserAgent(), rid: st.rid,
+		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec,
+	})
 }
 
 // statusRecorder remembers the status and body bytes a net/http handler
@@ -116,44 +139,20 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // finishNet records one finished net/http (h2, h2c, gRPC) request: metrics
 // and the access log, as finishFast does for HTTP/1.1.
 func (e *Engine) finishNet(r *http.Request, st *netState, start time.Time) {
-	m, al := e.opts.Metrics, e.opts.AccessLog
-	if m == nil && al == nil {
+	if e.opts.Metrics == nil && e.opts.AccessLog == nil {
 		return
 	}
 	status := st.rec.status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	elapsed := time.Since(start)
 	proto := metrics.ProtoHTTP2
 	if r.ProtoMajor == 1 {
 		proto = protoOf([]byte(r.Proto))
 	}
-	if m != nil {
-		m.Observe(st.req.Method, proto, status, st.upIdx, elapsed.Seconds())
-		if st.dec.Action == ActRespond {
-			switch st.dec.Status {
-			case 429:
-				m.RateLimited()
-			case 401, 403:
-				m.AuthRejected()
-			}
-		}
-	}
-	if al.Enabled(status) {
-		rec := accesslog.AcquireRecord()
-		rec.Time = start
-		rec.Status = status
-		rec.Bytes = st.rec.bytes
-		rec.Duration = elapsed.Seconds()
-		rec.Client = st.req.Client.AppendTo(rec.Client)
-		rec.Method = append(rec.Method, r.Method...)
-		rec.Host = append(rec.Host, st.req.Host...)
-		rec.Path = append(rec.Path, st.req.Path...)
-		rec.Protocol = append(rec.Protocol, r.Proto...)
-		rec.Upstream = append(rec.Upstream, st.upAddr...)
-		rec.UserAgent = append(rec.UserAgent, r.UserAgent()...)
-		rec.RequestID = append(rec.RequestID, st.rid...)
-		al.Log(rec)
-	}
+	e.record(&finished{
+		start: start, status: status, bytes: st.rec.bytes, proto: proto,
+		method: st.req.Method, protocol: []byte(r.Proto), ua: []byte(r.UserAgent()), rid: st.rid,
+		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec,
+	})
 }
