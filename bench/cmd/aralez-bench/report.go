@@ -430,8 +430,14 @@ func (s *suite) report(loadWall time.Duration) string {
 	var w bytes.Buffer
 	now := time.Now().UTC()
 	mode := "full"
-	if s.o.quick {
+	switch {
+	case s.o.quick:
 		mode = "QUICK"
+	case len(s.o.scenarios) < len(scenarioTitles):
+		mode = "scenarios " + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(s.o.scenarios)), ","), "[]")
+	}
+	if s.o.profile {
+		mode += ", -profile"
 	}
 	fmt.Fprintf(&w, "### Run %s (%s)\n\n", now.Format("2006-01-02 15:04 UTC"), mode)
 	if s.o.note != "" {
