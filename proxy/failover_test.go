@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -245,5 +246,30 @@ func TestStaleKeepAliveNo502(t *testing.T) {
 		for closed.Load() == before && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
+	}
+}
+
+// TestTLSVerifyPerPath: one self-signed TLS backend behind two paths; the
+// path with tls_verify: true refuses it (502), the other accepts it, as
+// Aralez does by default (issue 3).
+func TestTLSVerifyPerPath(t *testing.T) {
+	t.Parallel()
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "tls ok")
+	}))
+	t.Cleanup(up.Close)
+	addr := strings.TrimPrefix(up.URL, "https://")
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{{Name: "DEFAULT", Paths: []config.Path{
+		{Prefix: "/", Servers: []config.Server{{Address: addr, Weight: 1}}},
+		{Prefix: "/strict", Servers: []config.Server{{Address: addr, Weight: 1}}, Policy: config.Policy{TLSVerify: boolp(true)}},
+	}}}
+	e, proxyAddr := startProxy(t, cfg, Options{}, UpstreamOptions{})
+	e.Registry().Backends().Lookup(addr).SetProto(balancer.ProtoTLS | balancer.ProtoHTTP1)
+	if resp, body := get(t, "http://"+proxyAddr+"/x", nil); resp.StatusCode != 200 || body != "tls ok" {
+		t.Errorf("default path = %d %q; want 200 (self-signed accepted)", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, "http://"+proxyAddr+"/strict/x", nil); resp.StatusCode != 502 {
+		t.Errorf("tls_verify path = %d; want 502 (unknown authority)", resp.StatusCode)
 	}
 }

@@ -375,7 +375,7 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state
 		if b == nil {
 			break
 		}
-		u := snap.upstreams[b]
+		u := rt.upstreams[b]
 		if noHost {
 			// HTTP/1.0 without Host: HTTP/1.1 upstreams need one.
 			req.Header.SetHost(u.hc.Addr)

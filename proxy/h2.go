@@ -359,7 +359,7 @@ func (e *Engine) forwardNet(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		if b == nil {
 			break
 		}
-		u := snap.upstreams[b]
+		u := rt.upstreams[b]
 		tr, scheme := u.net.transport(grpc)
 		out.URL = &url.URL{Scheme: scheme, Host: b.Addr(), Opaque: opaquePath(r, st.path), RawQuery: rawQuery(r, d.Query)}
 		b.Acquire()

@@ -35,7 +35,9 @@ type UpstreamOptions struct {
 	// MaxHeaderBytes bounds the upstream response header block.
 	MaxHeaderBytes int
 	// TLSVerify verifies the certificates of TLS backends (system roots
-	// plus TLSCAFile); false accepts any, as Aralez does.
+	// plus TLSCAFile); false accepts any, as Aralez does. The Registry
+	// sets it per pool from each route's tls_verify; a value given to
+	// NewRegistry is ignored.
 	TLSVerify bool
 	// TLSCAFile is a PEM bundle of extra roots for TLSVerify.
 	TLSCAFile string
@@ -85,19 +87,28 @@ func NewRegistry(o UpstreamOptions) *Registry {
 // Backends returns the balancer's per-address state set.
 func (r *Registry) Backends() *balancer.Set { return r.set }
 
-func (r *Registry) get(addr string) *upstream {
+// get returns the connection pools for addr with upstream certificate
+// verification on or off (tls_verify); the balancer state is shared by
+// every pool of the address.
+func (r *Registry) get(addr string, verify bool) *upstream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if u, ok := r.upstreams[addr]; ok {
+	key := addr
+	if verify {
+		key = addr + " verify"
+	}
+	if u, ok := r.upstreams[key]; ok {
 		return u
 	}
+	opts := r.opts
+	opts.TLSVerify = verify
 	u := &upstream{backend: r.set.Get(addr), hc: r.newHostClient(addr), metricIdx: -1}
-	if r.opts.Metrics != nil {
-		u.metricIdx = r.opts.Metrics.UpstreamIndex(addr)
+	if opts.Metrics != nil {
+		u.metricIdx = opts.Metrics.UpstreamIndex(addr)
 	}
-	u.net = newNetUpstream(addr, u.backend, r.opts)
-	u.hc.Dial = withTimeout(u.net.dialHostClient, r.opts.Timeout) // TLS when the backend was detected as TLS
-	r.upstreams[addr] = u
+	u.net = newNetUpstream(addr, u.backend, opts)
+	u.hc.Dial = withTimeout(u.net.dialHostClient, opts.Timeout) // TLS when the backend was detected as TLS
+	r.upstreams[key] = u
 	return u
 }
 
@@ -107,11 +118,11 @@ func (r *Registry) Sweep(keep func(addr string) bool) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
-	for addr, u := range r.upstreams {
-		if !keep(addr) {
+	for key, u := range r.upstreams {
+		if !keep(u.backend.Addr()) {
 			u.hc.CloseIdleConnections()
 			u.net.closeIdle()
-			delete(r.upstreams, addr)
+			delete(r.upstreams, key)
 			n++
 		}
 	}

@@ -71,6 +71,10 @@ type Route struct {
 	serverHeaders []headerOp
 	clientHeaders []headerOp
 
+	// upstreams maps each pool member to its connection pools for this
+	// route (routes differ in tls_verify, so one address may have two).
+	upstreams map[*balancer.Backend]*upstream
+
 	policy routePolicy
 }
 
@@ -172,12 +176,22 @@ func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Hos
 			return nil, err
 		}
 		members := make([]balancer.Member, 0, len(p.Servers))
+		r.upstreams = make(map[*balancer.Backend]*upstream, len(p.Servers))
+		// tls_verify: the path's value, else the global one (read per
+		// reload; the Registry keeps one pool per address and setting).
+		verify := false
+		if v := p.Policy.TLSVerify; v != nil {
+			verify = *v
+		} else if v := up.Policy.TLSVerify; v != nil {
+			verify = *v
+		}
 		for _, sv := range p.Servers {
 			if _, _, err := net.SplitHostPort(sv.Address); err != nil {
 				return nil, fmt.Errorf("server %q: %w", sv.Address, err)
 			}
-			u := reg.get(sv.Address)
+			u := reg.get(sv.Address, verify)
 			s.upstreams[u.backend] = u
+			r.upstreams[u.backend] = u
 			w := sv.Weight
 			if w <= 0 {
 				w = 1

@@ -87,7 +87,7 @@ func (e *Engine) tunnelFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state)
 		if b == nil {
 			break
 		}
-		u := snap.upstreams[b]
+		u := rt.upstreams[b]
 		if noHost {
 			req.Header.SetHost(u.hc.Addr)
 		}

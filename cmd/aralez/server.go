@@ -86,7 +86,6 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		Timeout:           m.UpstreamTimeout,
 		IdleTimeout:       m.UpstreamIdleTimeout,
 		MaxHeaderBytes:    m.MaxHeaderBytes,
-		TLSVerify:         cfg.Upstreams.Policy.TLSVerify != nil && *cfg.Upstreams.Policy.TLSVerify,
 		TLSCAFile:         m.TLSCAFile,
 		Metrics:           s.metrics,
 	})
@@ -214,6 +213,7 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 	s.health.SetTargets(snap.HealthTargets())
 	go detectUnchecked(s.log, snap)
 	s.cfg, s.digest = cfg, digest
+	s.sweepLater()
 	s.metrics.Reload(true)
 	s.metrics.SetGeneration(s.gen)
 	s.metrics.RetainUpstreams(snap.Backends())
@@ -623,4 +623,20 @@ func newDiscovery(cfg *config.Config, log *slog.Logger) (baseSource, error) {
 		return discovery.NewKubernetes(up, up.Kubernetes, discovery.KubernetesOptions{Logger: log})
 	}
 	return nil, nil
+}
+
+// sweepLater forgets, after the drain timeout, the backends that the
+// snapshot serving then no longer uses: their idle connections are
+// closed and their state dropped (requests still in flight on an older
+// snapshot have had the drain timeout to finish).
+func (s *server) sweepLater() {
+	time.AfterFunc(s.cfg.Main.DrainTimeout, func() {
+		keep := make(map[string]bool)
+		for _, a := range s.engine.Snapshot().Backends() {
+			keep[a] = true
+		}
+		if n := s.reg.Sweep(func(addr string) bool { return keep[addr] }); n > 0 {
+			s.log.Info("unused backends swept", "backends", n)
+		}
+	})
 }
