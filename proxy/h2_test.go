@@ -221,7 +221,10 @@ func TestUpstreamTLSVerify(t *testing.T) {
 		{"verify on, unknown CA", UpstreamOptions{TLSVerify: true}, 502},
 		{"verify on, CA file", UpstreamOptions{TLSVerify: true, TLSCAFile: filepath.Join(dir, "up.crt")}, 200},
 	} {
-		f := startFronts(t, cfg, Options{}, tt.uo, ListenOptions{})
+		// tls_verify comes from the routing table (global level here).
+		c := *cfg
+		c.Upstreams.Policy.TLSVerify = boolp(tt.uo.TLSVerify)
+		f := startFronts(t, &c, Options{}, tt.uo, ListenOptions{})
 		for kind, addr := range addrs {
 			p, err := balancer.Detect(context.Background(), addr, "", 2*time.Second)
 			if err != nil {
