@@ -32,15 +32,29 @@ func load(mainPath string, lookupEnv func(string) (string, bool)) (*Config, erro
 	if err != nil {
 		return nil, ErrorList{{Pos: Pos{File: mainPath}, Msg: "reading main config: " + err.Error()}}
 	}
-	m, err := ParseMain(mainPath, data)
-	if err != nil {
-		return nil, err
+	// Errors in main.yaml do not stop the upstreams file from being
+	// checked too, so that `aralez -t` reports both files at once; only a
+	// main.yaml that does not parse at all (syntax) stops here.
+	var all ErrorList
+	m, mainErrs := parseMain(mainPath, data)
+	if m == nil {
+		return nil, mainErrs.err()
+	}
+	all = append(all, mainErrs...)
+	m.ApplyDefaults()
+	if len(mainErrs) == 0 {
+		if err := m.Validate(); err != nil {
+			var el ErrorList
+			if !errors.As(err, &el) {
+				return nil, err
+			}
+			all = append(all, el...)
+		}
 	}
 	m.resolvePaths(filepath.Dir(abs))
 	if v, ok := lookupEnv(EnvJWTKey); ok && v != "" {
 		m.MasterKey = v
 	}
-	var all ErrorList
 	if m.ConfigAPIEnabled && m.MasterKey == "" {
 		all = append(all, &FieldError{Pos: Pos{File: mainPath}, Path: "config_api_enabled",
 			Msg: "the config API needs master_key (or the " + EnvJWTKey + " environment variable)"})

@@ -844,3 +844,20 @@ func TestCheckHostPort(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadReportsBothFiles: errors in main.yaml do not hide those of the
+// upstreams file (QA finding: `aralez -t` must print every error).
+func TestLoadReportsBothFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.yaml"), []byte("threads: \"2\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := "upstreams:\n  a.test:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:9\"]\n        rate_limit: 0\n"
+	if err := os.WriteFile(filepath.Join(dir, "upstreams.yaml"), []byte(up), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(filepath.Join(dir, "main.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "main.yaml:1:10") || !strings.Contains(err.Error(), "upstreams.yaml:6:") {
+		t.Fatalf("Load = %v; want errors from both files", err)
+	}
+}
