@@ -273,16 +273,6 @@ func parseServer(s string) (Server, string) {
 	return srv, ""
 }
 
-// oneOf reports whether s is one of allowed.
-func oneOf(s string, allowed ...string) bool {
-	for _, a := range allowed {
-		if s == a {
-			return true
-		}
-	}
-	return false
-}
-
 // enumMsg is the message for a value outside allowed.
 func enumMsg(what, got string, allowed ...string) string {
 	msg := "unknown " + what + " " + strconv.Quote(got) + "; want " + strings.Join(allowed, ", ")

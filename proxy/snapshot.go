@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/aralez-go/aralez/balancer"
@@ -313,21 +311,4 @@ func (s *Snapshot) BackendStates() []*balancer.Backend {
 		out = append(out, b)
 	}
 	return out
-}
-
-// tlsPort returns the port of a host:port listener address, or 0.
-func tlsPort(addr string) int {
-	if addr == "" {
-		return 0
-	}
-	ap, err := netip.ParseAddrPort(addr)
-	if err == nil {
-		return int(ap.Port())
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(port)
-	return n
 }
