@@ -761,13 +761,13 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 		return err
 	}
 	hr.Host = string(req.Header.Host())
-	req.Header.VisitAll(func(k, v []byte) {
+	for k, v := range req.Header.All() {
 		switch string(k) {
 		case "Host", "Content-Length", "Connection", "Transfer-Encoding":
-			return
+			continue
 		}
 		hr.Header.Add(string(k), string(v))
-	})
+	}
 	if req.IsBodyStream() {
 		hr.Body = io.NopCloser(req.BodyStream())
 		hr.ContentLength = int64(req.Header.ContentLength())
