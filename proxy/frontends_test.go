@@ -86,19 +86,7 @@ func testTLSConfig(t testing.TB, nextProtos []string) *tls.Config {
 // 127.0.0.1, sharing one fasthttp server, as cmd/aralez does.
 func startFronts(t testing.TB, cfg *config.Config, o Options, uo UpstreamOptions, lo ListenOptions) *fronts {
 	t.Helper()
-	if uo.Timeout == 0 {
-		uo.Timeout = 5 * time.Second
-	}
-	if uo.ConnectTimeout == 0 {
-		uo.ConnectTimeout = 2 * time.Second
-	}
-	reg := NewRegistry(uo)
-	e := NewEngine(reg, o)
-	snap, err := Compile(cfg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Swap(snap)
+	e, reg := newTestEngine(t, cfg, o, uo)
 	fast := NewFastServer(e, ServerOptions{ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
 	// Idle fasthttp workers exit quickly, so goroutine counts settle fast.
 	fast.MaxIdleWorkerDuration = 200 * time.Millisecond

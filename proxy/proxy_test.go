@@ -55,9 +55,9 @@ func newUpstream(t *testing.T, name string, h http.HandlerFunc) (*httptest.Serve
 
 func addrOf(srv *httptest.Server) string { return strings.TrimPrefix(srv.URL, "http://") }
 
-// startProxy compiles cfg, serves it on 127.0.0.1:0 with the fasthttp
-// front end and returns the engine and the listener address.
-func startProxy(t *testing.T, cfg *config.Config, o Options, uo UpstreamOptions) (*Engine, string) {
+// newTestEngine compiles cfg into a new Engine with test-sized upstream
+// timeouts (5 s, connect 2 s) unless uo sets them.
+func newTestEngine(t testing.TB, cfg *config.Config, o Options, uo UpstreamOptions) (*Engine, *Registry) {
 	t.Helper()
 	if uo.Timeout == 0 {
 		uo.Timeout = 5 * time.Second
@@ -72,6 +72,14 @@ func startProxy(t *testing.T, cfg *config.Config, o Options, uo UpstreamOptions)
 		t.Fatal(err)
 	}
 	e.Swap(snap)
+	return e, reg
+}
+
+// startProxy compiles cfg, serves it on 127.0.0.1:0 with the fasthttp
+// front end and returns the engine and the listener address.
+func startProxy(t *testing.T, cfg *config.Config, o Options, uo UpstreamOptions) (*Engine, string) {
+	t.Helper()
+	e, _ := newTestEngine(t, cfg, o, uo)
 	srv := NewFastServer(e, ServerOptions{ReadTimeout: 120 * time.Second, WriteTimeout: 120 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
