@@ -19,145 +19,8 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/internal/consultest"
 )
-
-// fakeConsul emulates GET /v1/health/service/<name> with X-Consul-Index
-// blocking semantics: a request whose index equals the current one is
-// held until a change or its wait elapses.
-type fakeConsul struct {
-	mu       sync.Mutex
-	index    uint64
-	services map[string][]*api.ServiceEntry
-	status   int           // non-zero: answer with this status
-	changed  chan struct{} // closed and replaced on every change
-	tokens   map[string]int
-	passing  int // requests that asked for ?passing
-	requests int
-	quit     chan struct{}
-	quitOnce sync.Once
-	badPaths int
-}
-
-func newFakeConsul() *fakeConsul {
-	return &fakeConsul{
-		index:    10,
-		services: map[string][]*api.ServiceEntry{},
-		changed:  make(chan struct{}),
-		tokens:   map[string]int{},
-		quit:     make(chan struct{}),
-	}
-}
-
-// set replaces a service's instances ("addr:port" or "@node:port" for an
-// instance without a service address) and wakes blocked queries.
-func (f *fakeConsul) set(name string, instances ...string) {
-	var es []*api.ServiceEntry
-	for i, in := range instances {
-		host, port, _ := net.SplitHostPort(in)
-		p, _ := strconv.Atoi(port)
-		e := &api.ServiceEntry{
-			Node:    &api.Node{Node: "node" + strconv.Itoa(i), Address: "10.9.9." + strconv.Itoa(i+1)},
-			Service: &api.AgentService{ID: name + strconv.Itoa(i), Service: name, Address: host, Port: p, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
-		}
-		if strings.HasPrefix(host, "@") {
-			e.Node.Address = host[1:]
-			e.Service.Address = ""
-		}
-		es = append(es, e)
-	}
-	f.mu.Lock()
-	f.services[name] = es
-	f.bumpLocked()
-	f.mu.Unlock()
-}
-
-// setStatus makes every answer fail with status (0 = answer normally).
-func (f *fakeConsul) setStatus(status int) {
-	f.mu.Lock()
-	f.status = status
-	f.bumpLocked()
-	f.mu.Unlock()
-}
-
-func (f *fakeConsul) bumpLocked() {
-	f.index++
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *fakeConsul) stop() { f.quitOnce.Do(func() { close(f.quit) }) }
-
-func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
-	f.mu.Lock()
-	f.requests++
-	f.tokens[r.Header.Get("X-Consul-Token")]++
-	if _, ok := r.URL.Query()["passing"]; ok {
-		f.passing++
-	}
-	if !ok {
-		f.badPaths++
-		f.mu.Unlock()
-		http.NotFound(w, r)
-		return
-	}
-	f.mu.Unlock()
-
-	idx, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
-	wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
-	if err != nil || wait <= 0 {
-		wait = 5 * time.Minute
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		f.mu.Lock()
-		if f.status != 0 {
-			st := f.status
-			f.mu.Unlock()
-			http.Error(w, "emulated failure", st)
-			return
-		}
-		if f.index > idx {
-			es := f.services[name]
-			cur := f.index
-			f.mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("X-Consul-Index", strconv.FormatUint(cur, 10))
-			if es == nil {
-				es = []*api.ServiceEntry{}
-			}
-			_ = json.NewEncoder(w).Encode(es)
-			return
-		}
-		ch := f.changed
-		f.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timer.C:
-			// Unchanged: answer with the same index.
-			idx = 0
-		case <-r.Context().Done():
-			return
-		case <-f.quit:
-			return
-		}
-	}
-}
-
-func (f *fakeConsul) counts() (requests, passing, badPaths int, tokens map[string]int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.requests, f.passing, f.badPaths, copyCounts(f.tokens)
-}
-
-func copyCounts(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
 
 // logBuffer is a goroutine-safe log sink.
 type logBuffer struct {
@@ -268,16 +131,13 @@ func consulBase() *config.Upstreams {
 
 func TestConsulBlockingUpdates(t *testing.T) {
 	t.Parallel()
-	fc := newFakeConsul()
-	fc.set("web", "127.0.0.2:8080", "127.0.0.1:8080")
-	fc.set("api", "@127.0.0.5:7000")
-	srv := httptest.NewServer(fc)
-	t.Cleanup(srv.Close)
-	t.Cleanup(fc.stop)
+	fc := consultest.NewServer(t)
+	fc.Set("web", "127.0.0.2:8080", "127.0.0.1:8080")
+	fc.Set("api", "@127.0.0.5:7000")
 
 	var logs logBuffer
 	cc := &config.Consul{
-		Servers: []string{srv.URL},
+		Servers: []string{fc.URL()},
 		Token:   "s3cr3t-token",
 		Services: []config.ConsulService{
 			{Proxy: "app.example.com", Path: "/", RealName: "web"},
@@ -312,7 +172,7 @@ func TestConsulBlockingUpdates(t *testing.T) {
 
 	// A change arrives through the held query, well before the poll.
 	start := time.Now()
-	fc.set("web", "127.0.0.3:8080")
+	fc.Set("web", "127.0.0.3:8080")
 	u = recv(t, out, time.Second)
 	want = "static.example.com /=127.0.0.1:9000; app.example.com /static=127.0.0.1:9001; " +
 		"app.example.com /=127.0.0.3:8080; app.example.com /api=127.0.0.5:7000; new.example.com /="
@@ -322,10 +182,10 @@ func TestConsulBlockingUpdates(t *testing.T) {
 	t.Logf("change delivered in %v", time.Since(start))
 
 	// An index bump with the same instances emits nothing.
-	fc.set("api", "@127.0.0.5:7000")
+	fc.Set("api", "@127.0.0.5:7000")
 	noUpdate(t, out, 200*time.Millisecond)
 
-	fc.set("missing", "[::1]:9100")
+	fc.Set("missing", "[::1]:9100")
 	u = recv(t, out, time.Second)
 	if got, want := describe(u.Upstreams), "new.example.com /=[::1]:9100"; !strings.HasSuffix(got, want) {
 		t.Fatalf("table = %q; want suffix %q", got, want)
@@ -338,15 +198,15 @@ func TestConsulBlockingUpdates(t *testing.T) {
 		t.Fatalf("table after SetBase = %q; want %q", got, want)
 	}
 
-	_, passing, bad, tokens := fc.counts()
-	if bad != 0 {
-		t.Errorf("requests to other endpoints = %d; want 0", bad)
+	counts := fc.Counts()
+	if counts.Unknown != 0 {
+		t.Errorf("requests to other endpoints = %d; want 0", counts.Unknown)
 	}
-	if passing == 0 {
+	if counts.Passing == 0 {
 		t.Errorf("no request asked for ?passing")
 	}
-	if len(tokens) != 1 || tokens["s3cr3t-token"] == 0 {
-		t.Errorf("tokens seen = %v; want only s3cr3t-token", tokens)
+	if len(counts.Tokens) != 1 || counts.Tokens["s3cr3t-token"] == 0 {
+		t.Errorf("tokens seen = %v; want only s3cr3t-token", counts.Tokens)
 	}
 	if strings.Contains(logs.String(), "s3cr3t") {
 		t.Errorf("log mentions the token: %s", logs.String())
@@ -355,15 +215,12 @@ func TestConsulBlockingUpdates(t *testing.T) {
 
 func TestConsulFailureKeepsTableAndRecovers(t *testing.T) {
 	t.Parallel()
-	fc := newFakeConsul()
-	fc.set("web", "127.0.0.1:8080")
-	srv := httptest.NewServer(fc)
-	t.Cleanup(srv.Close)
-	t.Cleanup(fc.stop)
+	fc := consultest.NewServer(t)
+	fc.Set("web", "127.0.0.1:8080")
 
 	var logs logBuffer
 	cc := &config.Consul{
-		Servers:  []string{srv.Listener.Addr().String()},
+		Servers:  []string{fc.Addr()},
 		Services: []config.ConsulService{{Proxy: "app.example.com", Path: "/", RealName: "web"}},
 	}
 	c, err := NewConsul(nil, cc, ConsulOptions{Interval: 50 * time.Millisecond, Wait: time.Minute, Logger: logs.logger()})
@@ -375,7 +232,7 @@ func TestConsulFailureKeepsTableAndRecovers(t *testing.T) {
 		t.Fatalf("first table = %q; want %q", got, want)
 	}
 
-	fc.setStatus(http.StatusInternalServerError)
+	fc.SetStatus(http.StatusInternalServerError)
 	waitFor(t, 5*time.Second, "a failure log line", func() bool {
 		return strings.Contains(logs.String(), "consul query failed")
 	})
@@ -384,8 +241,8 @@ func TestConsulFailureKeepsTableAndRecovers(t *testing.T) {
 		t.Errorf("failure logged %d times; want once per outage", n)
 	}
 
-	fc.setStatus(0)
-	fc.set("web", "127.0.0.1:8081")
+	fc.SetStatus(0)
+	fc.Set("web", "127.0.0.1:8081")
 	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8081"; got != want {
 		t.Fatalf("table after recovery = %q; want %q", got, want)
 	}
@@ -396,10 +253,9 @@ func TestConsulFailureKeepsTableAndRecovers(t *testing.T) {
 
 func TestConsulClosedServerRecovers(t *testing.T) {
 	t.Parallel()
-	fc := newFakeConsul()
-	fc.set("web", "127.0.0.1:8080")
-	srv := httptest.NewServer(fc)
-	addr := srv.Listener.Addr().String()
+	fc := consultest.NewServer(t)
+	fc.Set("web", "127.0.0.1:8080")
+	addr := fc.Addr()
 
 	var logs logBuffer
 	cc := &config.Consul{
@@ -414,27 +270,19 @@ func TestConsulClosedServerRecovers(t *testing.T) {
 	recv(t, out, 5*time.Second)
 
 	// Close the server with the query held open.
-	fc.stop()
-	srv.CloseClientConnections()
-	srv.Close()
+	fc.Close()
 	waitFor(t, 5*time.Second, "a failure log line", func() bool {
 		return strings.Contains(logs.String(), "consul query failed")
 	})
 	noUpdate(t, out, 200*time.Millisecond)
 
 	// Come back on the same address with new instances.
-	fc2 := newFakeConsul()
-	fc2.set("web", "127.0.0.1:8082")
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}
-	srv2 := httptest.NewUnstartedServer(fc2)
-	srv2.Listener.Close()
-	srv2.Listener = ln
-	srv2.Start()
-	t.Cleanup(srv2.Close)
-	t.Cleanup(fc2.stop)
+	fc2 := consultest.NewServerOn(t, ln)
+	fc2.Set("web", "127.0.0.1:8082")
 	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), "app.example.com /=127.0.0.1:8082"; got != want {
 		t.Fatalf("table after restart = %q; want %q", got, want)
 	}
@@ -450,14 +298,11 @@ func TestConsulTriesServersInOrder(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close()
 
-	fc := newFakeConsul()
-	fc.set("web", "127.0.0.1:8080")
-	srv := httptest.NewServer(fc)
-	t.Cleanup(srv.Close)
-	t.Cleanup(fc.stop)
+	fc := consultest.NewServer(t)
+	fc.Set("web", "127.0.0.1:8080")
 
 	cc := &config.Consul{
-		Servers:  []string{dead, srv.Listener.Addr().String()},
+		Servers:  []string{dead, fc.Addr()},
 		Services: []config.ConsulService{{Proxy: "app.example.com", Path: "/", RealName: "web"}},
 	}
 	var logs logBuffer
@@ -473,7 +318,7 @@ func TestConsulTriesServersInOrder(t *testing.T) {
 		t.Errorf("a working second server still logged a failure: %s", logs.String())
 	}
 	// Stays on the second server: the change arrives via the held query.
-	fc.set("web", "127.0.0.1:8089")
+	fc.Set("web", "127.0.0.1:8089")
 	if got, want := describe(recv(t, out, time.Second).Upstreams), "app.example.com /=127.0.0.1:8089"; got != want {
 		t.Fatalf("table = %q; want %q", got, want)
 	}

@@ -569,3 +569,11 @@ func TestKubernetesTLSWithCAFile(t *testing.T) {
 		t.Errorf("Authorization headers = %v; want the bearer token", auth)
 	}
 }
+
+func copyCounts(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
