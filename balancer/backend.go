@@ -217,19 +217,27 @@ func (b *Backend) ReportSuccess() {
 	}
 }
 
-// checkPassed ends a passive ejection: an active probe got an answer.
-func (b *Backend) checkPassed() {
-	if b.ejectedUntil.Load() != 0 {
-		b.ejectedUntil.Store(0)
+// RecordCheck records the outcome of one active health probe finished
+// at nowNanos: errMsg is empty for a pass, else the probe's error. A pass
+// ends a passive ejection (an active probe got an answer); a failure
+// keeps one going for another DefaultCooldown. It does not change Up:
+// the health checker's rise and fall counts do.
+func (b *Backend) RecordCheck(nowNanos int64, errMsg string) {
+	if errMsg == "" {
+		b.lastError.Store(nil)
+		if b.ejectedUntil.Load() != 0 {
+			b.ejectedUntil.Store(0)
+		}
+		return
+	}
+	b.lastError.Store(&errMsg)
+	if u := b.ejectedUntil.Load(); u > nowNanos && u < nowNanos+int64(DefaultCooldown) {
+		b.ejectedUntil.CompareAndSwap(u, nowNanos+int64(DefaultCooldown))
 	}
 }
 
-// checkFailed keeps a passive ejection going while active probes fail.
-func (b *Backend) checkFailed(now int64) {
-	if u := b.ejectedUntil.Load(); u > now && u < now+int64(DefaultCooldown) {
-		b.ejectedUntil.CompareAndSwap(u, now+int64(DefaultCooldown))
-	}
-}
+// SetLastCheck records when the last active probe of b finished.
+func (b *Backend) SetLastCheck(t time.Time) { b.lastCheck.Store(t.UnixNano()) }
 
 // Proto returns the detected upstream protocol (ProtoUnknown until the
 // health checker or a SetProto call sets it).

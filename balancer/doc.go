@@ -2,7 +2,7 @@
 // keeps the state that choice depends on: per-backend counters, active
 // health, passive ejection and the detected upstream protocol.
 //
-// It imports the standard library and golang.org/x/net only, and never
+// It imports the standard library only (no net/http), and never
 // sees a request: callers pass plain values (a cookie value, the time).
 //
 // # Backends and sets
@@ -40,32 +40,11 @@
 //
 // # Health
 //
-// The HealthChecker probes every target (backend, Host header, path) once
-// per interval, with a bounded number of concurrent probes. A probe is
-// one request, METHOD scheme://address/path with the route's Host (and
-// SNI when the host is a DNS name), over a fresh connection. A backend
-// passes a round when a probe gets any HTTP response with a status below
-// 500; connection errors, TLS errors, timeouts and 5xx fail it. Aralez
-// counted 100 to 498 as healthy; 499 is not a status servers send, so
-// the rules agree in practice. Rise consecutive passing rounds bring a
-// backend up and Fall consecutive failing ones take it down (2 and 2 by
-// default); every flip is logged once with its reason. Backends start
-// up, so a new backend gets traffic until probes say otherwise; call
-// CheckNow before serving to settle the state first.
-//
-// Probing also detects the protocol (Detect): TLS with ALPN h2 or
-// http/1.1, h2c with prior knowledge, or HTTP/1.1. The detected protocol
-// is stored on the Backend for the proxy. Later probes speak it: over
-// TLS the handshake's ALPN re-detects h2 on every probe for free; full
-// detection runs again when the known protocol stops working (an error
-// after connecting) or when a clear-text HTTP/1 probe gets 400, the
-// answer of TLS servers to clear text (once: a 400 right after a
-// detection that found clear text is taken as the backend's answer). Detection reuses its connection
-// for the probe when it can (TLS, h2c). Note that HTTP/1-only servers
-// built on Go's net/http pass the h2c detection preface ("PRI *
-// HTTP/2.0") to their handler as a request, so such backends see one
-// PRI request per detection. Backends of routes without health checks
-// are not detected by the checker; call Detect and SetProto for them.
+// Active health checks and protocol detection live in the subpackage
+// balancer/health, which speaks HTTP/1.1 and HTTP/2 to backends; this
+// package keeps the state they write (Backend.SetUp, SetProto,
+// RecordCheck) and imports no HTTP stack, so the proxy's front-end-neutral
+// pipeline can use it.
 //
 // # Passive ejection
 //

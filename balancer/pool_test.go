@@ -387,11 +387,11 @@ func TestPassiveEjection(t *testing.T) {
 	for range DefaultFailThreshold {
 		b.ReportFailure(t0)
 	}
-	b.checkFailed(t0 + int64(5*time.Second))
+	b.RecordCheck(t0+int64(5*time.Second), "probe failed")
 	if b.Available(t0 + int64(DefaultCooldown)) {
 		t.Fatalf("Available after a failing check prolonged the ejection = true; want false")
 	}
-	b.checkPassed()
+	b.RecordCheck(t0+1, "")
 	if !b.Available(t0 + 1) {
 		t.Fatalf("Available after a passing check = false; want true")
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/balancer/health"
 	"github.com/aralez-go/aralez/config"
 )
 
@@ -88,7 +89,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", a.addr, b.addr)}
 	e, addr := startProxy(t, cfg, Options{}, UpstreamOptions{})
 	interval := 200 * time.Millisecond
-	hc := balancer.NewHealthChecker(balancer.HealthOptions{Interval: interval, Timeout: 150 * time.Millisecond, Rise: 2, Fall: 2})
+	hc := health.NewHealthChecker(health.HealthOptions{Interval: interval, Timeout: 150 * time.Millisecond, Rise: 2, Fall: 2})
 	hc.SetTargets(e.Snapshot().HealthTargets())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

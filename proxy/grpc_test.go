@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/aralez-go/aralez/balancer"
+	bhealth "github.com/aralez-go/aralez/balancer/health"
 	"github.com/aralez-go/aralez/config"
 )
 
@@ -158,7 +159,7 @@ func TestGRPCThroughProxy(t *testing.T) {
 	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
 	// The h2c backend stays undetected (gRPC then goes over h2c); the
 	// TLS one is detected as the health checker would.
-	p, err := balancer.Detect(context.Background(), tlsAddr, "", time.Second)
+	p, err := bhealth.Detect(context.Background(), tlsAddr, "", time.Second)
 	if err != nil || p != balancer.ProtoTLS|balancer.ProtoH2 {
 		t.Fatalf("Detect(tls backend) = %v, %v; want tls+h2", p, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/balancer/health"
 	"github.com/aralez-go/aralez/config"
 )
 
@@ -87,7 +88,7 @@ func TestUpstreamProtocols(t *testing.T) {
 	}
 	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
 	for _, k := range kinds {
-		p, err := balancer.Detect(context.Background(), addrs[k.kind], "", 2*time.Second)
+		p, err := health.Detect(context.Background(), addrs[k.kind], "", 2*time.Second)
 		if err != nil || p != k.wantProto {
 			t.Fatalf("Detect(%s) = %v, %v; want %v", k.kind, p, err, k.wantProto)
 		}
@@ -226,7 +227,7 @@ func TestUpstreamTLSVerify(t *testing.T) {
 		c.Upstreams.Policy.TLSVerify = boolp(tt.uo.TLSVerify)
 		f := startFronts(t, &c, Options{}, tt.uo, ListenOptions{})
 		for kind, addr := range addrs {
-			p, err := balancer.Detect(context.Background(), addr, "", 2*time.Second)
+			p, err := health.Detect(context.Background(), addr, "", 2*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/aralez-go/aralez/accesslog"
 	"github.com/aralez-go/aralez/admin"
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/balancer/health"
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/discovery"
 	"github.com/aralez-go/aralez/metrics"
@@ -44,7 +45,7 @@ type server struct {
 
 	reg     *proxy.Registry
 	engine  *proxy.Engine
-	health  *balancer.HealthChecker
+	health  *health.HealthChecker
 	metrics *metrics.Metrics
 	access  *accesslog.Logger
 	push    *discovery.Push
@@ -105,7 +106,7 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		Metrics:             s.metrics,
 		AccessLog:           s.access,
 	})
-	s.health = balancer.NewHealthChecker(balancer.HealthOptions{
+	s.health = health.NewHealthChecker(health.HealthOptions{
 		Interval: healthInterval(m),
 		Timeout:  m.HealthCheckTimeout,
 		Rise:     m.HealthCheckRise,
@@ -595,7 +596,7 @@ func detectUnchecked(log *slog.Logger, snap *proxy.Snapshot) {
 			continue
 		}
 		host, _, _ := net.SplitHostPort(b.Addr())
-		p, err := balancer.Detect(context.Background(), b.Addr(), host, 0)
+		p, err := health.Detect(context.Background(), b.Addr(), host, 0)
 		if err != nil {
 			log.Debug("protocol detection failed; HTTP/1.1 assumed", "backend", b.Addr(), "err", err)
 			continue

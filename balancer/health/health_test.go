@@ -1,9 +1,10 @@
-package balancer
+package health
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/aralez-go/aralez/balancer"
 	"io"
 	"log"
 	"log/slog"
@@ -118,13 +119,13 @@ func TestHealthRiseFall(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(http.StatusOK)
 	s := newPlainServer(t, rec)
-	b := NewBackend(s.Listener.Addr().String())
+	b := balancer.NewBackend(s.Listener.Addr().String())
 	h, logs := newChecker(t, HealthOptions{Interval: time.Second, Rise: 2, Fall: 3})
 	h.SetTargets([]Target{{Backend: b}})
 	ctx := context.Background()
 
 	h.CheckNow(ctx)
-	if !b.Up() || b.Proto() != ProtoHTTP1 || b.LastCheck().IsZero() {
+	if !b.Up() || b.Proto() != balancer.ProtoHTTP1 || b.LastCheck().IsZero() {
 		t.Fatalf("after a passing round: Up=%v Proto=%v LastCheck=%v; want up, http1, set", b.Up(), b.Proto(), b.LastCheck())
 	}
 	rec.status.Store(http.StatusServiceUnavailable)
@@ -168,7 +169,7 @@ func TestHealthRunStatusAndListener(t *testing.T) {
 	s := httptest.NewUnstartedServer(rec)
 	s.Start()
 	addr := s.Listener.Addr().String()
-	b := NewBackend(addr)
+	b := balancer.NewBackend(addr)
 	h, _ := newChecker(t, HealthOptions{Interval: 50 * time.Millisecond})
 	h.SetTargets([]Target{{Backend: b, Host: "app.test", Path: "/hc"}})
 	run(t, h)
@@ -202,22 +203,22 @@ func TestHealthProtocols(t *testing.T) {
 	tests := []struct {
 		name      string
 		start     func(t *testing.T, h http.Handler) *httptest.Server
-		proto     Proto
+		proto     balancer.Proto
 		wireProto string
 	}{
-		{name: "http1", start: newPlainServer, proto: ProtoHTTP1, wireProto: "HTTP/1.1"},
-		{name: "h2c", start: newH2CServer, proto: ProtoH2C, wireProto: "HTTP/2.0"},
+		{name: "http1", start: newPlainServer, proto: balancer.ProtoHTTP1, wireProto: "HTTP/1.1"},
+		{name: "h2c", start: newH2CServer, proto: balancer.ProtoH2C, wireProto: "HTTP/2.0"},
 		{name: "tls http1", start: func(t *testing.T, h http.Handler) *httptest.Server { return newTLSServer(t, h, false) },
-			proto: ProtoTLS | ProtoHTTP1, wireProto: "HTTP/1.1"},
+			proto: balancer.ProtoTLS | balancer.ProtoHTTP1, wireProto: "HTTP/1.1"},
 		{name: "tls h2", start: func(t *testing.T, h http.Handler) *httptest.Server { return newTLSServer(t, h, true) },
-			proto: ProtoTLS | ProtoH2, wireProto: "HTTP/2.0"},
+			proto: balancer.ProtoTLS | balancer.ProtoH2, wireProto: "HTTP/2.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			rec := newRecorder(http.StatusOK)
 			s := tt.start(t, rec)
-			b := NewBackend(s.Listener.Addr().String())
+			b := balancer.NewBackend(s.Listener.Addr().String())
 			h, _ := newChecker(t, HealthOptions{Interval: 2 * time.Second, Method: "get", Fall: 1})
 			h.SetTargets([]Target{{Backend: b, Host: "app.example.com:8443", Path: "api/v1"}})
 			// Round 1 detects, round 2 probes with the known protocol.
@@ -230,7 +231,7 @@ func TestHealthProtocols(t *testing.T) {
 				want := struct{ method, host, path, proto, sni string }{
 					http.MethodGet, "app.example.com:8443", "/api/v1", tt.wireProto, "",
 				}
-				if tt.proto.Has(ProtoTLS) {
+				if tt.proto.Has(balancer.ProtoTLS) {
 					want.sni = "app.example.com"
 				}
 				if got != want {
@@ -249,11 +250,11 @@ func TestHealthProtocolChange(t *testing.T) {
 	rec := newRecorder(http.StatusOK)
 	plain := httptest.NewServer(rec)
 	addr := plain.Listener.Addr().String()
-	b := NewBackend(addr)
+	b := balancer.NewBackend(addr)
 	h, logs := newChecker(t, HealthOptions{Interval: 2 * time.Second})
 	h.SetTargets([]Target{{Backend: b}})
 	h.CheckNow(context.Background())
-	if b.Proto() != ProtoHTTP1 {
+	if b.Proto() != balancer.ProtoHTTP1 {
 		t.Fatalf("Proto() = %v; want http1", b.Proto())
 	}
 	plain.Close()
@@ -270,7 +271,7 @@ func TestHealthProtocolChange(t *testing.T) {
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	h.CheckNow(context.Background())
-	if b.Proto() != ProtoTLS|ProtoH2 || !b.Up() {
+	if b.Proto() != balancer.ProtoTLS|balancer.ProtoH2 || !b.Up() {
 		t.Fatalf("after the switch to TLS: Proto=%v Up=%v (%s); want tls+h2, up", b.Proto(), b.Up(), b.Status().LastError)
 	}
 
@@ -285,7 +286,7 @@ func TestHealthProtocolChange(t *testing.T) {
 	go s3.Serve(ln)
 	t.Cleanup(func() { s3.Close() })
 	h.CheckNow(context.Background())
-	if b.Proto() != ProtoHTTP1 || !b.Up() {
+	if b.Proto() != balancer.ProtoHTTP1 || !b.Up() {
 		t.Fatalf("after the switch back to clear text: Proto=%v Up=%v (%s); want http1, up", b.Proto(), b.Up(), b.Status().LastError)
 	}
 	if n := logs.count("backend protocol detected"); n != 3 {
@@ -296,14 +297,14 @@ func TestHealthProtocolChange(t *testing.T) {
 func TestHealthTLSVerify(t *testing.T) {
 	t.Parallel()
 	s := newTLSServer(t, newRecorder(http.StatusOK), true)
-	b := NewBackend(s.Listener.Addr().String())
+	b := balancer.NewBackend(s.Listener.Addr().String())
 	h, _ := newChecker(t, HealthOptions{TLSVerify: true, Fall: 1})
 	h.SetTargets([]Target{{Backend: b, Host: "example.com"}})
 	h.CheckNow(context.Background())
 	if b.Up() || !strings.Contains(b.Status().LastError, "verifying upstream certificate") {
 		t.Fatalf("self-signed with TLSVerify: Up=%v LastError=%q; want down, a verification error", b.Up(), b.Status().LastError)
 	}
-	if b.Proto() != ProtoTLS|ProtoH2 {
+	if b.Proto() != balancer.ProtoTLS|balancer.ProtoH2 {
 		t.Fatalf("Proto() = %v; want tls+h2 even when verification fails", b.Proto())
 	}
 
@@ -328,7 +329,7 @@ func TestHealthTargets(t *testing.T) {
 	t.Parallel()
 	recA, recB := newRecorder(http.StatusOK), newRecorder(http.StatusOK)
 	sa, sb := newPlainServer(t, recA), newPlainServer(t, recB)
-	a, b := NewBackend(sa.Listener.Addr().String()), NewBackend(sb.Listener.Addr().String())
+	a, b := balancer.NewBackend(sa.Listener.Addr().String()), balancer.NewBackend(sb.Listener.Addr().String())
 	h, _ := newChecker(t, HealthOptions{Rise: 2, Fall: 2})
 
 	h.SetTargets([]Target{
@@ -398,9 +399,9 @@ func targetStrings(ts []Target) []string {
 func TestHealthEndsEjection(t *testing.T) {
 	t.Parallel()
 	s := newPlainServer(t, newRecorder(http.StatusOK))
-	b := NewBackend(s.Listener.Addr().String())
+	b := balancer.NewBackend(s.Listener.Addr().String())
 	now := time.Now().UnixNano()
-	for range DefaultFailThreshold {
+	for range balancer.DefaultFailThreshold {
 		b.ReportFailure(now)
 	}
 	if b.Available(now) {
@@ -419,7 +420,7 @@ func TestHealthCancelledRoundDoesNotCount(t *testing.T) {
 	// A backend that accepts and never answers: probes end by the
 	// context, not by the backend.
 	ln := silentListener(t)
-	b := NewBackend(ln.Addr().String())
+	b := balancer.NewBackend(ln.Addr().String())
 	h, _ := newChecker(t, HealthOptions{Interval: 10 * time.Second, Fall: 1})
 	h.SetTargets([]Target{{Backend: b}})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -473,7 +474,7 @@ func TestHealthManyBackends(t *testing.T) {
 				}()
 			}
 		}()
-		ts = append(ts, Target{Backend: NewBackend(ln.Addr().String())})
+		ts = append(ts, Target{Backend: balancer.NewBackend(ln.Addr().String())})
 	}
 	const interval = 2 * time.Second
 	h, _ := newChecker(t, HealthOptions{Interval: interval})
@@ -485,7 +486,7 @@ func TestHealthManyBackends(t *testing.T) {
 	took := time.Since(start)
 	for _, tg := range ts {
 		b := tg.Backend
-		if lc := b.LastCheck(); lc.Before(start) || !b.Up() || b.Proto() != ProtoHTTP1 {
+		if lc := b.LastCheck(); lc.Before(start) || !b.Up() || b.Proto() != balancer.ProtoHTTP1 {
 			t.Fatalf("%s: LastCheck=%v (round started %v) Up=%v Proto=%v (%s); want checked in the round, up, http1",
 				b.Addr(), lc, start, b.Up(), b.Proto(), b.Status().LastError)
 		}
@@ -502,7 +503,7 @@ func TestHealthOrphanExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBackend(ln.Addr().String())
+	b := balancer.NewBackend(ln.Addr().String())
 	ln.Close() // nothing listens: every probe fails to dial
 	h, logs := newChecker(t, HealthOptions{Fall: 1})
 	h.SetTargets([]Target{{Backend: b}})
@@ -559,7 +560,7 @@ func silentListener(t *testing.T) net.Listener {
 func TestHealthHungBackend(t *testing.T) {
 	t.Parallel()
 	ln := silentListener(t)
-	b := NewBackend(ln.Addr().String())
+	b := balancer.NewBackend(ln.Addr().String())
 	const timeout = 300 * time.Millisecond
 	h, _ := newChecker(t, HealthOptions{Interval: time.Second, Timeout: timeout, Fall: 1})
 	h.SetTargets([]Target{{Backend: b, Path: "/a"}, {Backend: b, Path: "/b"}, {Backend: b, Path: "/c"}})
@@ -569,7 +570,7 @@ func TestHealthHungBackend(t *testing.T) {
 	if b.Up() {
 		t.Fatalf("Up after a round against a silent backend = true; want false")
 	}
-	if b.Proto() != ProtoUnknown {
+	if b.Proto() != balancer.ProtoUnknown {
 		t.Fatalf("Proto() = %v after probes that got no answer; want unknown", b.Proto())
 	}
 	if e := b.Status().LastError; !strings.Contains(e, "deadline") && !strings.Contains(e, "timeout") {
@@ -585,12 +586,12 @@ func TestHealthPlain400DetectsOnce(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(http.StatusBadRequest)
 	s := newPlainServer(t, rec)
-	b := NewBackend(s.Listener.Addr().String())
+	b := balancer.NewBackend(s.Listener.Addr().String())
 	h, _ := newChecker(t, HealthOptions{Rise: 1, Fall: 1})
 	h.SetTargets([]Target{{Backend: b}})
 	for round := 1; round <= 3; round++ {
 		h.CheckNow(context.Background())
-		if !b.Up() || b.Proto() != ProtoHTTP1 {
+		if !b.Up() || b.Proto() != balancer.ProtoHTTP1 {
 			t.Fatalf("round %d: Up=%v Proto=%v; want up (400 < 500), http1", round, b.Up(), b.Proto())
 		}
 	}

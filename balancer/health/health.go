@@ -1,4 +1,4 @@
-package balancer
+package health
 
 import (
 	"cmp"
@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/aralez-go/aralez/balancer"
 	"log/slog"
 	"net/http"
 	"os"
@@ -37,20 +38,8 @@ const (
 // otherwise it is marked up (no one checks it any more) and dropped.
 const orphanTTL = 5 * time.Minute
 
-// Target is one thing to probe: a backend and the request to send it.
-type Target struct {
-	// Backend is the backend to probe; targets with a nil Backend are
-	// ignored.
-	Backend *Backend
-	// Host is the Host header (:authority in HTTP/2) and, when it is a
-	// DNS name, the TLS server name. Use the route's host; empty,
-	// "DEFAULT" or a wildcard such as "*.example.com" means the
-	// backend's address.
-	Host string
-	// Path is the request path, usually the route's path prefix. Empty
-	// means "/".
-	Path string
-}
+// Target is one thing to probe; see balancer.Target.
+type Target = balancer.Target
 
 // HealthOptions configures a HealthChecker. The zero value gives the
 // defaults.
@@ -83,7 +72,7 @@ type HealthOptions struct {
 
 // hcState is the checker's record of one backend.
 type hcState struct {
-	b *Backend
+	b *balancer.Backend
 	// targets are deduplicated and sorted. SetTargets replaces the
 	// slice, never its elements, so a round may keep reading a copy of
 	// the old header.
@@ -119,7 +108,7 @@ type HealthChecker struct {
 	roundMu sync.Mutex
 
 	mu     sync.Mutex // guards states and hcState.targets, orphanSince
-	states map[*Backend]*hcState
+	states map[*balancer.Backend]*hcState
 
 	orphanTTL time.Duration // orphanTTL, shorter in tests
 }
@@ -152,13 +141,13 @@ func NewHealthChecker(o HealthOptions) *HealthChecker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HealthChecker{o: o, log: log, states: make(map[*Backend]*hcState), orphanTTL: orphanTTL}
+	return &HealthChecker{o: o, log: log, states: make(map[*balancer.Backend]*hcState), orphanTTL: orphanTTL}
 }
 
 // normalize fills in the defaults of a target.
 func normalize(t Target) Target {
 	if t.Host == "" || t.Host == "DEFAULT" || strings.HasPrefix(t.Host, "*") {
-		t.Host = t.Backend.addr
+		t.Host = t.Backend.Addr()
 	}
 	if t.Path == "" {
 		t.Path = "/"
@@ -176,7 +165,7 @@ func normalize(t Target) Target {
 // after which it is marked up, so that it is not left down forever with
 // no one checking it.
 func (h *HealthChecker) SetTargets(ts []Target) {
-	byB := make(map[*Backend][]Target)
+	byB := make(map[*balancer.Backend][]Target)
 	for _, t := range ts {
 		if t.Backend == nil {
 			continue
@@ -223,7 +212,7 @@ func (h *HealthChecker) Targets() []Target {
 	}
 	h.mu.Unlock()
 	slices.SortFunc(out, func(x, y Target) int {
-		return cmp.Or(cmp.Compare(x.Backend.addr, y.Backend.addr),
+		return cmp.Or(cmp.Compare(x.Backend.Addr(), y.Backend.Addr()),
 			cmp.Compare(x.Host, y.Host), cmp.Compare(x.Path, y.Path))
 	})
 	return out
@@ -322,7 +311,7 @@ func cut(ctx context.Context) bool {
 type result struct {
 	ok     bool
 	status int
-	proto  Proto // proven by the probe; ProtoUnknown if not
+	proto  balancer.Proto // proven by the probe; ProtoUnknown if not
 	target Target
 	err    error
 }
@@ -331,32 +320,29 @@ type result struct {
 // h.roundMu held.
 func (h *HealthChecker) apply(st *hcState, r result, now int64) {
 	b := st.b
-	if r.proto != ProtoUnknown {
+	if r.proto != balancer.ProtoUnknown {
 		if old := b.Proto(); old != r.proto {
 			b.SetProto(r.proto)
-			h.log.Info("backend protocol detected", "backend", b.addr, "proto", r.proto.String(), "previous", old.String())
+			h.log.Info("backend protocol detected", "backend", b.Addr(), "proto", r.proto.String(), "previous", old.String())
 		}
 	}
 	if r.ok {
 		st.ok++
 		st.fail = 0
-		b.lastError.Store(nil)
-		b.checkPassed()
+		b.RecordCheck(now, "")
 	} else {
 		st.fail++
 		st.ok = 0
-		msg := r.err.Error()
-		b.lastError.Store(&msg)
-		b.checkFailed(now)
+		b.RecordCheck(now, r.err.Error())
 	}
 	switch up := b.Up(); {
 	case up && st.fail >= h.o.Fall:
 		b.SetUp(false)
-		h.log.Warn("backend down", "backend", b.addr, "host", r.target.Host, "path", r.target.Path,
+		h.log.Warn("backend down", "backend", b.Addr(), "host", r.target.Host, "path", r.target.Path,
 			"reason", r.err.Error(), "failed_checks", st.fail)
 	case !up && st.ok >= h.o.Rise:
 		b.SetUp(true)
-		h.log.Info("backend up", "backend", b.addr, "host", r.target.Host, "path", r.target.Path,
+		h.log.Info("backend up", "backend", b.Addr(), "host", r.target.Host, "path", r.target.Path,
 			"status", r.status, "passed_checks", st.ok)
 	}
 	if st.orphanSince != 0 {
@@ -366,7 +352,7 @@ func (h *HealthChecker) apply(st *hcState, r result, now int64) {
 		case now-st.orphanSince > int64(h.orphanTTL):
 			b.SetUp(true)
 			delete(h.states, b)
-			h.log.Info("backend no longer checked, marked up", "backend", b.addr)
+			h.log.Info("backend no longer checked, marked up", "backend", b.Addr())
 		}
 	}
 }
@@ -382,7 +368,7 @@ func (h *HealthChecker) checkBackend(ctx context.Context, st *hcState, ts []Targ
 				r.target = ts[0]
 			}
 		}
-		b.lastCheck.Store(time.Now().UnixNano())
+		b.SetLastCheck(time.Now())
 	}()
 	for _, t := range ts {
 		pctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
@@ -427,41 +413,41 @@ func (h *HealthChecker) checkBackend(ctx context.Context, st *hcState, ts []Targ
 // a 400 from a clear-text HTTP/1 probe, which is what TLS servers answer
 // to clear text (a backend that turned TLS), unless detection already
 // confirmed that this clear-text backend answers 400.
-func (h *HealthChecker) probe(ctx context.Context, st *hcState, t Target) (int, Proto, error) {
+func (h *HealthChecker) probe(ctx context.Context, st *hcState, t Target) (int, balancer.Proto, error) {
 	b := st.b
 	sni := serverNameOf(t.Host)
-	if known := b.Proto(); known != ProtoUnknown {
+	if known := b.Proto(); known != balancer.ProtoUnknown {
 		status, p, err := h.probeWith(ctx, b, t, sni, known)
 		if err == nil && status != http.StatusBadRequest {
 			st.plain400 = false
 		}
 		switch {
-		case err == nil && (status != http.StatusBadRequest || p != ProtoHTTP1 || st.plain400):
+		case err == nil && (status != http.StatusBadRequest || p != balancer.ProtoHTTP1 || st.plain400):
 			return status, p, nil
 		case err != nil && (isDialError(err) || ctx.Err() != nil || errors.Is(err, errVerify)):
 			return status, p, err
 		}
 		// Detect again.
 	}
-	p, pc, err := detect(ctx, b.addr, sni, h.o.Timeout)
+	p, pc, err := detect(ctx, b.Addr(), sni, h.o.Timeout)
 	if err != nil {
-		return 0, ProtoUnknown, err
+		return 0, balancer.ProtoUnknown, err
 	}
 	if pc == nil { // ProtoHTTP1: detection used its connection up
-		if pc, err = dial(ctx, b.addr); err != nil {
+		if pc, err = dial(ctx, b.Addr()); err != nil {
 			return 0, p, err
 		}
 	}
 	defer pc.Close()
-	if h.o.TLSVerify && p&ProtoTLS != 0 {
-		if err := verifyPeer(pc.conn, sni, b.addr, h.o.RootCAs); err != nil {
+	if h.o.TLSVerify && p&balancer.ProtoTLS != 0 {
+		if err := verifyPeer(pc.conn, sni, b.Addr(), h.o.RootCAs); err != nil {
 			return 0, p, err
 		}
 	}
 	status, err := probeOn(pc, p, h.request(t, p))
 	// A clear-text backend that answers 400 after a fresh detection
 	// means it: do not detect again each round while it keeps doing so.
-	st.plain400 = err == nil && status == http.StatusBadRequest && p == ProtoHTTP1
+	st.plain400 = err == nil && status == http.StatusBadRequest && p == balancer.ProtoHTTP1
 	return status, p, err
 }
 
@@ -470,14 +456,14 @@ func isDialError(err error) bool {
 	return ok
 }
 
-func (h *HealthChecker) probeWith(ctx context.Context, b *Backend, t Target, sni string, known Proto) (int, Proto, error) {
-	pc, p, err := dialProto(ctx, b.addr, sni, known)
+func (h *HealthChecker) probeWith(ctx context.Context, b *balancer.Backend, t Target, sni string, known balancer.Proto) (int, balancer.Proto, error) {
+	pc, p, err := dialProto(ctx, b.Addr(), sni, known)
 	if err != nil {
 		return 0, p, err
 	}
 	defer pc.Close()
-	if h.o.TLSVerify && p&ProtoTLS != 0 {
-		if err := verifyPeer(pc.conn, sni, b.addr, h.o.RootCAs); err != nil {
+	if h.o.TLSVerify && p&balancer.ProtoTLS != 0 {
+		if err := verifyPeer(pc.conn, sni, b.Addr(), h.o.RootCAs); err != nil {
 			return 0, p, err
 		}
 	}
@@ -485,6 +471,12 @@ func (h *HealthChecker) probeWith(ctx context.Context, b *Backend, t Target, sni
 	return status, p, err
 }
 
-func (h *HealthChecker) request(t Target, p Proto) probeRequest {
+func (h *HealthChecker) request(t Target, p balancer.Proto) probeRequest {
 	return probeRequest{method: h.o.Method, scheme: p.Scheme(), host: t.Host, path: t.Path}
 }
+
+// noCopy makes `go vet` report copies of the types that embed it.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}

@@ -1,8 +1,9 @@
-package balancer
+package health
 
 import (
 	"context"
 	"crypto/tls"
+	"github.com/aralez-go/aralez/balancer"
 	"io"
 	"log"
 	"net"
@@ -55,12 +56,12 @@ func TestDetect(t *testing.T) {
 	tests := []struct {
 		name  string
 		start func(t *testing.T) *httptest.Server
-		want  Proto
+		want  balancer.Proto
 	}{
-		{name: "http1", start: func(t *testing.T) *httptest.Server { return newPlainServer(t, okHandler()) }, want: ProtoHTTP1},
-		{name: "h2c", start: func(t *testing.T) *httptest.Server { return newH2CServer(t, okHandler()) }, want: ProtoH2C},
-		{name: "tls http1", start: func(t *testing.T) *httptest.Server { return newTLSServer(t, okHandler(), false) }, want: ProtoTLS | ProtoHTTP1},
-		{name: "tls h2", start: func(t *testing.T) *httptest.Server { return newTLSServer(t, okHandler(), true) }, want: ProtoTLS | ProtoH2},
+		{name: "http1", start: func(t *testing.T) *httptest.Server { return newPlainServer(t, okHandler()) }, want: balancer.ProtoHTTP1},
+		{name: "h2c", start: func(t *testing.T) *httptest.Server { return newH2CServer(t, okHandler()) }, want: balancer.ProtoH2C},
+		{name: "tls http1", start: func(t *testing.T) *httptest.Server { return newTLSServer(t, okHandler(), false) }, want: balancer.ProtoTLS | balancer.ProtoHTTP1},
+		{name: "tls h2", start: func(t *testing.T) *httptest.Server { return newTLSServer(t, okHandler(), true) }, want: balancer.ProtoTLS | balancer.ProtoH2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +86,7 @@ func TestDetectErrors(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	if p, err := Detect(context.Background(), addr, "", time.Second); err == nil || p != ProtoUnknown {
+	if p, err := Detect(context.Background(), addr, "", time.Second); err == nil || p != balancer.ProtoUnknown {
 		t.Fatalf("Detect(closed port) = %v, %v; want ProtoUnknown and an error", p, err)
 	}
 
@@ -118,7 +119,7 @@ func TestDetectErrors(t *testing.T) {
 	}()
 	start := time.Now()
 	p, err := Detect(context.Background(), silent.Addr().String(), "", 400*time.Millisecond)
-	if err != nil || p != ProtoHTTP1 {
+	if err != nil || p != balancer.ProtoHTTP1 {
 		t.Fatalf("Detect(silent server) = %v, %v; want ProtoHTTP1", p, err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -141,7 +142,7 @@ func TestServerNameOf(t *testing.T) {
 			t.Errorf("serverNameOf(%q) = %q; want %q", tt.in, got, tt.want)
 		}
 	}
-	if !strings.HasPrefix(ProtoH2C.Scheme(), "http") {
-		t.Errorf("ProtoH2C.Scheme() = %q; want http", ProtoH2C.Scheme())
+	if !strings.HasPrefix(balancer.ProtoH2C.Scheme(), "http") {
+		t.Errorf("ProtoH2C.Scheme() = %q; want http", balancer.ProtoH2C.Scheme())
 	}
 }

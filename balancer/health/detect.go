@@ -1,4 +1,4 @@
-package balancer
+package health
 
 import (
 	"bufio"
@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/aralez-go/aralez/balancer"
 	"io"
 	"net"
 	"net/http"
@@ -92,7 +93,7 @@ func serverNameOf(host string) string {
 // Detect returns an error, with ProtoUnknown, when addr cannot be
 // dialed or when the backend rejects the TLS handshake with an alert
 // (it speaks TLS, but not with us).
-func Detect(ctx context.Context, addr, serverName string, timeout time.Duration) (Proto, error) {
+func Detect(ctx context.Context, addr, serverName string, timeout time.Duration) (balancer.Proto, error) {
 	if timeout <= 0 {
 		timeout = DefaultDetectTimeout
 	}
@@ -106,10 +107,10 @@ func Detect(ctx context.Context, addr, serverName string, timeout time.Duration)
 // detect is Detect that keeps the connection for a probe when it can:
 // after a TLS handshake (not yet used for HTTP) and after h2c detection
 // (preface sent). For ProtoHTTP1 it returns no connection.
-func detect(ctx context.Context, addr, serverName string, timeout time.Duration) (Proto, *probeConn, error) {
+func detect(ctx context.Context, addr, serverName string, timeout time.Duration) (balancer.Proto, *probeConn, error) {
 	pc, err := dial(ctx, addr)
 	if err != nil {
-		return ProtoUnknown, nil, err
+		return balancer.ProtoUnknown, nil, err
 	}
 	tc := tls.Client(pc.conn, &tls.Config{
 		ServerName:         serverName,
@@ -122,44 +123,44 @@ func detect(ctx context.Context, addr, serverName string, timeout time.Duration)
 	if err == nil {
 		pc.conn = tc
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			return ProtoTLS | ProtoH2, pc, nil
+			return balancer.ProtoTLS | balancer.ProtoH2, pc, nil
 		}
-		return ProtoTLS | ProtoHTTP1, pc, nil
+		return balancer.ProtoTLS | balancer.ProtoHTTP1, pc, nil
 	}
 	pc.Close()
 	// crypto/tls reports an alert received from the peer as a
 	// *net.OpError with Op "remote error".
 	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" {
-		return ProtoUnknown, nil, fmt.Errorf("tls handshake: %w", err)
+		return balancer.ProtoUnknown, nil, fmt.Errorf("tls handshake: %w", err)
 	}
 	if ctx.Err() != nil {
-		return ProtoUnknown, nil, ctx.Err()
+		return balancer.ProtoUnknown, nil, ctx.Err()
 	}
 
 	// Not TLS: try HTTP/2 prior knowledge (RFC 9113 section 3.3).
 	pc, err = dial(ctx, addr)
 	if err != nil {
-		return ProtoUnknown, nil, err
+		return balancer.ProtoUnknown, nil, err
 	}
 	pc.br = bufio.NewReader(pc.conn)
 	fr := http2.NewFramer(pc.conn, pc.br)
 	if _, err := io.WriteString(pc.conn, http2.ClientPreface); err != nil {
 		pc.Close()
-		return ProtoHTTP1, nil, nil
+		return balancer.ProtoHTTP1, nil, nil
 	}
 	if err := fr.WriteSettings(); err != nil {
 		pc.Close()
-		return ProtoHTTP1, nil, nil
+		return balancer.ProtoHTTP1, nil, nil
 	}
 	if isSettingsHeader(pc.br) {
 		pc.h2Started = true
-		return ProtoH2C, pc, nil
+		return balancer.ProtoH2C, pc, nil
 	}
 	pc.Close()
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return ProtoUnknown, nil, ctx.Err()
+		return balancer.ProtoUnknown, nil, ctx.Err()
 	}
-	return ProtoHTTP1, nil, nil
+	return balancer.ProtoHTTP1, nil, nil
 }
 
 // isSettingsHeader peeks at the next 9 bytes and reports whether they
@@ -370,8 +371,8 @@ func probeH2(pc *probeConn, r probeRequest) (int, error) {
 }
 
 // probeOn sends the probe over pc with the protocol p.
-func probeOn(pc *probeConn, p Proto, r probeRequest) (int, error) {
-	if p&(ProtoH2|ProtoH2C) != 0 {
+func probeOn(pc *probeConn, p balancer.Proto, r probeRequest) (int, error) {
+	if p&(balancer.ProtoH2|balancer.ProtoH2C) != 0 {
 		return probeH2(pc, r)
 	}
 	return probeHTTP1(pc, r)
@@ -381,12 +382,12 @@ func probeOn(pc *probeConn, p Proto, r probeRequest) (int, error) {
 // ALPN "h2" and "http/1.1". For TLS it returns the protocol the
 // handshake negotiated, which may differ from p: ALPN is detection for
 // free on every probe.
-func dialProto(ctx context.Context, addr, serverName string, p Proto) (*probeConn, Proto, error) {
+func dialProto(ctx context.Context, addr, serverName string, p balancer.Proto) (*probeConn, balancer.Proto, error) {
 	pc, err := dial(ctx, addr)
 	if err != nil {
 		return nil, p, err
 	}
-	if p&ProtoTLS == 0 {
+	if p&balancer.ProtoTLS == 0 {
 		return pc, p, nil
 	}
 	tc := tls.Client(pc.conn, &tls.Config{
@@ -400,7 +401,7 @@ func dialProto(ctx context.Context, addr, serverName string, p Proto) (*probeCon
 	}
 	pc.conn = tc
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		return pc, ProtoTLS | ProtoH2, nil
+		return pc, balancer.ProtoTLS | balancer.ProtoH2, nil
 	}
-	return pc, ProtoTLS | ProtoHTTP1, nil
+	return pc, balancer.ProtoTLS | balancer.ProtoHTTP1, nil
 }
