@@ -67,6 +67,11 @@ const (
 	DefaultBodyBufferBytes = 65536
 	// DefaultMaxRequestBodyBytes limits request bodies; 0 is unlimited.
 	DefaultMaxRequestBodyBytes = 0
+	// DefaultCacheTTL is cache_ttl in whole seconds (Aralez's default).
+	DefaultCacheTTL = 60
+	// DefaultCacheMaxObjectBytes is the largest body the cache stores:
+	// 1 MiB.
+	DefaultCacheMaxObjectBytes = 1 << 20
 )
 
 // Defaults of upstreams.yaml keys.
@@ -92,7 +97,8 @@ var DefaultAuthResponseHeaders = []string{"Remote-User", "Remote-Groups", "Remot
 
 // ApplyDefaults sets every zero field that has a Default… constant.
 // Fields where zero is meaningful (Threads, UpstreamMaxConns,
-// MaxRequestBodyBytes, HealthCheckInterval, HealthCheckTimeout) are left
+// MaxRequestBodyBytes, HealthCheckInterval, HealthCheckTimeout,
+// CacheSizeMB) are left
 // alone; TCPKeepaliveInterval and TCPKeepaliveCount get their defaults
 // only when TCPKeepaliveIdle is set, as in Aralez. It is idempotent.
 func (m *Main) ApplyDefaults() {
@@ -111,6 +117,8 @@ func (m *Main) ApplyDefaults() {
 	setInt(&m.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setInt(&m.MaxURIBytes, DefaultMaxURIBytes)
 	setInt(&m.BodyBufferBytes, DefaultBodyBufferBytes)
+	setInt(&m.CacheTTL, DefaultCacheTTL)
+	setInt(&m.CacheMaxObjectBytes, DefaultCacheMaxObjectBytes)
 	setDur(&m.UpstreamWaitTimeout, DefaultUpstreamWaitTimeout)
 	setDur(&m.UpstreamConnectTimeout, DefaultUpstreamConnectTimeout)
 	setDur(&m.UpstreamTimeout, DefaultUpstreamTimeout)

@@ -53,7 +53,10 @@
 // body_buffer_bytes (65536), max_request_body_bytes (0 = unlimited),
 // trusted_proxies (CIDRs; a bare IP is a /32 or /128), sticky_secret,
 // health_check_interval (overrides hc_interval), health_check_timeout
-// (at most the interval), health_check_rise and health_check_fall (2).
+// (at most the interval), health_check_rise and health_check_fall (2),
+// cache_size_mb (MiB, Aralez's; 0 = no response cache), cache_ttl (whole
+// seconds, Aralez's; 60), cache_max_object_bytes (1048576) and
+// cache_status_header (a header name; none by default).
 //
 // Pingora keys found in Aralez files are accepted. error_log sets log_file,
 // user and group set runuser and rungroup, graceful_shutdown_timeout_seconds
@@ -64,7 +67,7 @@
 // upstream_connect_offload_thread_per_pool and upstream_debug_ssl_keylog
 // are listed in Main.Ignored. Keys of older Aralez releases
 // (tls_certificate, tls_key_file, proxy_certificates, proxy_port_tls,
-// sticky_sessions, cache_size_mb, cache_ttl, log_pattern, log_structired)
+// sticky_sessions, log_pattern, log_structired)
 // are also ignored, with a note in Main.Deprecated.
 //
 // Load resolves upstreams_conf, pid_file, file_server_folder, log_file,
@@ -77,7 +80,8 @@
 // Top level: provider (file, consul, kubernetes; default file),
 // sticky_sessions (seconds; 0 = off), to_https, rate_limit, x4xx_limit,
 // server_headers, client_headers, authorization, allow, deny, tls_verify,
-// consul, kubernetes and upstreams. Hosts and paths override these.
+// cache, cache_bypass, consul, kubernetes and upstreams. Hosts and paths
+// override these.
 //
 // upstreams maps HOST → {rate_limit, x4xx_limit, allow, deny, paths}.
 // HOST is lower-cased and loses a trailing dot; DEFAULT (exactly) catches
@@ -85,7 +89,8 @@
 // a prefix starting with "/" to {servers, to_https, client_headers,
 // server_headers, rate_limit, x4xx_limit, healthcheck, redirect_to,
 // authorization, load_balance, allow, deny, tls_verify,
-// forward_credentials, auth_response_headers}.
+// forward_credentials, auth_response_headers, cache, cache_ttl,
+// cache_bypass}.
 //
 //   - servers: "host:port [weight=N] [backup]"; the port is 1–65535 and
 //     an IPv6 host is bracketed ("[::1]:8080"). A path needs servers
@@ -99,6 +104,9 @@
 //   - allow and deny are CIDRs or bare IPs; deny wins.
 //   - load_balance is round_robin (default), least_conn or random.
 //   - auth_response_headers defaults to DefaultAuthResponseHeaders.
+//   - cache is a boolean; cache_ttl is a positive integer of seconds;
+//     cache_bypass is a list of header names and "cookie:NAME" entries.
+//     Load warns when cache: true is set while cache_size_mb is 0.
 //
 // consul holds servers (host:port or URLs), token and services; kubernetes
 // holds servers, tokenpath and services. A service is {hostname, upstream,

@@ -77,6 +77,16 @@ func TestParseErrors(t *testing.T) {
 		{name: "load_balance typo", src: up(srv + "load_balance: least_con\n"), pos: "6:23", msg: `did you mean "least_conn"?`},
 		{name: "auth_response_headers token", src: up(srv + "auth_response_headers: [\"Remote User\"]\n"), pos: "6:33", msg: `header name "Remote User" is not a valid token`},
 
+		// Cache.
+		{name: "cache not a bool", src: "cache: on\n", pos: "1:8", msg: `want true or false, got "on"`},
+		{name: "cache_bypass bad header", src: up(srv + "cache_bypass: [\"X Debug\"]\n"), pos: "6:24", msg: `"X Debug" is neither a header name nor "cookie:NAME"`},
+		{name: "cache_bypass bad cookie", src: "cache_bypass: [\"cookie:a b\"]\n", pos: "1:16", msg: `cookie name "a b" is not a valid token`},
+		{name: "cache_ttl zero", src: up(srv + "cache_ttl: 0\n"), pos: "6:20", msg: "must be a positive integer, got 0"},
+		{name: "cache_ttl at host level", src: "upstreams:\n  a.example.com:\n    cache_ttl: 5\n    paths:\n      \"/\":\n        " + srv, pos: "3:5", msg: `unknown key "cache_ttl"`},
+		{main: true, name: "cache_size_mb negative", src: "cache_size_mb: -1\n", pos: "1:16", msg: "at least 0"},
+		{main: true, name: "cache_ttl duration", src: "cache_ttl: 60s\n", pos: "1:12", msg: "want an integer"},
+		{main: true, name: "cache_status_header token", src: "cache_status_header: \"X Cache\"\n", pos: "1:22", msg: `header name "X Cache" is not a valid token`},
+
 		// Servers.
 		{name: "server without port", src: up("servers: [\"10.0.0.1\"]\n"), pos: "5:19", msg: "missing port"},
 		{name: "server port zero", src: up("servers: [\"10.0.0.1:0\"]\n"), pos: "5:19", msg: "port 0 is out of range 1-65535"},

@@ -71,7 +71,25 @@ func load(mainPath string, lookupEnv func(string) (string, bool)) (*Config, erro
 	if len(all) > 0 {
 		return nil, all.err()
 	}
+	if m.CacheSizeMB == 0 && u.cacheRequested() {
+		u.Warnings = append(u.Warnings, mainPath+": cache_size_mb is 0: \"cache: true\" in the upstreams has no effect")
+	}
 	return &Config{Main: *m, Upstreams: *u, MainPath: abs}, nil
+}
+
+// cacheRequested reports whether some level of u sets cache: true.
+func (u *Upstreams) cacheRequested() bool {
+	if c := u.Policy.Cache; c != nil && *c {
+		return true
+	}
+	for _, h := range u.Hosts {
+		for _, p := range h.Paths {
+			if c := p.Policy.Cache; c != nil && *c {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // resolvePaths makes the file paths of m absolute against dir.
@@ -157,6 +175,11 @@ func (p Policy) clone() Policy {
 		b := *p.TLSVerify
 		p.TLSVerify = &b
 	}
+	if p.Cache != nil {
+		b := *p.Cache
+		p.Cache = &b
+	}
+	p.CacheBypass = slices.Clone(p.CacheBypass)
 	if p.Authorization != nil {
 		a := *p.Authorization
 		a.Data = slices.Clone(a.Data)

@@ -164,11 +164,22 @@ upstreams:
   "*.example.com":
     paths: {"/": {servers: ["10.0.0.4:80"]}}
   DEFAULT:
-    paths: {"/": {servers: ["127.0.0.1:3000"]}}
+    paths: {"/": {servers: ["127.0.0.1:3000"], cache: true, cache_ttl: 5, cache_bypass: []}}
+cache: false
+cache_bypass: ["X-Debug", "cookie:session"]
 `
 	u, err := ParseUpstreams("up.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("ParseUpstreams() error: %v", err)
+	}
+	if c := u.Policy.Cache; c == nil || *c || !slices.Equal(u.Policy.CacheBypass, []string{"X-Debug", "cookie:session"}) {
+		t.Errorf("global cache, cache_bypass = %v, %q; want false, [X-Debug cookie:session]", c, u.Policy.CacheBypass)
+	}
+	if p := u.Hosts[2].Paths[0]; p.Policy.Cache == nil || !*p.Policy.Cache || p.CacheTTL != 5 || p.Policy.CacheBypass == nil || len(p.Policy.CacheBypass) != 0 {
+		t.Errorf("DEFAULT / cache = %v, cache_ttl %d, cache_bypass %#v; want true, 5, empty and set", p.Policy.Cache, p.CacheTTL, p.Policy.CacheBypass)
+	}
+	if u.Hosts[0].Paths[0].Policy.Cache != nil || u.Hosts[0].Paths[0].CacheTTL != 0 {
+		t.Errorf("app.example.com / cache = %v, %d; want unset", u.Hosts[0].Paths[0].Policy.Cache, u.Hosts[0].Paths[0].CacheTTL)
 	}
 	if u.Provider != "file" || u.StickySessions != 3600 || u.Policy.RateLimit != 100 || u.Policy.X4xxLimit != 10 {
 		t.Errorf("globals = %q %d %d %d; want file 3600 100 10", u.Provider, u.StickySessions, u.Policy.RateLimit, u.Policy.X4xxLimit)
@@ -603,6 +614,7 @@ func TestMainDefaultsAndKeys(t *testing.T) {
 			ProxyTLSGrade: "medium", LogLevel: "info", AccessLog: "off", HCMethod: "HEAD",
 			LogFileSizeMB: 100, LogFileKeep: 5, HCInterval: 2, HealthCheckRise: 2, HealthCheckFall: 2,
 			UpstreamKeepalivePoolSize: 128, MaxHeaderBytes: 16384, MaxURIBytes: 8192, BodyBufferBytes: 65536,
+			CacheTTL: 60, CacheMaxObjectBytes: 1 << 20,
 			UpstreamWaitTimeout: time.Second, UpstreamConnectTimeout: 5 * time.Second,
 			UpstreamTimeout: time.Minute, UpstreamIdleTimeout: time.Minute,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
@@ -647,10 +659,17 @@ health_check_interval: 500ms
 health_check_timeout: 400ms
 health_check_rise: 3
 health_check_fall: 4
+cache_size_mb: 128
+cache_ttl: 30
+cache_max_object_bytes: 4096
+cache_status_header: X-Cache
 `
 		m, err := ParseMain("m.yaml", []byte(src))
 		if err != nil {
 			t.Fatalf("ParseMain() error: %v", err)
+		}
+		if m.CacheSizeMB != 128 || m.CacheTTL != 30 || m.CacheMaxObjectBytes != 4096 || m.CacheStatusHeader != "X-Cache" {
+			t.Errorf("cache keys = %d %d %d %q; want 128 30 4096 X-Cache", m.CacheSizeMB, m.CacheTTL, m.CacheMaxObjectBytes, m.CacheStatusHeader)
 		}
 		if m.TCPKeepaliveIdle != 60 || m.TCPKeepaliveInterval != 10 || m.TCPKeepaliveCount != 5 {
 			t.Errorf("tcp keepalive = %d %d %d; want 60 10 5", m.TCPKeepaliveIdle, m.TCPKeepaliveInterval, m.TCPKeepaliveCount)
@@ -731,6 +750,8 @@ func TestClone(t *testing.T) {
 	c.Main.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	c.Upstreams.Policy.Authorization = &Auth{Type: "basic", Data: []string{"a:b"}}
 	c.Upstreams.Policy.TLSVerify = &yes
+	c.Upstreams.Policy.Cache = &yes
+	c.Upstreams.Policy.CacheBypass = []string{"X-Debug"}
 	c.Upstreams.Hosts[0].Paths[0].HealthCheck = &yes
 	c.Upstreams.Hosts[0].Paths[0].AuthResponseHeaders = []string{"Remote-User"}
 	c.Upstreams.Consul = &Consul{Servers: []string{"a:1"}, Services: []ConsulService{{Proxy: "p", Policy: Policy{Allow: []netip.Prefix{netip.MustParsePrefix("1.0.0.0/8")}}}}}
@@ -745,6 +766,8 @@ func TestClone(t *testing.T) {
 	d.Upstreams.Policy.ServerHeaders[0].Value = "changed"
 	*d.Upstreams.Policy.ToHTTPS = true
 	*d.Upstreams.Policy.TLSVerify = false
+	*d.Upstreams.Policy.Cache = false
+	d.Upstreams.Policy.CacheBypass[0] = "X"
 	d.Upstreams.Policy.Authorization.Data[0] = "x:y"
 	d.Upstreams.Hosts[0].Name = "changed"
 	d.Upstreams.Hosts[0].Paths[0].Servers[0].Address = "10.9.9.9:1"
@@ -859,5 +882,29 @@ func TestLoadReportsBothFiles(t *testing.T) {
 	_, err := Load(filepath.Join(dir, "main.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "main.yaml:1:10") || !strings.Contains(err.Error(), "upstreams.yaml:6:") {
 		t.Fatalf("Load = %v; want errors from both files", err)
+	}
+}
+
+// TestLoadCacheWithoutSize checks the warning for cache: true while
+// cache_size_mb is 0 (issue 15), and its absence once a size is set.
+func TestLoadCacheWithoutSize(t *testing.T) {
+	t.Parallel()
+	up := "upstreams:\n  a.test:\n    paths: {\"/\": {servers: [\"10.0.0.1:80\"], cache: true}}\n"
+	for _, tc := range []struct {
+		main string
+		warn bool
+	}{
+		{main: "", warn: true},
+		{main: "cache_size_mb: 8\n", warn: false},
+	} {
+		dir := writeFiles(t, map[string]string{"main.yaml": tc.main, "upstreams.yaml": up})
+		c, err := Load(filepath.Join(dir, "main.yaml"))
+		if err != nil {
+			t.Fatalf("Load(%q) error: %v", tc.main, err)
+		}
+		got := slices.ContainsFunc(c.Upstreams.Warnings, func(w string) bool { return strings.Contains(w, "cache_size_mb is 0") })
+		if got != tc.warn {
+			t.Errorf("Load(%q) warnings = %q; want the cache_size_mb warning: %v", tc.main, c.Upstreams.Warnings, tc.warn)
+		}
 	}
 }

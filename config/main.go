@@ -38,8 +38,6 @@ var aralezObsolete = map[string]string{
 	"proxy_certificates": "certificates now live in proxy_configs/certificates",
 	"proxy_port_tls":     "use proxy_address_tls",
 	"sticky_sessions":    "sticky_sessions belongs in upstreams.yaml",
-	"cache_size_mb":      "response caching is not supported",
-	"cache_ttl":          "response caching is not supported",
 	"log_pattern":        "the log format is fixed",
 	"log_structired":     "the log format is fixed",
 }
@@ -200,6 +198,22 @@ func buildMainKeys() map[string]mainHandler {
 		"grace_period_seconds":              func(p *mainParser, e entry) { p.integer(e.val, e.path, 1, math.MaxInt32) },
 		"graceful_shutdown_timeout_seconds": func(p *mainParser, e entry) { p.integer(e.val, e.path, 1, math.MaxInt32) },
 		"ca_file":                           str(func(m *Main) *string { return &m.TLSCAFile }),
+
+		// Response cache (Aralez's cache_size_mb and cache_ttl, plus ours).
+		"cache_size_mb":          integer(func(m *Main) *int { return &m.CacheSizeMB }, 0),
+		"cache_ttl":              integer(func(m *Main) *int { return &m.CacheTTL }, 1),
+		"cache_max_object_bytes": integer(func(m *Main) *int { return &m.CacheMaxObjectBytes }, 1),
+		"cache_status_header": func(p *mainParser, e entry) {
+			s, ok := p.str(e.val, e.path)
+			if !ok {
+				return
+			}
+			if !isToken(s) {
+				p.errorf(e.val, e.path, "header name %q is not a valid token", s)
+				return
+			}
+			p.m.CacheStatusHeader = s
+		},
 	}
 	for _, k := range pingoraIgnored {
 		keys[k] = ignored

@@ -159,6 +159,23 @@ type Main struct {
 	// system roots only.
 	TLSCAFile string
 
+	// CacheSizeMB bounds the response cache in MiB (Aralez's key and
+	// unit). Zero means no cache: every route's cache setting is then
+	// ignored.
+	CacheSizeMB int
+	// CacheTTL is the freshness lifetime in whole seconds given to a
+	// cacheable response that carries no freshness information of its
+	// own (Aralez's key and unit). Default DefaultCacheTTL.
+	CacheTTL int
+	// CacheMaxObjectBytes is the largest response body stored in the
+	// cache, in bytes; larger responses are relayed and not stored.
+	// Default DefaultCacheMaxObjectBytes.
+	CacheMaxObjectBytes int
+	// CacheStatusHeader names the response header that tells the client
+	// how the cache served it (HIT, MISS, STALE, REVALIDATED, BYPASS).
+	// Empty means no such header.
+	CacheStatusHeader string
+
 	// Ignored lists keys accepted for compatibility and not used
 	// (Pingora keys), as YAML paths, in file order. cmd logs them once.
 	Ignored []string
@@ -213,6 +230,14 @@ type Policy struct {
 	// TLSVerify verifies upstream certificates against system roots
 	// (and TLSCAFile) when true. Default false, as in Aralez.
 	TLSVerify *bool
+	// Cache turns the response cache on or off for the routes below this
+	// level. nil means not set: the cache is on for every route when
+	// Main.CacheSizeMB > 0, as in Aralez.
+	Cache *bool
+	// CacheBypass lists what makes a request skip the cache when present:
+	// a request header name ("X-Debug") or a cookie written
+	// "cookie:NAME". Nil means not set here.
+	CacheBypass []string
 }
 
 // Host is one virtual host: an exact name ("app.example.com"), a
@@ -247,6 +272,10 @@ type Path struct {
 	// AuthResponseHeaders names the forward-auth response headers copied
 	// onto the upstream request. nil means DefaultAuthResponseHeaders.
 	AuthResponseHeaders []string
+	// CacheTTL replaces Main.CacheTTL for this path: whole seconds of
+	// freshness for cacheable responses without freshness information.
+	// Zero means not set.
+	CacheTTL int
 	// Pos is where the path key appears.
 	Pos Pos
 }

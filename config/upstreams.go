@@ -19,13 +19,15 @@ var (
 		"provider", "sticky_sessions", "to_https", "rate_limit", "x4xx_limit",
 		"server_headers", "client_headers", "authorization", "allow", "deny",
 		"tls_verify", "consul", "kubernetes", "upstreams", "globals", "headers",
+		"cache", "cache_bypass",
 	}
 	hostKeys = []string{"rate_limit", "x4xx_limit", "allow", "deny", "paths"}
 	pathKeys = []string{
 		"servers", "to_https", "client_headers", "server_headers", "rate_limit",
 		"x4xx_limit", "healthcheck", "redirect_to", "authorization",
 		"load_balance", "allow", "deny", "tls_verify", "forward_credentials",
-		"auth_response_headers", "headers", "ssl",
+		"auth_response_headers", "headers", "ssl", "cache", "cache_bypass",
+		"cache_ttl",
 	}
 	serviceKeys = []string{
 		"hostname", "upstream", "path", "to_https", "rate_limit", "x4xx_limit",
@@ -248,6 +250,25 @@ func (p *upParser) policyKey(pol *Policy, e entry) bool {
 		pol.Allow = p.prefixes(e.val, e.path)
 	case "deny":
 		pol.Deny = p.prefixes(e.val, e.path)
+	case "cache":
+		if b, ok := p.boolean(e.val, e.path); ok {
+			pol.Cache = &b
+		}
+	case "cache_bypass":
+		items, _ := p.list(e.val, e.path)
+		pol.CacheBypass = []string{}
+		for i, it := range items {
+			ip := indexPath(e.path, i)
+			s, ok := p.str(it, ip)
+			if !ok {
+				continue
+			}
+			if msg := checkCacheBypass(s); msg != "" {
+				p.errorf(it, ip, "%s", msg)
+				continue
+			}
+			pol.CacheBypass = append(pol.CacheBypass, s)
+		}
 	default:
 		return false
 	}
@@ -418,6 +439,10 @@ func (p *upParser) path(pt *Path, pe entry) {
 		case "forward_credentials":
 			if b, ok := p.boolean(e.val, e.path); ok {
 				pt.ForwardCredentials = b
+			}
+		case "cache_ttl":
+			if n, ok := p.integer(e.val, e.path, 1, math.MaxInt32); ok {
+				pt.CacheTTL = int(n)
 			}
 		case "auth_response_headers":
 			items, _ := p.list(e.val, e.path)
@@ -660,7 +685,7 @@ func (p *upParser) service(v *yaml.Node, path string) svc {
 		}
 		if p.policyKey(&s.policy, e) {
 			switch e.key {
-			case "allow", "deny", "tls_verify":
+			case "allow", "deny", "tls_verify", "cache", "cache_bypass":
 				p.unknownKey(e, serviceKeys)
 			}
 			continue

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -64,6 +65,7 @@ func (m *Main) Validate() error {
 		{"tcp_keepalive_idle", m.TCPKeepaliveIdle},
 		{"tcp_keepalive_interval", m.TCPKeepaliveInterval},
 		{"tcp_keepalive_count", m.TCPKeepaliveCount},
+		{"cache_size_mb", m.CacheSizeMB},
 	} {
 		if kv.v < 0 {
 			e.add(pos, kv.key, "must be at least 0, got %d", kv.v)
@@ -87,6 +89,8 @@ func (m *Main) Validate() error {
 		{"max_uri_bytes", m.MaxURIBytes},
 		{"body_buffer_bytes", m.BodyBufferBytes},
 		{"log_file", min(m.LogFileSizeMB, m.LogFileKeep)},
+		{"cache_ttl", m.CacheTTL},
+		{"cache_max_object_bytes", m.CacheMaxObjectBytes},
 	} {
 		if kv.v < 1 {
 			e.add(pos, kv.key, "must be a positive integer, got %d", kv.v)
@@ -126,6 +130,9 @@ func (m *Main) Validate() error {
 		if !p.IsValid() {
 			e.add(pos, indexPath("trusted_proxies", i), "invalid CIDR")
 		}
+	}
+	if m.CacheStatusHeader != "" && !isToken(m.CacheStatusHeader) {
+		e.add(pos, "cache_status_header", "header name %q is not a valid token", m.CacheStatusHeader)
 	}
 	return e.l.err()
 }
@@ -211,6 +218,9 @@ func (e *errs) path(p *Path, pp string) {
 			e.add(p.Pos, indexPath(joinPath(pp, "auth_response_headers"), i), "header name %q is not a valid token", h)
 		}
 	}
+	if p.CacheTTL < 0 {
+		e.add(p.Pos, joinPath(pp, "cache_ttl"), "must be a positive integer, got %d", p.CacheTTL)
+	}
 	e.policy(&p.Policy, p.Pos, pp)
 }
 
@@ -243,6 +253,11 @@ func (e *errs) policy(p *Policy, pos Pos, path string) {
 	e.headers(p.ClientHeaders, pos, joinPath(path, "client_headers"))
 	e.prefixes(p.Allow, pos, joinPath(path, "allow"))
 	e.prefixes(p.Deny, pos, joinPath(path, "deny"))
+	for i, b := range p.CacheBypass {
+		if msg := checkCacheBypass(b); msg != "" {
+			e.add(pos, indexPath(joinPath(path, "cache_bypass"), i), "%s", msg)
+		}
+	}
 	if a := p.Authorization; a != nil {
 		if msg := checkAuth(a); msg != "" {
 			e.add(a.Pos, joinPath(path, "authorization"), "%s", msg)
@@ -264,6 +279,22 @@ func (e *errs) prefixes(ps []netip.Prefix, pos Pos, path string) {
 			e.add(pos, indexPath(path, i), "invalid CIDR")
 		}
 	}
+}
+
+// checkCacheBypass checks one cache_bypass entry: a header name, or
+// "cookie:NAME" with a cookie name (both RFC 9110 tokens; RFC 6265 §4.1.1
+// makes a cookie name a token).
+func checkCacheBypass(s string) string {
+	if name, ok := strings.CutPrefix(s, "cookie:"); ok {
+		if !isToken(name) {
+			return "cookie name " + strconv.Quote(name) + " is not a valid token"
+		}
+		return ""
+	}
+	if !isToken(s) {
+		return "cache_bypass " + strconv.Quote(s) + " is neither a header name nor \"cookie:NAME\""
+	}
+	return ""
 }
 
 // checkAuth checks an authorization block.
