@@ -128,6 +128,11 @@ func (m *Main) ApplyDefaults() {
 	setDur(&m.WriteTimeout, DefaultWriteTimeout)
 	setDur(&m.IdleTimeout, DefaultIdleTimeout)
 	setDur(&m.DrainTimeout, DefaultDrainTimeout)
+	setStr(&m.ACME.Directory, DefaultACMEDirectory)
+	setStr(&m.ACME.Storage, DefaultACMEStorage)
+	if m.ACME.Storage == ACMEStorageConsul {
+		setStr(&m.ACME.ConsulPrefix, DefaultACMEConsulPrefix)
+	}
 	if m.TCPKeepaliveIdle > 0 {
 		setInt(&m.TCPKeepaliveInterval, DefaultTCPKeepaliveInterval)
 		setInt(&m.TCPKeepaliveCount, DefaultTCPKeepaliveCount)

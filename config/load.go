@@ -14,7 +14,7 @@ const EnvJWTKey = "JWT_KEY"
 // (upstreams_conf, default DefaultUpstreamsConf) and conf.d/*.yaml beside
 // that file. It applies defaults, validates, resolves relative paths
 // (upstreams_conf, pid_file, file_server_folder, log_file, proxy_configs,
-// config_tls_certificate, config_tls_key_file, ca_file) against
+// config_tls_certificate, config_tls_key_file, ca_file, acme_ca_file) against
 // main.yaml's folder and lets the JWT_KEY environment variable override
 // master_key. On failure the error is an ErrorList holding every problem
 // of every file; a bad main.yaml stops before the upstreams are read.
@@ -97,6 +97,7 @@ func (m *Main) resolvePaths(dir string) {
 	for _, p := range []*string{
 		&m.UpstreamsConf, &m.PIDFile, &m.FileServerFolder, &m.LogFile,
 		&m.ProxyConfigs, &m.ConfigTLSCertificate, &m.ConfigTLSKeyFile, &m.TLSCAFile,
+		&m.ACME.CAFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
@@ -121,6 +122,7 @@ func (m Main) clone() Main {
 	m.TrustedProxies = slices.Clone(m.TrustedProxies)
 	m.Ignored = slices.Clone(m.Ignored)
 	m.Deprecated = slices.Clone(m.Deprecated)
+	m.ACME = m.ACME.clone()
 	return m
 }
 

@@ -619,6 +619,7 @@ func TestMainDefaultsAndKeys(t *testing.T) {
 			UpstreamTimeout: time.Minute, UpstreamIdleTimeout: time.Minute,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
 			IdleTimeout: time.Minute, DrainTimeout: 10 * time.Second,
+			ACME: ACME{Directory: "production", Storage: "file"},
 		}
 		if !reflect.DeepEqual(*m, want) {
 			t.Errorf("ParseMain(empty) =\n%+v\nwant\n%+v", *m, want)

@@ -215,6 +215,7 @@ func buildMainKeys() map[string]mainHandler {
 			p.m.CacheStatusHeader = s
 		},
 	}
+	addACMEKeys(keys)
 	for _, k := range pingoraIgnored {
 		keys[k] = ignored
 	}
@@ -318,6 +319,7 @@ func (p *mainParser) crossChecks() {
 	if e, ok := p.seen["file_server_folder"]; ok && m.FileServerAddress == "" {
 		p.errorf(e.keyN, e.path, "file_server_folder needs file_server_address")
 	}
+	p.acmeCrossChecks()
 	if e, ok := p.seen["health_check_timeout"]; ok {
 		if iv := m.healthInterval(); m.HealthCheckTimeout > iv {
 			p.errorf(e.val, e.path, "health_check_timeout %v exceeds the health check interval %v", m.HealthCheckTimeout, iv)

@@ -176,6 +176,9 @@ type Main struct {
 	// Empty means no such header.
 	CacheStatusHeader string
 
+	// ACME configures automatic certificates (the acme_* keys).
+	ACME ACME
+
 	// Ignored lists keys accepted for compatibility and not used
 	// (Pingora keys), as YAML paths, in file order. cmd logs them once.
 	Ignored []string
