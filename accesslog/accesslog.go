@@ -34,9 +34,11 @@
 //     space outside the quoted user agent, '"', '\\', bytes >= 0x80) are
 //     written as \xHH.
 //
-// JSON (Options.JSON), one object per line with the keys time, client,
-// method, host, path, protocol, status, bytes, duration, upstream,
-// user_agent and request_id; status and bytes are integers, duration a
+// JSON (Options.JSON, main.yaml's log_structured), one object per line
+// with the keys time, level, client, method, host, path, protocol,
+// status, bytes, duration, upstream, user_agent and request_id; level is
+// Aralez's level by status class (Level: info below 400, warn for 4xx,
+// error from 500); status and bytes are integers, duration a
 // number of seconds; strings are JSON-escaped, invalid UTF-8 becomes
 // U+FFFD, and empty strings stay empty.
 //
@@ -70,7 +72,8 @@ const DefaultBatchBytes = 64 << 10
 const (
 	// ModeAll logs every request.
 	ModeAll = "all"
-	// ModeError logs requests answered with status >= 400.
+	// ModeError logs requests answered with status >= 500, as Aralez
+	// 0.92 does (4xx answers are the clients' errors, not the proxy's).
 	ModeError = "error"
 	// ModeOff logs nothing; New then starts no goroutine.
 	ModeOff = "off"
@@ -217,7 +220,20 @@ func (l *Logger) Enabled(status int) bool {
 	if l == nil {
 		return false
 	}
-	return !l.errOnly || status >= 400
+	return !l.errOnly || status >= 500
+}
+
+// Level returns Aralez's log level of an access-log line by status
+// class: "info" below 400, "warn" for 4xx, "error" from 500.
+func Level(status int) string {
+	switch {
+	case status < 400:
+		return "info"
+	case status < 500:
+		return "warn"
+	default:
+		return "error"
+	}
 }
 
 // Log queues r for writing and takes ownership of it. It never blocks: it
@@ -440,6 +456,8 @@ func appendField(dst, s []byte, quoted bool) []byte {
 func AppendJSON(dst []byte, r *Record) []byte {
 	dst = append(dst, `{"time":"`...)
 	dst = r.Time.UTC().AppendFormat(dst, timeLayout)
+	dst = append(dst, `","level":"`...)
+	dst = append(dst, Level(r.Status)...)
 	dst = append(dst, `","client":`...)
 	dst = appendJSONString(dst, r.Client)
 	dst = append(dst, `,"method":`...)

@@ -82,7 +82,7 @@ func TestAppendJSON(t *testing.T) {
 		t.Fatalf("AppendJSON() not JSON: %v: %s", err, line)
 	}
 	want := map[string]any{
-		"time": "2026-11-29T16:31:49.123Z", "client": "203.0.113.7", "method": "GET",
+		"time": "2026-11-29T16:31:49.123Z", "level": "info", "client": "203.0.113.7", "method": "GET",
 		"host": "app.example.com", "path": "/p\"\\\x01\ufffdé", "protocol": "HTTP/1.1",
 		"status": 200.0, "bytes": 1234.0, "duration": 0.002345, "upstream": "",
 		"user_agent": "curl/8.5.0 (x)", "request_id": "9f86d081884c7d65000000000000002a",
@@ -94,6 +94,24 @@ func TestAppendJSON(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("AppendJSON() has %d keys; want %d", len(got), len(want))
+	}
+}
+
+// TestLevel checks Aralez's access-log levels by status class (issue 12).
+func TestLevel(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		status int
+		want   string
+	}{{101, "info"}, {200, "info"}, {308, "info"}, {399, "info"}, {400, "warn"}, {429, "warn"}, {499, "warn"}, {500, "error"}, {504, "error"}} {
+		if got := Level(tt.status); got != tt.want {
+			t.Errorf("Level(%d) = %q; want %q", tt.status, got, tt.want)
+		}
+		r := &Record{Status: tt.status}
+		var got map[string]any
+		if err := json.Unmarshal(AppendJSON(nil, r), &got); err != nil || got["level"] != tt.want {
+			t.Errorf("AppendJSON(status %d)[level] = %v (%v); want %q", tt.status, got["level"], err, tt.want)
+		}
 	}
 }
 
@@ -143,8 +161,8 @@ func TestModes(t *testing.T) {
 	}{
 		{name: "all", mode: "all", want: []string{"/ok", "/missing", "/broken"}},
 		{name: "aralez access", mode: "access", want: []string{"/ok", "/missing", "/broken"}},
-		{name: "error", mode: "error", want: []string{"/missing", "/broken"}},
-		{name: "json error", mode: "error", json: true, want: []string{"/missing", "/broken"}},
+		{name: "error", mode: "error", want: []string{"/broken"}}, // 5xx only, as Aralez (issue 12)
+		{name: "json error", mode: "error", json: true, want: []string{"/broken"}},
 		{name: "off", mode: "off", nilLog: true},
 		{name: "empty is off", mode: "", nilLog: true},
 	}

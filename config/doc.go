@@ -36,11 +36,17 @@
 // config_tls_certificate, config_tls_key_file, master_key (the JWT_KEY
 // environment variable overrides it), proxy_address_http (default
 // "0.0.0.0:6193"), proxy_address_tls, proxy_configs, proxy_tls_grade
-// (high, medium, unsafe; any case; default medium), upstreams_conf
+// (high, medium, unsafe; any case; default medium; any other value is
+// medium with a warning, as in Aralez), upstreams_conf
 // (default "upstreams.yaml"), file_server_folder and file_server_address
 // (both or neither), log_level (trace, debug, info, warn, error, off;
 // default info), log_file ("path[, size_mb[, keep[, compress]]]"),
-// access_log (all, error, off; Aralez's "access" means all; default off),
+// access_log (all, error = status >= 500 as in Aralez 0.92, off;
+// Aralez's "access" means all; default off), log_structured (a backend
+// name such as "elasticsearch", or true: both logs as JSON lines; Aralez
+// 0.92's spelling log_structired is read with a deprecation note),
+// acme_dns_provider (stored for ACME DNS-01; the DNS_PROVIDER environment
+// variable overrides it),
 // hc_method (HEAD, GET, POST; default HEAD), hc_interval (seconds, default
 // 2), tcp_keepalive_idle, tcp_keepalive_interval, tcp_keepalive_count,
 // upstream_keepalive_pool_size (default 128).
@@ -67,13 +73,15 @@
 // upstream_connect_offload_thread_per_pool and upstream_debug_ssl_keylog
 // are listed in Main.Ignored. Keys of older Aralez releases
 // (tls_certificate, tls_key_file, proxy_certificates, proxy_port_tls,
-// sticky_sessions, log_pattern, log_structired)
-// are also ignored, with a note in Main.Deprecated.
+// sticky_sessions, log_pattern) are also ignored, with a note in
+// Main.Deprecated. Values accepted with a safe substitute get a note in
+// Main.Warnings.
 //
 // Load resolves upstreams_conf, pid_file, file_server_folder, log_file,
 // proxy_configs, config_tls_certificate, config_tls_key_file and ca_file
-// against main.yaml's folder, and refuses config_api_enabled without a
-// master key.
+// against main.yaml's folder. config_api_enabled without a master key
+// is accepted, as in Aralez, with a warning: the config API is then
+// read-only.
 //
 // # upstreams.yaml
 //
@@ -82,6 +90,9 @@
 // server_headers, client_headers, authorization, allow, deny, tls_verify,
 // cache, cache_bypass, consul, kubernetes and upstreams. Hosts and paths
 // override these.
+// A host entry (a mapping with paths) written at the top level, as
+// Aralez's README and documentation show it, is read as a host of
+// upstreams, with a warning (Aralez itself ignores it).
 //
 // upstreams maps HOST → {rate_limit, x4xx_limit, allow, deny, paths}.
 // HOST is lower-cased and loses a trailing dot; DEFAULT (exactly) catches

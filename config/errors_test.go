@@ -46,7 +46,6 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown global key", src: "provder: file\n", pos: "1:1", msg: `unknown key "provder"; did you mean "provider"?`},
 		{name: "unknown path key", src: up(srv + "servres: []\n"), pos: "6:9", msg: `unknown key "servres"; did you mean "servers"?`},
 		{name: "unknown host key", src: "upstreams:\n  a.example.com:\n    rate_limt: 1\n    paths:\n      \"/\":\n        " + srv, pos: "3:5", msg: `did you mean "rate_limit"?`},
-		{name: "host outside upstreams", src: "a.example.com:\n  paths:\n    \"/\":\n      " + srv, pos: "1:1", msg: `host entries belong under "upstreams:"`},
 		{name: "unknown auth key", src: up(srv + "authorization: {type: basic, data: \"a:b\", extra: 1}\n"), pos: "6:51", msg: `unknown key "extra"`},
 
 		// Types, without coercion.
@@ -142,7 +141,6 @@ func TestParseErrors(t *testing.T) {
 		{main: true, name: "main duplicate", src: "threads: 1\nthreads: 2\n", pos: "2:1", msg: "duplicate key"},
 		{main: true, name: "hc_method lower case", src: "hc_method: get\n", pos: "1:12", msg: `did you mean "GET"?`},
 		{main: true, name: "hc_method unknown", src: "hc_method: PUT\n", pos: "1:12", msg: "want HEAD, GET, POST"},
-		{main: true, name: "tls grade", src: "proxy_tls_grade: a+\n", pos: "1:18", msg: `unknown proxy_tls_grade "a+"; want high, medium, unsafe`},
 		{main: true, name: "log_level", src: "log_level: verbose\n", pos: "1:12", msg: "unknown log_level"},
 		{main: true, name: "access_log", src: "access_log: some\n", pos: "1:13", msg: "want all, error, off"},
 		{main: true, name: "duration int", src: "read_timeout: 10\n", pos: "1:15", msg: `want a duration with a unit such as "10s"`},

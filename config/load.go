@@ -10,14 +10,18 @@ import (
 // EnvJWTKey names the environment variable that overrides master_key.
 const EnvJWTKey = "JWT_KEY"
 
+// EnvDNSProvider names the environment variable that overrides
+// acme_dns_provider, as in Aralez.
+const EnvDNSProvider = "DNS_PROVIDER"
+
 // Load reads main.yaml at mainPath, then the upstreams file it names
 // (upstreams_conf, default DefaultUpstreamsConf) and conf.d/*.yaml beside
 // that file. It applies defaults, validates, resolves relative paths
 // (upstreams_conf, pid_file, file_server_folder, log_file, proxy_configs,
 // config_tls_certificate, config_tls_key_file, ca_file, acme_ca_file) against
 // main.yaml's folder and lets the JWT_KEY environment variable override
-// master_key. On failure the error is an ErrorList holding every problem
-// of every file; a bad main.yaml stops before the upstreams are read.
+// master_key and DNS_PROVIDER override acme_dns_provider. On failure
+// the error is an ErrorList holding every problem of every file; a bad main.yaml stops before the upstreams are read.
 // Load does no network I/O and is safe to call from several goroutines.
 func Load(mainPath string) (*Config, error) {
 	return load(mainPath, os.LookupEnv)
@@ -55,9 +59,13 @@ func load(mainPath string, lookupEnv func(string) (string, bool)) (*Config, erro
 	if v, ok := lookupEnv(EnvJWTKey); ok && v != "" {
 		m.MasterKey = v
 	}
-	if m.ConfigAPIEnabled && m.MasterKey == "" {
-		all = append(all, &FieldError{Pos: Pos{File: mainPath}, Path: "config_api_enabled",
-			Msg: "the config API needs master_key (or the " + EnvJWTKey + " environment variable)"})
+	if v, ok := lookupEnv(EnvDNSProvider); ok && v != "" {
+		m.ACMEDNSProvider = v
+	}
+	if m.ConfigAPIEnabled && m.MasterKey == "" && (m.ConfigAddress != "" || m.ConfigTLSAddress != "") {
+		// Aralez starts with this; so do we, safely: read-only.
+		m.Warnings = append(m.Warnings, mainPath+": config_api_enabled: no master_key (nor "+EnvJWTKey+
+			" environment variable): the config API is read-only; POST /conf and POST /jwt answer 403 until one is set")
 	}
 	u, err := LoadUpstreams(m.UpstreamsConf)
 	if err != nil {
@@ -123,6 +131,7 @@ func (m Main) clone() Main {
 	m.Ignored = slices.Clone(m.Ignored)
 	m.Deprecated = slices.Clone(m.Deprecated)
 	m.ACME = m.ACME.clone()
+	m.Warnings = slices.Clone(m.Warnings)
 	return m
 }
 

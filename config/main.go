@@ -39,7 +39,6 @@ var aralezObsolete = map[string]string{
 	"proxy_port_tls":     "use proxy_address_tls",
 	"sticky_sessions":    "sticky_sessions belongs in upstreams.yaml",
 	"log_pattern":        "the log format is fixed",
-	"log_structired":     "the log format is fixed",
 }
 
 // mainParser holds the state of one main.yaml walk.
@@ -145,7 +144,7 @@ func buildMainKeys() map[string]mainHandler {
 		"proxy_address_http":           addr(func(m *Main) *string { return &m.ProxyAddressHTTP }),
 		"proxy_address_tls":            addr(func(m *Main) *string { return &m.ProxyAddressTLS }),
 		"proxy_configs":                str(func(m *Main) *string { return &m.ProxyConfigs }),
-		"proxy_tls_grade":              enum(func(m *Main) *string { return &m.ProxyTLSGrade }, "proxy_tls_grade", strings.ToLower, tlsGrades),
+		"proxy_tls_grade":              (*mainParser).tlsGrade,
 		"upstreams_conf":               str(func(m *Main) *string { return &m.UpstreamsConf }),
 		"file_server_folder":           str(func(m *Main) *string { return &m.FileServerFolder }),
 		"file_server_address":          addr(func(m *Main) *string { return &m.FileServerAddress }),
@@ -162,6 +161,9 @@ func buildMainKeys() map[string]mainHandler {
 		"tcp_keepalive_idle":     integer(func(m *Main) *int { return &m.TCPKeepaliveIdle }, 0),
 		"tcp_keepalive_interval": integer(func(m *Main) *int { return &m.TCPKeepaliveInterval }, 0),
 		"tcp_keepalive_count":    integer(func(m *Main) *int { return &m.TCPKeepaliveCount }, 0),
+		"log_structured":         (*mainParser).logStructured,
+		"log_structired":         (*mainParser).logStructured, // the spelling of Aralez 0.92.x
+		"acme_dns_provider":      str(func(m *Main) *string { return &m.ACMEDNSProvider }),
 
 		// Keys of this project.
 		"upstream_max_conns":       integer(func(m *Main) *int { return &m.UpstreamMaxConns }, 0),
@@ -268,6 +270,7 @@ func parseMain(name string, data []byte) (*Main, ErrorList) {
 		p.mapPingora()
 		p.crossChecks()
 	}
+	p.m.Warnings = append(p.m.Warnings, p.warns...)
 	return p.m, p.errs
 }
 
@@ -402,4 +405,46 @@ func (w *walker) prefixes(v *yaml.Node, path string) []netip.Prefix {
 		out = append(out, pf)
 	}
 	return out
+}
+
+// tlsGrade reads proxy_tls_grade. An unknown grade is not an error: as in
+// Aralez, it falls back to DefaultProxyTLSGrade, with a warning.
+func (p *mainParser) tlsGrade(e entry) {
+	s, ok := p.str(e.val, e.path)
+	if !ok {
+		return
+	}
+	if v := strings.ToLower(s); slices.Contains(tlsGrades, v) {
+		p.m.ProxyTLSGrade = v
+		return
+	}
+	p.m.ProxyTLSGrade = DefaultProxyTLSGrade
+	p.warnf(e.val, e.path, "%s; using %q", enumMsg("proxy_tls_grade", s, tlsGrades...), DefaultProxyTLSGrade)
+}
+
+// logStructured reads log_structured (and Aralez 0.92's spelling
+// log_structired): a backend name, whose first word is kept in
+// LogStructured, or a boolean (true is "json"). Any backend switches both
+// logs to JSON lines; the process does not ship logs anywhere itself, so
+// a backend other than "json" gets a warning saying so.
+func (p *mainParser) logStructured(e entry) {
+	if e.key == "log_structired" {
+		p.m.Deprecated = append(p.m.Deprecated, p.pos(e.keyN).String()+": "+e.path+": misspelt key of Aralez 0.92, read as log_structured")
+	}
+	var backend string
+	if b := p.resolve(e.val, e.path); isScalar(b, tagBool) {
+		if strings.EqualFold(b.Value, "true") {
+			backend = "json"
+		}
+	} else if s, ok := p.str(e.val, e.path); ok {
+		if f := strings.Fields(s); len(f) > 0 {
+			backend = strings.ToLower(f[0])
+		}
+	} else {
+		return
+	}
+	p.m.LogStructured = backend
+	if backend != "" && backend != "json" {
+		p.warnf(e.val, e.path, "backend %q: the process and access logs are written as JSON lines to log_file (or stderr and stdout); shipping them to %s is left to a log collector such as Vector, Fluent Bit or Filebeat", backend, backend)
+	}
 }

@@ -82,9 +82,20 @@ type Main struct {
 	LogFileKeep int
 	// LogFileCompress gzips rotated log files when true.
 	LogFileCompress bool
-	// AccessLog is "all", "error" (status >= 400) or "off" (default).
-	// Aralez's "access" is read as "all".
+	// AccessLog is "all", "error" (status >= 500, as in Aralez) or "off"
+	// (default). Aralez's "access" is read as "all".
 	AccessLog string
+	// LogStructured, when not empty, writes the process log and the
+	// access log as one JSON object per line. It holds the backend named
+	// by log_structured (first word, lower-case; "json" for true); every
+	// backend writes the same lines, shipping them elsewhere is left to a
+	// log collector. Aralez 0.92's spelling log_structired is read too.
+	LogStructured string
+
+	// ACMEDNSProvider names the DNS provider for ACME DNS-01 challenges
+	// (acme_dns_provider). The DNS_PROVIDER environment variable
+	// overrides it. Empty means none.
+	ACMEDNSProvider string
 
 	// HCMethod is the health check method: HEAD (default), GET or POST.
 	HCMethod string
@@ -184,6 +195,11 @@ type Main struct {
 	Ignored []string
 	// Deprecated lists warnings about deprecated keys, with positions.
 	Deprecated []string
+	// Warnings lists non-fatal remarks about values that were accepted
+	// with a safe substitute (an unknown TLS grade, a config API without
+	// a master key), each with its position. cmd logs them once and
+	// `aralez -t` prints them.
+	Warnings []string
 }
 
 // Upstreams is the parsed upstreams.yaml plus conf.d/*.yaml: the global

@@ -152,6 +152,7 @@ func parseUpstreams(name string, data []byte) (*Upstreams, ErrorList) {
 		return nil, p.errs
 	}
 	es, _ := p.entries(body, "")
+	var topHosts []entry
 	for _, e := range es {
 		if p.isNull(e.val) {
 			continue
@@ -183,11 +184,22 @@ func parseUpstreams(name string, data []byte) (*Upstreams, ErrorList) {
 			p.u.Policy.ClientHeaders = append(p.u.Policy.ClientHeaders, p.headers(e.val, e.path)...)
 		default:
 			if m := p.resolve(e.val, e.path); m != nil && m.Kind == yaml.MappingNode && hasKey(m, "paths") {
-				p.errorf(e.keyN, e.path, "unknown key %q; host entries belong under \"upstreams:\"", e.key)
+				// Aralez's README and documentation show hosts at the
+				// top level; Aralez itself silently ignores them. Serve
+				// them as documented, and say where they belong.
+				p.warnf(e.keyN, e.path, "host entry at the top level, read as upstreams.%s; move it under \"upstreams:\" (Aralez ignores it there)", e.key)
+				topHosts = append(topHosts, e)
 				continue
 			}
 			p.unknownKey(e, globalKeys)
 		}
+	}
+	seen := make(map[string]Pos, len(p.u.Hosts))
+	for _, h := range p.u.Hosts {
+		seen[h.Name] = h.Pos
+	}
+	for _, e := range topHosts {
+		p.hostEntry(e, seen)
 	}
 	p.u.Warnings = append(p.u.Warnings, p.warns...)
 	return p.u, p.errs
@@ -330,21 +342,27 @@ func (p *upParser) hosts(v *yaml.Node, path string) {
 	es, _ := p.entries(p.resolve(v, path), path)
 	seen := make(map[string]Pos)
 	for _, e := range es {
-		name, msg := normaliseHost(e.key)
-		if msg != "" {
-			p.errorf(e.keyN, e.path, "%s", msg)
-			continue
-		}
-		pos := p.pos(e.keyN)
-		if first, dup := seen[name]; dup {
-			p.errorf(e.keyN, e.path, "host %q defined twice (first at line %d)", name, first.Line)
-			continue
-		}
-		seen[name] = pos
-		h := Host{Name: name, Pos: pos}
-		p.host(&h, e)
-		p.u.Hosts = append(p.u.Hosts, h)
+		p.hostEntry(e, seen)
 	}
+}
+
+// hostEntry reads one HOST key and its entry; seen holds the hosts read
+// so far, for duplicates.
+func (p *upParser) hostEntry(e entry, seen map[string]Pos) {
+	name, msg := normaliseHost(e.key)
+	if msg != "" {
+		p.errorf(e.keyN, e.path, "%s", msg)
+		return
+	}
+	pos := p.pos(e.keyN)
+	if first, dup := seen[name]; dup {
+		p.errorf(e.keyN, e.path, "host %q defined twice (first at line %d)", name, first.Line)
+		return
+	}
+	seen[name] = pos
+	h := Host{Name: name, Pos: pos}
+	p.host(&h, e)
+	p.u.Hosts = append(p.u.Hosts, h)
 }
 
 func (p *upParser) host(h *Host, he entry) {

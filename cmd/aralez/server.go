@@ -397,7 +397,7 @@ func restartKeys(a, b *config.Main) []string {
 	t := va.Type()
 	for i := 0; i < t.NumField(); i++ {
 		name := t.Field(i).Name
-		if name == "Ignored" || name == "Deprecated" {
+		if name == "Ignored" || name == "Deprecated" || name == "Warnings" {
 			continue
 		}
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
@@ -469,6 +469,9 @@ func logUnsupported(log *slog.Logger, cfg *config.Config) {
 	}
 	for _, d := range cfg.Main.Deprecated {
 		log.Warn("deprecated key", "msg", d)
+	}
+	for _, w := range cfg.Main.Warnings {
+		log.Warn("config warning", "warning", w)
 	}
 }
 
