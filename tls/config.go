@@ -138,11 +138,68 @@ func (s *Store) ServerConfig(g Grade, nextProtos []string) *tls.Config {
 		nextProtos = defaultNextProtos
 	}
 	return &tls.Config{
-		GetCertificate: s.GetCertificate,
-		NextProtos:     slices.Clone(nextProtos),
-		MinVersion:     g.minVersion(),
-		CipherSuites:   g.cipherSuites(),
+		GetCertificate:     s.GetCertificate,
+		GetConfigForClient: s.getConfigForClient,
+		NextProtos:         slices.Clone(nextProtos),
+		MinVersion:         g.minVersion(),
+		CipherSuites:       g.cipherSuites(),
 	}
+}
+
+// ACMETLS1Protocol is the ALPN protocol of a TLS-ALPN-01 validation
+// handshake (RFC 8737 §6.2).
+const ACMETLS1Protocol = "acme-tls/1"
+
+// ChallengeResponder answers TLS-ALPN-01 validation handshakes (RFC
+// 8737) on the store's listeners; an ACME client implements it. It must
+// be safe for concurrent use.
+type ChallengeResponder interface {
+	// TLSALPNCertificate returns the self-signed validation certificate
+	// for hello.ServerName, or an error when no TLS-ALPN-01 challenge is
+	// pending for that name (the handshake then fails).
+	TLSALPNCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// responderBox holds a ChallengeResponder behind an atomic.Pointer.
+type responderBox struct{ r ChallengeResponder }
+
+// SetChallengeResponder makes every config from ServerConfig answer
+// TLS-ALPN-01 validation handshakes with r, also while the store holds
+// no certificate, so that the first certificate can be obtained. nil
+// stops answering them. It may be called at any time, also after the
+// listener started, and is safe for concurrent use.
+func (s *Store) SetChallengeResponder(r ChallengeResponder) {
+	if r == nil {
+		s.responder.Store(nil)
+		return
+	}
+	s.responder.Store(&responderBox{r: r})
+}
+
+// errNoResponder fails an acme-tls/1 handshake when nothing answers it.
+var errNoResponder = errors.New("edgetls: no TLS-ALPN-01 challenge pending")
+
+// getConfigForClient diverts an ACME validation handshake, whose only
+// ALPN protocol is acme-tls/1 (RFC 8737 §3), to the challenge responder;
+// every other handshake goes on with the listener's config (nil).
+func (s *Store) getConfigForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if len(hello.SupportedProtos) != 1 || hello.SupportedProtos[0] != ACMETLS1Protocol {
+		return nil, nil
+	}
+	box := s.responder.Load()
+	if box == nil || hello.ServerName == "" {
+		return nil, errNoResponder
+	}
+	cert, err := box.r.TLSALPNCertificate(hello)
+	if err != nil {
+		return nil, fmt.Errorf("edgetls: TLS-ALPN-01 for %q: %w", hello.ServerName, err)
+	}
+	// RFC 8737 §4: TLS 1.2 or later, the single protocol acme-tls/1.
+	return &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		NextProtos:   []string{ACMETLS1Protocol},
+		MinVersion:   tls.VersionTLS12,
+	}, nil
 }
 
 // DefaultClientSessionCacheSize is the number of upstream TLS sessions a

@@ -23,22 +23,44 @@
 // Files whose names start with a dot are ignored, and each file may be at
 // most 1 MiB.
 //
+// # Other sources
+//
+// Besides the folder, other components hand the store certificates with
+// [Store.SetCertificates], each under its own source name: the ACME
+// client ("acme", package tls/acme) and the Kubernetes Secret watcher.
+// The store stays the one place that serves certificates; a source's
+// certificates are named by their leaf like folder pairs.
+//
 // # Certificate selection (SNI)
 //
 // For each handshake [Store.GetCertificate] tries, in order:
 //
-//  1. a certificate naming the SNI host exactly;
-//  2. a wildcard "*.example.com" when the SNI host is exactly one label
-//     followed by ".example.com" ("a.example.com" matches,
+//  1. the certificates covering the SNI host: those naming it exactly,
+//     and wildcards "*.example.com" when the SNI host is exactly one
+//     label followed by ".example.com" ("a.example.com" matches,
 //     "a.b.example.com" and "example.com" do not);
-//  3. the default certificate: the first pair by file name in byte order
-//     ("00-default.crt" sorts before "example.com.crt"). It also answers
+//  2. the default certificate: the first pair by file name in byte order
+//     ("00-default.crt" sorts before "example.com.crt"), or, with no pair,
+//     the first certificate of the first source by name. It also answers
 //     clients that send no SNI (IP-address URLs, very old clients).
 //
-// When several pairs serve the same name, the first (by file name) that
-// the client supports wins, so an ECDSA and an RSA certificate for one host
-// can be served side by side. With no pair loaded every handshake is
-// refused with [ErrNoCertificate].
+// When several certificates cover the name, from the folder or any
+// source, the one with the latest NotAfter is served, so a renewed
+// certificate always beats a stale copy (an exported file, an old
+// Secret); on equal NotAfter a certificate naming the host comes before a
+// wildcard, then folder pairs by file name, then sources by name. When
+// they have different key algorithms (an ECDSA and an RSA certificate
+// side by side) the first one the client supports is served. With no
+// certificate loaded every handshake is refused with [ErrNoCertificate].
+//
+// # ACME TLS-ALPN-01
+//
+// A handshake whose only ALPN protocol is "acme-tls/1" (RFC 8737) is a
+// CA validating a TLS-ALPN-01 challenge: configs from [Store.ServerConfig]
+// hand it to the [ChallengeResponder] set with
+// [Store.SetChallengeResponder], which presents the validation
+// certificate, also while the store holds no certificate at all. Other
+// handshakes never see that certificate.
 //
 // # Grades
 //

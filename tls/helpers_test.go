@@ -2,6 +2,7 @@ package tls
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -32,7 +33,14 @@ type certSpec struct {
 	rsa  bool // RSA 2048 instead of ECDSA P-256
 	key  crypto.Signer
 	isCA bool
+	// notAfter is the end of validity; zero means testNotAfter, the same
+	// for every certificate so that NotAfter ties never depend on when a
+	// test ran (the store serves the later NotAfter).
+	notAfter time.Time
 }
+
+// testNotAfter is the NotAfter of test certificates that set none.
+var testNotAfter = time.Now().Add(24 * time.Hour).Truncate(time.Second)
 
 // rsaKey is generated once: RSA key generation is slow under -race.
 var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
@@ -68,7 +76,7 @@ func genPair(t testing.TB, spec certSpec) (certPEM, keyPEM []byte) {
 		DNSNames:              spec.dns,
 		IPAddresses:           spec.ips,
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              cmp.Or(spec.notAfter, testNotAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,

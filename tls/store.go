@@ -2,13 +2,16 @@ package tls
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,8 +62,13 @@ type Store struct {
 	dir string
 	log *slog.Logger
 
-	mu  sync.Mutex // serialises Reload; guards nothing read by GetCertificate
-	set atomic.Pointer[certSet]
+	// mu serialises Reload and SetCertificates and guards sources;
+	// GetCertificate reads only set.
+	mu      sync.Mutex
+	sources map[string][]*tls.Certificate // by source name; see SetCertificates
+	set     atomic.Pointer[certSet]
+
+	responder atomic.Pointer[responderBox] // TLS-ALPN-01; nil when none
 }
 
 // noCopy trips go vet's copylocks check when a Store is copied.
@@ -77,16 +85,24 @@ type pair struct {
 	digest [sha256.Size]byte
 }
 
-// certSet is an immutable snapshot of the loaded pairs and their lookup
-// tables. It is never modified after it is stored.
+// certSet is an immutable snapshot of the loaded pairs, the certificates
+// of the other sources and their lookup tables. It is never modified
+// after it is stored.
 type certSet struct {
 	pairs []*pair // sorted by name
-	// exact maps a lower-case host name to its certificates, in pair order.
-	exact map[string][]*tls.Certificate
+	// exact maps a lower-case host name to the certificates that cover
+	// it: those naming it and the wildcards of its parent domain, the
+	// latest NotAfter first (ties: exact names first, then folder pairs
+	// by name, then sources by name).
+	exact map[string]certList
 	// wild maps the parent domain of a wildcard ("example.com" for
-	// "*.example.com") to its certificates, in pair order.
-	wild map[string][]*tls.Certificate
-	def  *tls.Certificate // first pair by name; nil when there is none
+	// "*.example.com") to its certificates, ordered as exact.
+	wild map[string]certList
+	// def is the first pair by name or, with no pair, the first
+	// certificate of the first source; nil when there is none.
+	def *tls.Certificate
+	// n counts the certificates of every source, pairs included.
+	n int
 }
 
 // NewStore loads every pair in dir and returns a Store serving them.
@@ -168,9 +184,9 @@ func (s *Store) reload() (int, error) {
 		}
 		pairs = append(pairs, p)
 	}
-	set := newCertSet(pairs)
+	set := newCertSet(pairs, s.sources)
 	s.set.Store(set)
-	if len(pairs) == 0 {
+	if set.n == 0 {
 		s.log.Warn("edgetls: NO TLS CERTIFICATES LOADED: handshakes are refused until a NAME.crt + NAME.key pair appears",
 			"dir", s.dir)
 	}
@@ -290,28 +306,141 @@ func servedNames(sans []string, cn string) []string {
 	return out
 }
 
-// newCertSet builds the lookup tables over pairs, which must be sorted by
-// name. When several pairs serve a name, all are kept in pair order and
+// candidate is one certificate while a certSet is built.
+type candidate struct {
+	cert     *tls.Certificate
+	notAfter time.Time
+	wildcard bool // covers the name through a wildcard
+	order    int  // folder pairs by name, then sources by name
+}
+
+// newCertSet builds the lookup tables over pairs, which must be sorted
+// by name, and the certificates of sources. A name covered by several
+// certificates keeps them all, the latest NotAfter first, so that a
+// renewed certificate wins over a stale copy whatever its source;
 // GetCertificate picks the first the client supports.
-func newCertSet(pairs []*pair) *certSet {
+func newCertSet(pairs []*pair, sources map[string][]*tls.Certificate) *certSet {
 	set := &certSet{
 		pairs: pairs,
-		exact: make(map[string][]*tls.Certificate),
-		wild:  make(map[string][]*tls.Certificate),
+		exact: make(map[string]certList),
+		wild:  make(map[string]certList),
 	}
-	for _, p := range pairs {
-		for _, n := range p.names {
+	exact := make(map[string][]candidate)
+	wild := make(map[string][]candidate)
+	order := 0
+	add := func(cert *tls.Certificate, names []string) {
+		c := candidate{cert: cert, notAfter: cert.Leaf.NotAfter, order: order}
+		order++
+		for _, n := range names {
 			if parent, ok := strings.CutPrefix(n, "*."); ok {
-				set.wild[parent] = append(set.wild[parent], p.cert)
+				wild[parent] = append(wild[parent], c)
 			} else {
-				set.exact[n] = append(set.exact[n], p.cert)
+				exact[n] = append(exact[n], c)
 			}
 		}
+		set.n++
+		if set.def == nil {
+			set.def = cert
+		}
 	}
-	if len(pairs) > 0 {
-		set.def = pairs[0].cert
+	for _, p := range pairs {
+		add(p.cert, p.names)
+	}
+	for _, src := range slices.Sorted(maps.Keys(sources)) {
+		for _, cert := range sources[src] {
+			add(cert, servedNames(cert.Leaf.DNSNames, cert.Leaf.Subject.CommonName))
+		}
+	}
+	// A wildcard covers the exact names one label below its parent.
+	for n, cs := range exact {
+		if i := strings.IndexByte(n, '.'); i > 0 {
+			for _, w := range wild[n[i+1:]] {
+				w.wildcard = true
+				cs = append(cs, w)
+			}
+		}
+		set.exact[n] = sortCandidates(cs)
+	}
+	for parent, cs := range wild {
+		set.wild[parent] = sortCandidates(cs)
 	}
 	return set
+}
+
+// certList is the certificates covering one name, in serving order.
+type certList struct {
+	certs []*tls.Certificate
+	// mixed is true when the certificates have different public key
+	// algorithms (an ECDSA and an RSA certificate): only then does pick
+	// ask which one the client supports.
+	mixed bool
+}
+
+// sortCandidates orders cs by NotAfter, latest first; ties keep exact
+// names before wildcards, then build order.
+func sortCandidates(cs []candidate) certList {
+	slices.SortStableFunc(cs, func(a, b candidate) int {
+		if c := b.notAfter.Compare(a.notAfter); c != 0 {
+			return c
+		}
+		if a.wildcard != b.wildcard {
+			if a.wildcard {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.order, b.order)
+	})
+	var l certList
+	for _, c := range cs {
+		if slices.Contains(l.certs, c.cert) {
+			continue
+		}
+		if len(l.certs) > 0 && c.cert.Leaf.PublicKeyAlgorithm != l.certs[0].Leaf.PublicKeyAlgorithm {
+			l.mixed = true
+		}
+		l.certs = append(l.certs, c.cert)
+	}
+	return l
+}
+
+// SetCertificates replaces the certificates that source (a short name
+// such as "acme" or "kubernetes") contributes to the store and swaps the
+// new set in atomically; nil or empty removes the source. The folder's
+// pairs are not a source and are not affected. Names come from each
+// certificate's leaf as for folder pairs (DNS SANs, else the CN); where
+// several certificates cover a name, from any sources, the one with the
+// latest NotAfter is served. A certificate whose Leaf is nil is parsed;
+// one that does not parse is skipped and logged. The store keeps the
+// slice's pointers: the caller must not modify the certificates later.
+// It is safe for concurrent use.
+func (s *Store) SetCertificates(source string, certs []*tls.Certificate) {
+	kept := make([]*tls.Certificate, 0, len(certs))
+	for _, c := range certs {
+		if c == nil || len(c.Certificate) == 0 {
+			continue
+		}
+		if c.Leaf == nil {
+			leaf, err := x509.ParseCertificate(c.Certificate[0])
+			if err != nil {
+				s.log.Error("edgetls: skipping unparsable certificate", "source", source, "err", err)
+				continue
+			}
+			c.Leaf = leaf
+		}
+		kept = append(kept, c)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(kept) == 0 {
+		delete(s.sources, source)
+	} else {
+		if s.sources == nil {
+			s.sources = make(map[string][]*tls.Certificate)
+		}
+		s.sources[source] = kept
+	}
+	s.set.Store(newCertSet(s.set.Load().pairs, s.sources))
 }
 
 // find returns the pair called name, or nil.
@@ -326,8 +455,8 @@ func (cs *certSet) find(name string) *pair {
 }
 
 // Names returns the sorted, deduplicated host names the store serves
-// ("*.example.com" for wildcards), for logs and status pages. The slice is
-// a new copy owned by the caller.
+// ("*.example.com" for wildcards), from the folder and every source, for
+// logs and status pages. The slice is a new copy owned by the caller.
 func (s *Store) Names() []string {
 	set := s.set.Load()
 	out := make([]string, 0, len(set.exact)+len(set.wild))
@@ -353,14 +482,17 @@ func (s *Store) Pairs() []string {
 }
 
 // GetCertificate picks the certificate for a handshake, for
-// [tls.Config.GetCertificate]: an exact match of the SNI name
-// (case-insensitive, trailing dot ignored), else a wildcard "*.parent"
-// where the name is exactly one label followed by ".parent", else the
-// default certificate (the first pair by file name). When several pairs
-// serve the chosen name, the first the client supports wins (say an ECDSA
-// and an RSA certificate for the same host).
+// [tls.Config.GetCertificate]: a certificate naming the SNI name
+// (case-insensitive, trailing dot ignored) or a wildcard "*.parent" where
+// the name is exactly one label followed by ".parent", else the default
+// certificate (the first pair by file name, or the first certificate of
+// a source when the folder has none). Among the certificates covering the
+// name, from the folder and every source, the one with the latest
+// NotAfter that the client supports wins (ties: a certificate naming the
+// host before a wildcard, then by pair name), so an ECDSA and an RSA
+// certificate can serve the same host side by side.
 //
-// It returns ErrNoCertificate when no pair is loaded. It is safe for
+// It returns ErrNoCertificate when no certificate is loaded. It is safe for
 // concurrent use, takes no lock, and does not allocate.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	set := s.set.Load()
@@ -409,9 +541,12 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 // longer SNI values cannot match a certificate name.
 const maxHostLen = 253
 
-// pick returns the first of certs the client supports, or certs[0].
-func pick(hello *tls.ClientHelloInfo, certs []*tls.Certificate) *tls.Certificate {
-	if len(certs) > 1 {
+// pick returns the first certificate of l the client supports, or the
+// first. Certificates of one key algorithm are interchangeable for the
+// client, so the first (latest NotAfter) is served without asking.
+func pick(hello *tls.ClientHelloInfo, l certList) *tls.Certificate {
+	certs := l.certs
+	if l.mixed {
 		for _, c := range certs {
 			if hello.SupportsCertificate(c) == nil {
 				return c
