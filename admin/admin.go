@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -51,12 +52,14 @@ const apiFile = "<api>"
 // other field may be left zero.
 type Options struct {
 	// MasterKey guards /conf and /debug/pprof/ and signs JWTs. Empty
-	// means /conf and pprof answer 403 and /jwt 500.
+	// means the API is read-only: /conf, /jwt and pprof answer 403 with
+	// a body naming what to set.
 	MasterKey string
 	// ConfigAPIEnabled allows POST /conf; false answers 403.
 	ConfigAPIEnabled bool
-	// UpstreamsConf is the upstreams.yaml path written by save=true.
-	// Empty means save=true answers 400.
+	// UpstreamsConf is the upstreams.yaml path written by save. A pushed
+	// table is merged with conf.d/*.yaml beside it, as the file would
+	// be. Empty means save answers 400 and conf.d is not read.
 	UpstreamsConf string
 	// Push hands pushed tables to the reload loop. nil answers /conf
 	// with 503.
@@ -225,7 +228,7 @@ func (s *Server) keyOK(k string) bool {
 // master key.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 	if !s.hasKey {
-		plain(w, http.StatusForbidden, "forbidden: no master_key configured")
+		plain(w, http.StatusForbidden, msgReadOnly)
 		return false
 	}
 	k, ok := keyFrom(r)
@@ -271,15 +274,22 @@ func (s *Server) handleConf(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusBadRequest, "reading request body: "+err.Error())
 		return
 	}
-	up, err := config.ParseUpstreams(apiFile, body)
+	var up *config.Upstreams
+	if s.o.UpstreamsConf != "" {
+		// The pushed document replaces the upstreams file, not conf.d:
+		// merge conf.d as a file reload would (issue 11).
+		up, err = config.ParseUpstreamsConfD(apiFile, body, s.o.UpstreamsConf)
+	} else {
+		up, err = config.ParseUpstreams(apiFile, body)
+	}
 	if err != nil {
 		s.log.Warn("config push rejected", "remote", r.RemoteAddr, "errors", err.Error())
 		plain(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	save := r.URL.Query().Get("save") == "true"
+	save := saveRequested(r)
 	if save && s.o.UpstreamsConf == "" {
-		plain(w, http.StatusBadRequest, "save=true: no upstreams_conf path configured")
+		plain(w, http.StatusBadRequest, "save: no upstreams_conf path configured")
 		return
 	}
 	if s.o.Push == nil {
@@ -418,18 +428,64 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	return nil
 }
 
-// jwtRequest is the /jwt body.
+// saveRequested reports whether a /conf push asks to be saved: the save
+// parameter is present, as Aralez's "?save", or "=true"; "false", "0"
+// and "no" mean not to save.
+func saveRequested(r *http.Request) bool {
+	v, ok := r.URL.Query()["save"]
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(v[0]) {
+	case "false", "0", "no":
+		return false
+	}
+	return true
+}
+
+// msgReadOnly is the answer to a write without a configured master key.
+const msgReadOnly = "forbidden: the config API is read-only because no master_key is configured; set master_key in main.yaml (or the JWT_KEY environment variable) and restart"
+
+// MaxTokenMinutes is the longest validity /jwt issues, in minutes: the
+// longest time.Duration (about 292 years). Longer ones answer 400, so
+// that the expiry never overflows into the past (issue 11).
+const MaxTokenMinutes = math.MaxInt64 / int64(time.Minute)
+
+// jwtRequest is the /jwt body: ours (valid) or Aralez's (exp, random).
 type jwtRequest struct {
 	MasterKey string `json:"master_key"`
 	Owner     string `json:"owner"`
-	Valid     int64  `json:"valid"` // minutes
+	// Valid and Exp are the token's validity in minutes; give one.
+	Valid *int64 `json:"valid"`
+	Exp   *int64 `json:"exp"`
+	// Random, when not empty, is copied into the token's "random"
+	// claim, as Aralez does (it makes two tokens of one owner differ).
+	Random string `json:"random"`
+}
+
+// minutes returns the requested validity, or a message for a 400.
+func (q *jwtRequest) minutes() (int64, string) {
+	v := q.Valid
+	switch {
+	case q.Valid != nil && q.Exp != nil:
+		return 0, "give the validity once: valid or exp (minutes), not both"
+	case q.Exp != nil:
+		v = q.Exp
+	case q.Valid == nil:
+		return 0, "valid (or exp) must be a positive number of minutes"
+	}
+	if *v <= 0 || *v > MaxTokenMinutes {
+		return 0, fmt.Sprintf("valid (or exp) must be a number of minutes from 1 to %d, got %d", MaxTokenMinutes, *v)
+	}
+	return *v, ""
 }
 
 // handleJWT answers POST /jwt: 201 {"token": "…"} signed HS256 with the
-// master key, with claims owner, iat and exp = now + valid minutes.
+// master key, with claims owner, iat, exp = now + valid (or exp)
+// minutes, and random when given.
 func (s *Server) handleJWT(w http.ResponseWriter, r *http.Request) {
 	if !s.hasKey {
-		jsonError(w, http.StatusInternalServerError, "cannot issue tokens: no master_key configured (set master_key in main.yaml or JWT_KEY)")
+		jsonError(w, http.StatusForbidden, msgReadOnly)
 		return
 	}
 	var req jwtRequest
@@ -446,22 +502,28 @@ func (s *Server) handleJWT(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusForbidden, "wrong master_key")
 		return
 	}
-	if req.Valid <= 0 || req.Valid > 1<<31 {
-		jsonError(w, http.StatusBadRequest, "valid must be a positive number of minutes")
+	minutes, msg := req.minutes()
+	if msg != "" {
+		jsonError(w, http.StatusBadRequest, msg)
 		return
 	}
 	now := s.o.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+	claims := jwt.MapClaims{
 		"owner": req.Owner,
 		"iat":   now.Unix(),
-		"exp":   now.Add(time.Duration(req.Valid) * time.Minute).Unix(),
-	})
+		// Seconds are added to seconds: no time.Duration can overflow.
+		"exp": now.Unix() + minutes*60,
+	}
+	if req.Random != "" {
+		claims["random"] = req.Random
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	signed, err := tok.SignedString([]byte(s.o.MasterKey))
 	if err != nil {
 		jsonError(w, http.StatusInternalServerError, "signing token: "+err.Error())
 		return
 	}
-	s.log.Info("jwt issued", "remote", r.RemoteAddr, "owner", req.Owner, "valid_minutes", req.Valid)
+	s.log.Info("jwt issued", "remote", r.RemoteAddr, "owner", req.Owner, "valid_minutes", minutes)
 	writeJSON(w, http.StatusCreated, map[string]string{"token": signed})
 }
 

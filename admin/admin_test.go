@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -220,7 +221,7 @@ func TestConfStatusCodes(t *testing.T) {
 		{name: "disabled", eo: envOpts{disabled: true}, target: "/conf?key=" + testKey, body: strings.NewReader(docB),
 			code: 403, contains: []string{"config_api_enabled"}},
 		{name: "no master key configured", eo: envOpts{noKey: true}, target: "/conf?key=" + testKey,
-			body: strings.NewReader(docB), code: 403, contains: []string{"no master_key"}},
+			body: strings.NewReader(docB), code: 403, contains: []string{"read-only", "set master_key in main.yaml (or the JWT_KEY environment variable)"}},
 		{name: "missing key", target: "/conf", body: strings.NewReader(docB), code: 401},
 		{name: "empty key", target: "/conf?key=", body: strings.NewReader(docB), code: 401},
 		{name: "wrong key", target: "/conf?key=nope", body: strings.NewReader(docB), code: 403, contains: []string{"wrong master key"}},
@@ -390,7 +391,17 @@ func TestJWT(t *testing.T) {
 	}{
 		{name: "issued", body: `{"master_key":"` + testKey + `","owner":"ci","valid":10}`, code: 201},
 		{name: "wrong key", body: `{"master_key":"nope","owner":"ci","valid":10}`, code: 403},
-		{name: "no master key", eo: envOpts{noKey: true}, body: `{"master_key":"","owner":"ci","valid":10}`, code: 500},
+		{name: "no master key", eo: envOpts{noKey: true}, body: `{"master_key":"","owner":"ci","valid":10}`, code: 403},
+		{name: "aralez exp", body: `{"master_key":"` + testKey + `","owner":"ci","exp":10,"random":"r4nd"}`, code: 201},
+		{name: "valid and exp", body: `{"master_key":"` + testKey + `","owner":"ci","valid":10,"exp":10}`, code: 400},
+		{name: "no validity", body: `{"master_key":"` + testKey + `","owner":"ci"}`, code: 400},
+		{name: "negative validity", body: `{"master_key":"` + testKey + `","owner":"ci","exp":-5}`, code: 400},
+		// Issue 11: today's 2^31 minutes overflowed time.Duration into an
+		// already expired token.
+		{name: "valid overflows", body: `{"master_key":"` + testKey + `","owner":"ci","valid":2147483648}`, code: 400},
+		{name: "exp overflows", body: `{"master_key":"` + testKey + `","owner":"ci","exp":9223372036854775807}`, code: 400},
+		{name: "one minute over the limit", body: `{"master_key":"` + testKey + `","owner":"ci","valid":` + strconv.FormatInt(MaxTokenMinutes+1, 10) + `}`, code: 400},
+		{name: "longest validity", body: `{"master_key":"` + testKey + `","owner":"ci","valid":` + strconv.FormatInt(MaxTokenMinutes, 10) + `}`, code: 201},
 		{name: "malformed", body: `{"master_key":`, code: 400},
 		{name: "wrong type", body: `{"master_key":"` + testKey + `","valid":"ten"}`, code: 400},
 		{name: "trailing data", body: `{"master_key":"` + testKey + `","valid":1} {}`, code: 400},
@@ -413,11 +424,16 @@ func TestJWT(t *testing.T) {
 				if resp["error"] == "" {
 					t.Errorf("error body = %q; want an error message", body)
 				}
-				if tt.code == 500 && !strings.Contains(resp["error"], "master_key") {
-					t.Errorf("500 message = %q; want it to name master_key", resp["error"])
+				if tt.eo.noKey && !strings.Contains(resp["error"], "set master_key") {
+					t.Errorf("403 message = %q; want it to say what to set", resp["error"])
 				}
 				return
 			}
+			var req jwtRequest
+			if err := json.Unmarshal([]byte(tt.body), &req); err != nil {
+				t.Fatal(err)
+			}
+			minutes, _ := req.minutes()
 			claims := jwt.MapClaims{}
 			tok, err := jwt.ParseWithClaims(resp["token"], claims, func(*jwt.Token) (any, error) { return []byte(testKey), nil },
 				jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
@@ -425,8 +441,13 @@ func TestJWT(t *testing.T) {
 				t.Fatalf("token %q does not verify: %v", resp["token"], err)
 			}
 			exp, _ := claims.GetExpirationTime()
-			if d := exp.Unix() - before; d < 599 || d > 602 {
-				t.Errorf("exp - now = %ds; want 600", d)
+			if d := exp.Unix() - before - minutes*60; d < -1 || d > 2 {
+				t.Errorf("exp - now = %ds; want %d", exp.Unix()-before, minutes*60)
+			}
+			if want := req.Random; claims["random"] != nil || want != "" {
+				if claims["random"] != want {
+					t.Errorf("random = %v; want %q", claims["random"], want)
+				}
 			}
 			if claims["owner"] != "ci" {
 				t.Errorf("owner = %v; want ci", claims["owner"])
@@ -608,5 +629,56 @@ func TestPprofNeedsKey(t *testing.T) {
 				t.Errorf("GET %s = %d %.100q; want %d", tt.target, code, body, tt.code)
 			}
 		})
+	}
+}
+
+// TestPushKeepsConfD pushes tables next to a conf.d folder: without save
+// the hosts of conf.d stay (issue 11: they vanished until the next file
+// reload), Aralez's bare ?save saves (issue 12), and a pushed host that
+// conf.d defines too is refused.
+func TestPushKeepsConfD(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOpts{})
+	confd := filepath.Join(filepath.Dir(e.path), "conf.d")
+	if err := os.Mkdir(confd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(confd, "c.yaml"), []byte("c.test:\n  paths: {\"/\": {servers: [\"127.0.0.1:9009\"]}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hosts := func() string {
+		e.loop.mu.Lock()
+		defer e.loop.mu.Unlock()
+		var names []string
+		for _, h := range e.loop.last.Hosts {
+			names = append(names, h.Name)
+		}
+		return strings.Join(names, " ")
+	}
+	if code, body := e.do(t, "POST", "/conf?key="+testKey, strings.NewReader(docB)); code != 200 {
+		t.Fatalf("POST /conf = %d %q; want 200", code, body)
+	}
+	if got := hosts(); got != "b.test c.test" {
+		t.Errorf("hosts after a push without save = %q; want b.test c.test", got)
+	}
+	if b, _ := os.ReadFile(e.path); string(b) != docA {
+		t.Errorf("file after a push without save = %q; want it untouched", b)
+	}
+	for _, q := range []string{"&save", "&save=false"} {
+		code, body := e.do(t, "POST", "/conf?key="+testKey+q, strings.NewReader(docA))
+		b, _ := os.ReadFile(e.path)
+		if wantSaved := q == "&save"; code != 200 || strings.Contains(body, "saved to") != wantSaved {
+			t.Errorf("POST /conf%s = %d %q; want 200, saved %v", q, code, body, wantSaved)
+		}
+		if string(b) != docA {
+			t.Errorf("file after POST /conf%s = %q; want docA", q, b)
+		}
+		if got := hosts(); got != "a.test c.test" {
+			t.Errorf("hosts after POST /conf%s = %q; want a.test c.test", q, got)
+		}
+	}
+	dup := "upstreams:\n  c.test:\n    paths: {\"/\": {servers: [\"127.0.0.1:9010\"]}}\n"
+	if code, body := e.do(t, "POST", "/conf?key="+testKey, strings.NewReader(dup)); code != 400 || !strings.Contains(body, "c.yaml:1:1") {
+		t.Errorf("POST /conf of a conf.d host = %d %q; want 400 naming c.yaml:1:1", code, body)
 	}
 }

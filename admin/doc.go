@@ -8,8 +8,9 @@
 //
 // # Endpoints
 //
-//	POST /conf?key=K[&save=true]  body: an upstreams.yaml document
+//	POST /conf?key=K[&save]       body: an upstreams.yaml document
 //	POST /jwt                     body: {"master_key": K, "owner": "name", "valid": minutes}
+//	                              or Aralez's {"master_key", "owner", "exp": minutes, "random"}
 //	GET  /status[?live|?all]      JSON, see StatusView
 //	GET  /metrics                 Prometheus text format
 //	GET  /live                    200 while the process runs
@@ -25,22 +26,28 @@
 //
 // The checks run in this order, and the first that fails answers:
 //
-//   - config_api_enabled is false, or no master_key is configured: 403;
+//   - config_api_enabled is false, or no master_key is configured (the
+//     API is then read-only; the body says what to set): 403;
 //   - no key given: 401 (with WWW-Authenticate: Bearer);
 //   - wrong key: 403;
 //   - body over Options.MaxBodyBytes (DefaultMaxBodyBytes, 4 MiB): 413;
 //   - the document does not parse or validate: 400 with every error, one
 //     per line, as "<api>:line:col: path: message";
-//   - save=true without an upstreams_conf path: 400;
+//   - save without an upstreams_conf path: 400;
 //   - the reload loop rejects it (compiling failed): 400 with its error;
 //   - the reload loop does not answer within Options.ApplyTimeout: 503
 //     (the table may still be applied).
 //
-// Nothing is applied when any check fails. Success is 200 with a one-line
+// The pushed document takes the place of the upstreams file only: the
+// hosts of conf.d/*.yaml beside upstreams_conf are merged in, exactly as
+// a file reload merges them, so a push without save keeps them (a host
+// both pushed and in conf.d is a 400). Nothing is applied when any check
+// fails. Success is 200 with a one-line
 // summary: "config applied: 3 hosts, 5 paths" (plus "; saved to PATH").
 // Pushes are handled one at a time.
 //
-// With save=true the document is first written to upstreams_conf
+// save is Aralez's "?save" (presence) or "save=true"; "save=false", "0"
+// and "no" do not save. With save the document is first written to upstreams_conf
 // atomically — a temporary file in the same folder, fsync, rename, fsync
 // of the folder — so a crash leaves either the old or the new file, never
 // half of one. The file is then loaded back exactly as the file watcher
@@ -55,4 +62,15 @@
 // /status reads Options.Status (nil answers 503). /ready is 200 only
 // after SetReady(true) and while SetDraining(false). /metrics serves
 // Options.Metrics (nil answers 404).
+//
+// # POST /jwt
+//
+// The body names the master key, an owner and the validity in minutes,
+// as valid (ours) or exp (Aralez's; give one of them), from 1 to
+// MaxTokenMinutes (about 292 years: a longer one is a 400, never a token
+// whose expiry overflowed into the past). Aralez's optional random string
+// is copied into a "random" claim. The answer is 201 {"token": "..."},
+// HS256 with the master key, with the claims owner, iat and exp (Unix
+// seconds); without a master key it is 403, a wrong key 403, a malformed
+// body 400.
 package admin

@@ -69,11 +69,25 @@ func LoadUpstreams(path string) (*Upstreams, error) {
 	if err != nil {
 		return nil, ErrorList{{Pos: Pos{File: path}, Msg: "reading upstreams file: " + err.Error()}}
 	}
-	u, all := parseUpstreams(path, data)
+	return parseWithConfD(path, data, path)
+}
+
+// ParseUpstreamsConfD parses data, named name in errors (e.g. "<api>"
+// for a pushed document), as if it were the content of the upstreams
+// file at path: conf.d/*.yaml beside path is merged in as LoadUpstreams
+// does, so a table pushed to the config API keeps the hosts of conf.d.
+// A host defined both in data and in a conf.d file is an error. The
+// error, if any, is an ErrorList. It is safe for concurrent use.
+func ParseUpstreamsConfD(name string, data []byte, path string) (*Upstreams, error) {
+	return parseWithConfD(name, data, path)
+}
+
+func parseWithConfD(name string, data []byte, path string) (*Upstreams, error) {
+	u, all := parseUpstreams(name, data)
 	if u == nil {
 		u = &Upstreams{}
 	}
-	u.Files = []string{path}
+	u.Files = []string{name}
 	seen := make(map[string]Pos, len(u.Hosts))
 	for _, h := range u.Hosts {
 		seen[h.Name] = h.Pos
