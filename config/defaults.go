@@ -133,6 +133,7 @@ func (m *Main) ApplyDefaults() {
 	if m.ACME.Storage == ACMEStorageConsul {
 		setStr(&m.ACME.ConsulPrefix, DefaultACMEConsulPrefix)
 	}
+	m.applyFleetDefaults()
 	if m.TCPKeepaliveIdle > 0 {
 		setInt(&m.TCPKeepaliveInterval, DefaultTCPKeepaliveInterval)
 		setInt(&m.TCPKeepaliveCount, DefaultTCPKeepaliveCount)

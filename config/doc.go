@@ -64,6 +64,14 @@
 // seconds, Aralez's; 60), cache_max_object_bytes (1048576) and
 // cache_status_header (a header name; none by default).
 //
+// Keys for running several instances behind one address: proxy_protocol
+// (false) with proxy_protocol_from (CIDRs, required with it);
+// rate_limit_store (redis://[[user]:password@]host:port[/db] or
+// rediss://, no query options) or, not both, a redis block {address,
+// username, password_env (the environment variable Load reads the
+// password from), db, tls, key_prefix ("aralez:")}; rate_limit_sync
+// (100ms, at most 1s) and rate_limit_fleet_size (1).
+//
 // Pingora keys found in Aralez files are accepted. error_log sets log_file,
 // user and group set runuser and rungroup, graceful_shutdown_timeout_seconds
 // (else grace_period_seconds) sets drain_timeout and ca_file sets

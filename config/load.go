@@ -59,6 +59,9 @@ func load(mainPath string, lookupEnv func(string) (string, bool)) (*Config, erro
 	if v, ok := lookupEnv(EnvJWTKey); ok && v != "" {
 		m.MasterKey = v
 	}
+	if msg := m.loadFleetEnv(lookupEnv); msg != "" {
+		all = append(all, &FieldError{Pos: Pos{File: mainPath}, Path: "redis.password_env", Msg: msg})
+	}
 	if v, ok := lookupEnv(EnvDNSProvider); ok && v != "" {
 		m.ACMEDNSProvider = v
 	}
@@ -128,6 +131,11 @@ func (c *Config) Clone() *Config {
 
 func (m Main) clone() Main {
 	m.TrustedProxies = slices.Clone(m.TrustedProxies)
+	m.ProxyProtocolFrom = slices.Clone(m.ProxyProtocolFrom)
+	if m.RateLimitStore != nil {
+		r := *m.RateLimitStore
+		m.RateLimitStore = &r
+	}
 	m.Ignored = slices.Clone(m.Ignored)
 	m.Deprecated = slices.Clone(m.Deprecated)
 	m.ACME = m.ACME.clone()

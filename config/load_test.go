@@ -622,6 +622,7 @@ func TestMainDefaultsAndKeys(t *testing.T) {
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
 			IdleTimeout: time.Minute, DrainTimeout: 10 * time.Second,
 			ACME: ACME{Directory: "production", Storage: "file"},
+			RateLimitSync: DefaultRateLimitSync, RateLimitFleetSize: DefaultRateLimitFleetSize,
 		}
 		if !reflect.DeepEqual(*m, want) {
 			t.Errorf("ParseMain(empty) =\n%+v\nwant\n%+v", *m, want)

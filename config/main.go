@@ -218,6 +218,7 @@ func buildMainKeys() map[string]mainHandler {
 		},
 	}
 	addACMEKeys(keys)
+	fleetKeys(keys)
 	for _, k := range pingoraIgnored {
 		keys[k] = ignored
 	}
@@ -323,6 +324,7 @@ func (p *mainParser) crossChecks() {
 		p.errorf(e.keyN, e.path, "file_server_folder needs file_server_address")
 	}
 	p.acmeCrossChecks()
+	p.fleetCrossChecks()
 	if e, ok := p.seen["health_check_timeout"]; ok {
 		if iv := m.healthInterval(); m.HealthCheckTimeout > iv {
 			p.errorf(e.val, e.path, "health_check_timeout %v exceeds the health check interval %v", m.HealthCheckTimeout, iv)

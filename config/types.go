@@ -190,6 +190,27 @@ type Main struct {
 	// ACME configures automatic certificates (the acme_* keys).
 	ACME ACME
 
+	// ProxyProtocol turns on the PROXY protocol (v1 and v2) on the
+	// proxy's listeners for the peers in ProxyProtocolFrom, which must
+	// then be set: they must send the header, others are plain clients.
+	ProxyProtocol bool
+	// ProxyProtocolFrom lists the load balancers (CIDRs) that send a
+	// PROXY protocol header when ProxyProtocol is on.
+	ProxyProtocolFrom []netip.Prefix
+	// RateLimitStore, when set (key rate_limit_store or the redis block),
+	// shares rate_limit and x4xx_limit counts with every instance using
+	// the same store, so that a limit holds for the whole fleet. Nil
+	// means each instance counts alone.
+	RateLimitStore *Redis
+	// RateLimitSync is how often counts are exchanged with
+	// RateLimitStore. Default DefaultRateLimitSync, at most
+	// MaxRateLimitSync.
+	RateLimitSync time.Duration
+	// RateLimitFleetSize divides every limit while RateLimitStore is
+	// unreachable (each instance then enforces limit/size alone), and
+	// before the store has said how many instances run. Default 1.
+	RateLimitFleetSize int
+
 	// Ignored lists keys accepted for compatibility and not used
 	// (Pingora keys), as YAML paths, in file order. cmd logs them once.
 	Ignored []string

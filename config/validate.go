@@ -134,6 +134,7 @@ func (m *Main) Validate() error {
 	if m.CacheStatusHeader != "" && !isToken(m.CacheStatusHeader) {
 		e.add(pos, "cache_status_header", "header name %q is not a valid token", m.CacheStatusHeader)
 	}
+	m.validateFleet(&e)
 	return e.l.err()
 }
 
