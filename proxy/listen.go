@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -54,6 +55,16 @@ type ListenOptions struct {
 	// SETTINGS_MAX_HEADER_LIST_SIZE, RFC 9113 §6.5.2). Zero means
 	// net/http's default, 1 MiB.
 	MaxHeaderBytes int
+	// ProxyProtocolFrom lists the load balancers that must open every
+	// connection with a PROXY protocol header (v1 or v2), read before
+	// the HTTP/2 preface peek and before the TLS handshake, within
+	// HandshakeTimeout. From a peer in these prefixes a missing,
+	// malformed or late header closes the connection; the client address
+	// it carries becomes the connection's RemoteAddr. Connections from
+	// any other peer are served as plain clients, so a PROXY header from
+	// them is a malformed request (400) or a failed TLS handshake, never
+	// trusted. Empty means the PROXY protocol is off.
+	ProxyProtocolFrom []netip.Prefix
 	// Logger receives accept errors. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -234,8 +245,31 @@ func Serve(ctx context.Context, ln net.Listener, fast *fasthttp.Server, h2 http.
 	return f.run(ctx, ln, f.dispatchClear)
 }
 
+// fromBalancer reads the PROXY header of a connection from a trusted load
+// balancer (ListenOptions.ProxyProtocolFrom) and returns the connection
+// to serve, or closes raw and reports false when the header is missing,
+// malformed or late. Connections from other peers are returned as they
+// are.
+func (f *frontends) fromBalancer(raw net.Conn) (net.Conn, bool) {
+	if !f.trustsProxyHeader(raw) {
+		return raw, true
+	}
+	c, err := f.readProxyHeader(raw)
+	if err != nil {
+		f.o.Logger.Debug("connection closed", "peer", raw.RemoteAddr().String(), "err", err)
+		raw.Close()
+		return nil, false
+	}
+	_ = raw.SetReadDeadline(time.Time{})
+	return c, true
+}
+
 // dispatchClear peeks at a cleartext connection and hands it on.
-func (f *frontends) dispatchClear(c net.Conn) {
+func (f *frontends) dispatchClear(raw net.Conn) {
+	c, ok := f.fromBalancer(raw)
+	if !ok {
+		return
+	}
 	pc := &prefixConn{Conn: c}
 	_ = c.SetReadDeadline(time.Now().Add(f.o.HandshakeTimeout))
 	for pc.n < len(h2Preface) {
@@ -254,7 +288,7 @@ func (f *frontends) dispatchClear(c net.Conn) {
 		f.serveH2(pc)
 		return
 	}
-	f.untrack(c)
+	f.untrack(raw)
 	if !f.h1.deliver(pc) {
 		// The HTTP/1.1 server is shutting down: serve this one request
 		// directly so it gets an answer with Connection: close.
@@ -287,7 +321,11 @@ func ServeTLSConfig(ctx context.Context, ln net.Listener, cfg *tls.Config, fast 
 
 // dispatchTLS completes the handshake and hands the connection on by
 // its negotiated protocol.
-func (f *frontends) dispatchTLS(ctx context.Context, c net.Conn, cfg *tls.Config) {
+func (f *frontends) dispatchTLS(ctx context.Context, raw net.Conn, cfg *tls.Config) {
+	c, ok := f.fromBalancer(raw)
+	if !ok {
+		return
+	}
 	tc := tls.Server(c, cfg)
 	hctx, cancel := context.WithTimeout(ctx, f.o.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
@@ -300,7 +338,7 @@ func (f *frontends) dispatchTLS(ctx context.Context, c net.Conn, cfg *tls.Config
 		f.serveH2(tc)
 		return
 	}
-	f.untrack(c)
+	f.untrack(raw)
 	if !f.h1.deliver(tc) {
 		_ = f.fast.ServeConn(tc)
 	}

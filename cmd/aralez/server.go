@@ -236,6 +236,9 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
 	lo := proxy.ListenOptions{HandshakeTimeout: m.ReadHeaderTimeout, IdleTimeout: m.IdleTimeout, DrainTimeout: m.DrainTimeout, MaxHeaderBytes: m.MaxHeaderBytes, Logger: s.log}
+	if m.ProxyProtocol {
+		lo.ProxyProtocolFrom = m.ProxyProtocolFrom
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

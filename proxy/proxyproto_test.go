@@ -1,0 +1,307 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/pires/go-proxyproto"
+	"golang.org/x/net/http2"
+
+	"github.com/aralez-go/aralez/config"
+)
+
+// ppHeader builds a PROXY protocol header of version (1 or 2) naming
+// client as the source and 192.0.2.1:443 (or 2001:db8::1) as the
+// destination.
+func ppHeader(t testing.TB, version byte, client string) []byte {
+	t.Helper()
+	src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client))
+	dst := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 443}
+	if src.IP.To4() == nil {
+		dst.IP = net.ParseIP("2001:db8::1")
+	}
+	b, err := proxyproto.HeaderProxyFromAddrs(version, src, dst).Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ppV2Local is a v2 LOCAL header with an empty address block, as load
+// balancers send it for their own health checks.
+var ppV2Local = append(append([]byte{}, proxyproto.SIGV2...), 0x20, 0x00, 0x00, 0x00)
+
+// ppV2WithTLVs is a v2 PROXY header for 198.51.100.9:5000 carrying an
+// ALPN TLV and a NOOP TLV, which the reader must skip.
+func ppV2WithTLVs() []byte {
+	b := append([]byte{}, proxyproto.SIGV2...)
+	tlvs := []byte{0x01, 0x00, 0x02, 'h', '2', 0x04, 0x00, 0x03, 0, 0, 0}
+	addr := []byte{198, 51, 100, 9, 192, 0, 2, 1, 0x13, 0x88, 0x01, 0xbb}
+	n := len(addr) + len(tlvs)
+	b = append(b, 0x21, 0x11, byte(n>>8), byte(n))
+	b = append(b, addr...)
+	return append(b, tlvs...)
+}
+
+// dialFrom opens a TCP connection to addr from the loopback address
+// local (127.0.0.1 is the trusted balancer in these tests, 127.0.0.2 an
+// untrusted client) and writes pre first.
+func dialFrom(ctx context.Context, local, addr string, pre []byte) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if len(pre) > 0 {
+		if _, err := c.Write(pre); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// ppClients returns clients of each front end whose connections start
+// with the header pre, sent from local.
+func ppClients(local string, pre []byte) map[string]*http.Client {
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) { return dialFrom(ctx, local, addr, pre) }
+	dialTLS := func(protos ...string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: protos})
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return tc, nil
+		}
+	}
+	return map[string]*http.Client{
+		"http1":  {Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}},
+		"https1": {Timeout: 10 * time.Second, Transport: &http.Transport{DialTLSContext: dialTLS("http/1.1"), DisableKeepAlives: true}},
+		"h2c": {Timeout: 10 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return dial(ctx, network, addr)
+			}}},
+		"h2": {Timeout: 10 * time.Second, Transport: &http2.Transport{
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return dialTLS("h2")(ctx, network, addr)
+			}}},
+	}
+}
+
+// ppFronts serves an upstream that echoes the X-Forwarded-For it got
+// behind both listeners, with 127.0.0.1 as the only PROXY protocol
+// source.
+func ppFronts(t *testing.T, timeout time.Duration, route func(*config.Host)) (*fronts, *seen) {
+	t.Helper()
+	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Proto, r.Header.Get("X-Forwarded-For"))
+	})
+	h := oneRoute("DEFAULT", "/", addrOf(up))
+	if route != nil {
+		route(&h)
+	}
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{h}
+	lo := ListenOptions{HandshakeTimeout: timeout, ProxyProtocolFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	return startFronts(t, cfg, Options{}, UpstreamOptions{}, lo), s
+}
+
+func (f *fronts) url(name string) string {
+	if name == "h2" || name == "https1" {
+		return "https://" + f.tls
+	}
+	return "http://" + f.plain
+}
+
+// TestProxyProtocolInbound sends v1 and v2 headers (with TLVs, LOCAL,
+// UNKNOWN) from the trusted balancer through every front end: the client
+// address the header carries reaches the backend in X-Forwarded-For,
+// and LOCAL/UNKNOWN keep the socket's address (issue 17).
+func TestProxyProtocolInbound(t *testing.T) {
+	t.Parallel()
+	f, _ := ppFronts(t, 2*time.Second, nil)
+	for _, tt := range []struct {
+		name string
+		pre  []byte
+		want string // X-Forwarded-For at the backend
+	}{
+		{"v1-tcp4", ppHeader(t, 1, "203.0.113.7:40000"), "203.0.113.7"},
+		{"v1-tcp6", ppHeader(t, 1, "[2001:db8:5::7]:40000"), "2001:db8:5::7"},
+		{"v2-tcp4", ppHeader(t, 2, "203.0.113.8:40000"), "203.0.113.8"},
+		{"v2-tcp6", ppHeader(t, 2, "[2001:db8:5::8]:40000"), "2001:db8:5::8"},
+		{"v2-tlvs", ppV2WithTLVs(), "198.51.100.9"},
+		{"v2-local", ppV2Local, "127.0.0.1"},
+		{"v1-unknown", []byte("PROXY UNKNOWN\r\n"), "127.0.0.1"},
+	} {
+		for name, c := range ppClients("127.0.0.1", tt.pre) {
+			t.Run(tt.name+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				resp, body := doReq(t, c, "GET", f.url(name), "/", nil, nil)
+				if resp.StatusCode != 200 || !strings.HasSuffix(body, " "+tt.want) {
+					t.Errorf("GET = %d %q; want 200 and X-Forwarded-For %q", resp.StatusCode, body, tt.want)
+				}
+			})
+		}
+	}
+}
+
+// TestProxyProtocolWebSocket opens a WebSocket through a v2 header on
+// both listeners: the handshake reaches the backend with the carried
+// address, and frames flow through the tunnel (issue 17).
+func TestProxyProtocolWebSocket(t *testing.T) {
+	t.Parallel()
+	addr, _ := startWSBackend(t)
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addr)}
+	lo := ListenOptions{ProxyProtocolFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, lo)
+	pre := ppHeader(t, 2, "203.0.113.70:1234")
+	for _, url := range []string{"ws://" + f.plain + "/echo", "wss://" + f.tls + "/echo"} {
+		d := websocket.Dialer{
+			HandshakeTimeout: 5 * time.Second,
+			TLSClientConfig:  &tls.Config{InsecureSkipVerify: true},
+			NetDialContext: func(ctx context.Context, _, a string) (net.Conn, error) {
+				return dialFrom(ctx, "127.0.0.1", a, pre)
+			},
+		}
+		c, resp, err := d.Dial(url, nil)
+		if err != nil {
+			t.Fatalf("%s: dial: %v", url, err)
+		}
+		if got := resp.Header.Get("X-Backend"); got != "ws" {
+			t.Errorf("%s: X-Backend = %q; want ws", url, got)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, msg, err := c.ReadMessage(); err != nil || string(msg) != "hi" {
+			t.Errorf("%s: echo = %q, %v; want hi", url, msg, err)
+		}
+		c.Close()
+	}
+}
+
+// readAll reads what the proxy sends on c until it closes (or 5 s pass)
+// and reports how long that took.
+func readAll(c net.Conn) (string, time.Duration, error) {
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if isReset(err) {
+		err = nil
+	}
+	return string(b), time.Since(start), err
+}
+
+// TestProxyProtocolRefused covers the headers that must not be trusted
+// or served: from the trusted balancer a missing, malformed, slow or
+// partial header closes the connection (within the header timeout)
+// without reaching the backend; from any other peer a PROXY header is a
+// bad request and the peer's own address is the client (issue 17).
+func TestProxyProtocolRefused(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	f, s := ppFronts(t, timeout, nil)
+	get := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	for _, tt := range []struct {
+		name  string
+		local string
+		tls   bool
+		send  string
+		want  string // prefix of what the proxy answers; "" = closed without a byte
+	}{
+		{"missing", "127.0.0.1", false, get, ""},
+		{"missing-tls", "127.0.0.1", true, "\x16\x03\x01\x00\x05hello", ""},
+		{"malformed-v1", "127.0.0.1", false, "PROXY TCP4 300.1.1.1 192.0.2.1 1 2\r\n" + get, ""},
+		{"v1-no-crlf", "127.0.0.1", false, "PROXY TCP4 203.0.113.7 192.0.2.1 1 2\n" + get, ""},
+		{"v1-too-long", "127.0.0.1", false, "PROXY TCP4 " + strings.Repeat("1", 120) + "\r\n" + get, ""},
+		{"v2-bad-command", "127.0.0.1", false, string(proxyproto.SIGV2) + "\x2f\x11\x00\x0c" + strings.Repeat("\x00", 12) + get, ""},
+		{"v2-bad-family", "127.0.0.1", false, string(proxyproto.SIGV2) + "\x21\x51\x00\x0c" + strings.Repeat("\x00", 12) + get, ""},
+		{"v2-truncated", "127.0.0.1", false, string(proxyproto.SIGV2) + "\x21\x11\x00\x0c\x01\x02", ""},
+		{"slow-v2-signature", "127.0.0.1", false, string(proxyproto.SIGV2[:6]), ""},
+		{"silent", "127.0.0.1", false, "", ""},
+		{"untrusted-v1", "127.0.0.2", false, "PROXY TCP4 203.0.113.7 192.0.2.1 1 2\r\n" + get, "HTTP/1.1 400"},
+		{"untrusted-v2", "127.0.0.2", false, string(ppHeader(t, 2, "203.0.113.7:1")) + get, "HTTP/1.1 400"},
+		{"untrusted-tls", "127.0.0.2", true, string(ppHeader(t, 2, "203.0.113.7:1")), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addr := f.plain
+			if tt.tls {
+				addr = f.tls
+			}
+			c, err := dialFrom(context.Background(), tt.local, addr, []byte(tt.send))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			got, took, err := readAll(c)
+			if err != nil {
+				t.Fatalf("reading: %v after %v; want the proxy to answer or close", err, took)
+			}
+			switch {
+			case tt.want != "" && !strings.HasPrefix(got, tt.want):
+				t.Errorf("answer %q; want %q…", got, tt.want)
+			case tt.want == "" && !tt.tls && got != "":
+				t.Errorf("answer %q; want a close without a byte", got)
+			}
+			if tt.want == "" && took > timeout+2*time.Second {
+				t.Errorf("closed after %v; want within the %v header timeout", took, timeout)
+			}
+		})
+	}
+	t.Run("untrusted-plain", func(t *testing.T) {
+		// A client outside proxy_protocol_from is served as it is.
+		c := ppClients("127.0.0.2", nil)["http1"]
+		resp, body := doReq(t, c, "GET", "http://"+f.plain, "/", nil, nil)
+		if resp.StatusCode != 200 || body != "HTTP/1.1 127.0.0.2" {
+			t.Errorf("GET from 127.0.0.2 = %d %q; want 200 %q", resp.StatusCode, body, "HTTP/1.1 127.0.0.2")
+		}
+	})
+	if n := s.hits.Load(); n != 1 {
+		t.Errorf("backend hits = %d; want 1 (only the plain untrusted request)", n)
+	}
+}
+
+// TestProxyProtocolRateLimit checks that a rate limit keys on the
+// carried client address: two clients behind the same balancer each
+// get their own budget (issue 17).
+func TestProxyProtocolRateLimit(t *testing.T) {
+	t.Parallel()
+	f, _ := ppFronts(t, 2*time.Second, func(h *config.Host) { h.Policy.RateLimit = 2 })
+	for _, client := range []string{"203.0.113.10:1000", "203.0.113.11:1000"} {
+		var codes []int
+		for range 3 {
+			c, err := dialFrom(context.Background(), "127.0.0.1", f.plain, ppHeader(t, 1, client))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			codes = append(codes, resp.StatusCode)
+			c.Close()
+		}
+		if fmt.Sprint(codes) != "[200 200 429]" {
+			t.Errorf("client %s: statuses %v; want [200 200 429]", client, codes)
+		}
+	}
+}
