@@ -621,7 +621,7 @@ func TestMainDefaultsAndKeys(t *testing.T) {
 			UpstreamTimeout: time.Minute, UpstreamIdleTimeout: time.Minute,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
 			IdleTimeout: time.Minute, DrainTimeout: 10 * time.Second,
-			ACME: ACME{Directory: "production", Storage: "file"},
+			ACME:          ACME{Directory: "production", Storage: "file"},
 			RateLimitSync: DefaultRateLimitSync, RateLimitFleetSize: DefaultRateLimitFleetSize,
 		}
 		if !reflect.DeepEqual(*m, want) {
