@@ -21,6 +21,11 @@
 //	aralez_auth_rejected_total                 counter
 //	aralez_reloads_total{result="ok|failed"}   counter
 //	aralez_config_generation                   gauge
+//	aralez_cache_size_bytes                    gauge, response cache size (Aralez's)
+//	aralez_cache_items                         gauge, stored responses (Aralez's)
+//	aralez_cache_evicted_bytes_total           counter (a gauge in Aralez)
+//	aralez_cache_evicted_items_total           counter (a gauge in Aralez)
+//	aralez_cache_requests_total{route,status}  counter, status hit, miss, stale, revalidated, bypass
 //
 // plus the Go runtime (go_*) and process (process_*) collectors.
 //
@@ -102,6 +107,8 @@ type Metrics struct {
 	reloadOK     prometheus.Counter
 	reloadFailed prometheus.Counter
 	generation   prometheus.Gauge
+
+	cache cacheMetrics
 
 	logErrors atomic.Pointer[func() uint64]
 	health    atomic.Pointer[func(emit func(addr string, up bool))]
@@ -185,7 +192,9 @@ func New() *Metrics {
 		Name: "aralez_config_generation", Help: "Generation of the config serving now.",
 	})
 
+	m.cache.init()
 	m.reg.MustRegister(
+		&m.cache, m.cache.requests,
 		m.requests, m.errors, m.responses, m.latency, byMethod, byVersion, m.byUpstream,
 		sessions, memory, openFiles, logErrors,
 		m.retries, m.rateLimited, m.authRejected, reloads, m.generation,

@@ -240,3 +240,56 @@ func TestObserveConcurrent(t *testing.T) {
 		t.Errorf("sum of responses = %v; want %d", sum, workers*per)
 	}
 }
+
+// TestCacheMetrics checks the response cache's series (issue 15): the
+// storage figures read at scrape time and the per-route status counters.
+func TestCacheMetrics(t *testing.T) {
+	t.Parallel()
+	m := New()
+	fams := scrape(t, m)
+	if v, ok := value(fams, "aralez_cache_size_bytes"); !ok || v != 0 {
+		t.Errorf("aralez_cache_size_bytes without a source = %v, %v; want 0, present", v, ok)
+	}
+	m.SetCacheStats(func() CacheStats { return CacheStats{SizeBytes: 1000, Items: 3, EvictedBytes: 500, EvictedItems: 2} })
+	api := m.CacheRouteIndex("ex.com/api")
+	root := m.CacheRouteIndex("ex.com/")
+	if again := m.CacheRouteIndex("ex.com/api"); again != api {
+		t.Fatalf("CacheRouteIndex(same) = %d; want %d", again, api)
+	}
+	for range 3 {
+		m.ObserveCache(api, CacheHit)
+	}
+	m.ObserveCache(api, CacheMiss)
+	m.ObserveCache(root, CacheStale)
+	m.ObserveCache(root, CacheRevalidated)
+	m.ObserveCache(99, CacheHit) // unknown: ignored
+	fams = scrape(t, m)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"aralez_cache_size_bytes", nil, 1000},
+		{"aralez_cache_items", nil, 3},
+		{"aralez_cache_evicted_bytes_total", nil, 500},
+		{"aralez_cache_evicted_items_total", nil, 2},
+		{"aralez_cache_requests_total", []string{"route=ex.com/api", "status=hit"}, 3},
+		{"aralez_cache_requests_total", []string{"route=ex.com/api", "status=miss"}, 1},
+		{"aralez_cache_requests_total", []string{"route=ex.com/", "status=stale"}, 1},
+		{"aralez_cache_requests_total", []string{"route=ex.com/", "status=revalidated"}, 1},
+		{"aralez_cache_requests_total", []string{"route=ex.com/", "status=bypass"}, 0},
+	} {
+		if v, ok := value(fams, tc.name, tc.labels...); !ok || v != tc.want {
+			t.Errorf("%s%v = %v, %v; want %v", tc.name, tc.labels, v, ok, tc.want)
+		}
+	}
+	m.RetainCacheRoutes([]string{"ex.com/"})
+	fams = scrape(t, m)
+	if _, ok := value(fams, "aralez_cache_requests_total", "route=ex.com/api", "status=hit"); ok {
+		t.Error("a removed route's series is still exported")
+	}
+	m.ObserveCache(api, CacheHit) // removed: not counted, no panic
+	if i := m.CacheRouteIndex("ex.com/api"); i != api {
+		t.Errorf("CacheRouteIndex(re-added) = %d; want the reserved %d", i, api)
+	}
+}
