@@ -11,11 +11,11 @@
 //
 // Text (the default), one line per request, fields separated by one space:
 //
-//	time client method host path protocol status bytes duration upstream "user agent" request_id
+//	time client method host path protocol status bytes duration upstream "user agent" request_id cache
 //
 // for example
 //
-//	2026-11-29T17:31:49.123Z 203.0.113.7 GET app.example.com /api?x=1 HTTP/1.1 200 1234 0.002345 127.0.0.1:8000 "curl/8.5.0" 9f86d081884c7d65000000000000002a
+//	2026-11-29T17:31:49.123Z 203.0.113.7 GET app.example.com /api?x=1 HTTP/1.1 200 1234 0.002345 127.0.0.1:8000 "curl/8.5.0" 9f86d081884c7d65000000000000002a MISS
 //
 // where:
 //
@@ -28,7 +28,9 @@
 //     the seconds from request start until the proxy handed the response
 //     to its front end, with microsecond precision;
 //   - upstream is the backend's host:port, "-" when the proxy answered
-//     itself (redirect, 404, 429, …);
+//     itself (redirect, 404, 429, or a cache hit);
+//   - cache is the response cache's status: HIT, MISS, STALE,
+//     REVALIDATED or BYPASS, "-" on routes without a cache;
 //   - an empty field is written "-" (the user agent as "-", unquoted);
 //   - bytes that could break the line or forge a field (control bytes,
 //     space outside the quoted user agent, '"', '\\', bytes >= 0x80) are
@@ -36,7 +38,7 @@
 //
 // JSON (Options.JSON, main.yaml's log_structured), one object per line
 // with the keys time, level, client, method, host, path, protocol,
-// status, bytes, duration, upstream, user_agent and request_id; level is
+// status, bytes, duration, upstream, user_agent, request_id and cache; level is
 // Aralez's level by status class (Level: info below 400, warn for 4xx,
 // error from 500); status and bytes are integers, duration a
 // number of seconds; strings are JSON-escaped, invalid UTF-8 becomes
@@ -126,6 +128,9 @@ type Record struct {
 	UserAgent []byte
 	// RequestID is the X-Request-Id sent upstream and to the client.
 	RequestID []byte
+	// Cache is the response cache's status (HIT, MISS, STALE,
+	// REVALIDATED, BYPASS); empty on routes without a cache.
+	Cache []byte
 }
 
 // maxKeptField bounds the capacity a pooled Record keeps per field, so
@@ -144,8 +149,8 @@ func (r *Record) reset() {
 	}
 }
 
-func (r *Record) fields() [8]*[]byte {
-	return [8]*[]byte{&r.Client, &r.Method, &r.Host, &r.Path, &r.Protocol, &r.Upstream, &r.UserAgent, &r.RequestID}
+func (r *Record) fields() [9]*[]byte {
+	return [9]*[]byte{&r.Client, &r.Method, &r.Host, &r.Path, &r.Protocol, &r.Upstream, &r.UserAgent, &r.RequestID, &r.Cache}
 }
 
 var recordPool = sync.Pool{New: func() any { return new(Record) }}
@@ -419,6 +424,8 @@ func AppendText(dst []byte, r *Record) []byte {
 	}
 	dst = append(dst, ' ')
 	dst = appendField(dst, r.RequestID, false)
+	dst = append(dst, ' ')
+	dst = appendField(dst, r.Cache, false)
 	return append(dst, '\n')
 }
 
@@ -480,6 +487,8 @@ func AppendJSON(dst []byte, r *Record) []byte {
 	dst = appendJSONString(dst, r.UserAgent)
 	dst = append(dst, `,"request_id":`...)
 	dst = appendJSONString(dst, r.RequestID)
+	dst = append(dst, `,"cache":`...)
+	dst = appendJSONString(dst, r.Cache)
 	return append(dst, "}\n"...)
 }
 

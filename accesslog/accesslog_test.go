@@ -26,6 +26,7 @@ func fill(r *Record) {
 	r.Upstream = append(r.Upstream, "127.0.0.1:8000"...)
 	r.UserAgent = append(r.UserAgent, "curl/8.5.0 (x)"...)
 	r.RequestID = append(r.RequestID, "9f86d081884c7d65000000000000002a"...)
+	r.Cache = append(r.Cache, "HIT"...)
 }
 
 func TestAppendText(t *testing.T) {
@@ -38,12 +39,12 @@ func TestAppendText(t *testing.T) {
 		{
 			name: "full",
 			edit: func(*Record) {},
-			want: `2026-11-29T16:31:49.123Z 203.0.113.7 GET app.example.com /api?x=1 HTTP/1.1 200 1234 0.002345 127.0.0.1:8000 "curl/8.5.0 (x)" 9f86d081884c7d65000000000000002a` + "\n",
+			want: `2026-11-29T16:31:49.123Z 203.0.113.7 GET app.example.com /api?x=1 HTTP/1.1 200 1234 0.002345 127.0.0.1:8000 "curl/8.5.0 (x)" 9f86d081884c7d65000000000000002a HIT` + "\n",
 		},
 		{
 			name: "proxy answered, no user agent",
-			edit: func(r *Record) { r.Upstream = r.Upstream[:0]; r.UserAgent = nil; r.Status = 404 },
-			want: `2026-11-29T16:31:49.123Z 203.0.113.7 GET app.example.com /api?x=1 HTTP/1.1 404 1234 0.002345 - - 9f86d081884c7d65000000000000002a` + "\n",
+			edit: func(r *Record) { r.Upstream = r.Upstream[:0]; r.UserAgent = nil; r.Status = 404; r.Cache = nil },
+			want: `2026-11-29T16:31:49.123Z 203.0.113.7 GET app.example.com /api?x=1 HTTP/1.1 404 1234 0.002345 - - 9f86d081884c7d65000000000000002a -` + "\n",
 		},
 		{
 			name: "forged fields escaped",
@@ -51,7 +52,7 @@ func TestAppendText(t *testing.T) {
 				r.Path = append(r.Path[:0], "/a b\n\"x\\\xff"...)
 				r.UserAgent = append(r.UserAgent[:0], "ua\" 200 fake\r\n"...)
 			},
-			want: `2026-11-29T16:31:49.123Z 203.0.113.7 GET app.example.com /a\x20b\x0a\x22x\x5c\xff HTTP/1.1 200 1234 0.002345 127.0.0.1:8000 "ua\x22 200 fake\x0d\x0a" 9f86d081884c7d65000000000000002a` + "\n",
+			want: `2026-11-29T16:31:49.123Z 203.0.113.7 GET app.example.com /a\x20b\x0a\x22x\x5c\xff HTTP/1.1 200 1234 0.002345 127.0.0.1:8000 "ua\x22 200 fake\x0d\x0a" 9f86d081884c7d65000000000000002a HIT` + "\n",
 		},
 	}
 	for _, tt := range tests {
@@ -85,7 +86,7 @@ func TestAppendJSON(t *testing.T) {
 		"time": "2026-11-29T16:31:49.123Z", "level": "info", "client": "203.0.113.7", "method": "GET",
 		"host": "app.example.com", "path": "/p\"\\\x01\ufffdé", "protocol": "HTTP/1.1",
 		"status": 200.0, "bytes": 1234.0, "duration": 0.002345, "upstream": "",
-		"user_agent": "curl/8.5.0 (x)", "request_id": "9f86d081884c7d65000000000000002a",
+		"user_agent": "curl/8.5.0 (x)", "request_id": "9f86d081884c7d65000000000000002a", "cache": "HIT",
 	}
 	for k, w := range want {
 		if got[k] != w {

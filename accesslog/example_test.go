@@ -37,7 +37,7 @@ func ExampleLogger_Log() {
 	l.Shutdown(context.Background())
 	fmt.Println("dropped:", l.Dropped())
 	// Output:
-	// 2026-11-29T17:31:49.000Z 203.0.113.7 GET app.example.com /api HTTP/1.1 502 17 0.012500 127.0.0.1:8000 - 9f86d081884c7d65000000000000002a
+	// 2026-11-29T17:31:49.000Z 203.0.113.7 GET app.example.com /api HTTP/1.1 502 17 0.012500 127.0.0.1:8000 - 9f86d081884c7d65000000000000002a -
 	// dropped: 0
 }
 
