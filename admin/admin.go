@@ -78,6 +78,9 @@ type Options struct {
 	ApplyTimeout time.Duration
 	// Now returns the current time, for JWT iat/exp. nil means time.Now.
 	Now func() time.Time
+	// Cache is the response cache behind POST /cache/purge. nil answers
+	// 404 (no cache configured).
+	Cache CachePurger
 }
 
 // Server is the config API server. Create it with NewServer; serve it on
@@ -123,6 +126,7 @@ func NewServer(o Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /conf", s.handleConf)
 	mux.HandleFunc("POST /jwt", s.handleJWT)
+	mux.HandleFunc("POST /cache/purge", s.handleCachePurge)
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
 		plain(w, http.StatusOK, "live")

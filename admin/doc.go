@@ -11,6 +11,8 @@
 //	POST /conf?key=K[&save]       body: an upstreams.yaml document
 //	POST /jwt                     body: {"master_key": K, "owner": "name", "valid": minutes}
 //	                              or Aralez's {"master_key", "owner", "exp": minutes, "random"}
+//	POST /cache/purge?key=K&url=http://host/path?query     one cached URL
+//	POST /cache/purge?key=K&host=H[&prefix=/path]          a host's URLs under a prefix
 //	GET  /status[?live|?all]      JSON, see StatusView
 //	GET  /metrics                 Prometheus text format
 //	GET  /live                    200 while the process runs
@@ -56,6 +58,17 @@
 // (discovery.Digest) and skips it, so the table is applied once. When
 // loading back or applying fails, the previous file content is restored
 // the same way and the answer is 400.
+//
+// # POST /cache/purge
+//
+// Removes responses from this instance's response cache (other instances
+// keep theirs): by exact URL (its scheme, host, path and query form the
+// cache key) or by host and path prefix under both schemes. It needs the
+// master key, like /conf (no master_key: 403, the API is read-only); it
+// does not need config_api_enabled, as it changes no routing. Without a
+// cache (cache_size_mb 0) it answers 404; a missing or bad url, host or
+// prefix is a 400. Success is 200 {"purged": N}, N counting each Vary
+// variant.
 //
 // # Status, readiness, metrics
 //

@@ -592,17 +592,17 @@ func (c *Cache) markHitForMiss(hash uint64, key []byte, now int64) {
 	c.store.Set(hash, n)
 }
 
-// Invalidate removes every stored response (all Vary variants) for the
-// primary key key, as RFC 9111 §4.4 asks after an unsafe request. It
-// reports whether something was removed.
-func (c *Cache) Invalidate(key []byte) bool {
+// Invalidate removes every stored response (all Vary variants) and any
+// hit-for-miss marker for the primary key key, as RFC 9111 §4.4 asks
+// after an unsafe request, and returns how many responses it removed.
+func (c *Cache) Invalidate(key []byte) int {
 	hash := c.hash(key)
-	removed := false
+	removed := 0
 	c.store.ComputeIfPresent(hash, func(old *node) (*node, otter.ComputeOp) {
 		if !bytes.Equal(old.key, key) {
 			return old, otter.CancelOp
 		}
-		removed = len(old.variants) > 0
+		removed = len(old.variants)
 		return nil, otter.InvalidateOp
 	})
 	return removed

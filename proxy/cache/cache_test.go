@@ -217,8 +217,8 @@ func TestVary(t *testing.T) {
 	if st := c.Stats(); st.Items != 3 {
 		t.Errorf("Stats().Items = %d; want 3 variants", st.Items)
 	}
-	if !c.Invalidate([]byte(key)) {
-		t.Error("Invalidate() = false; want true")
+	if n := c.Invalidate([]byte(key)); n != 3 {
+		t.Errorf("Invalidate() = %d; want 3 variants", n)
 	}
 	if res := c.Lookup(getReq(key, gz), at(2*time.Second)); res.Outcome != Miss {
 		t.Errorf("Lookup after Invalidate = %v; want miss", res.Outcome)
