@@ -69,6 +69,10 @@ type Options struct {
 	// Metrics serves /metrics, e.g. (*metrics.Metrics).Handler(). nil
 	// answers 404.
 	Metrics http.Handler
+	// ACME serves /acme_create, /acme_order/{domain} and
+	// /.well-known/acme-challenge/{token}. nil answers them with 503 and
+	// 404.
+	ACME ACME
 	// Logger receives one line per push. nil means slog.Default().
 	Logger *slog.Logger
 	// MaxBodyBytes limits /conf bodies. Zero means DefaultMaxBodyBytes.
@@ -132,6 +136,7 @@ func NewServer(o Options) *Server {
 		plain(w, http.StatusOK, "live")
 	})
 	mux.HandleFunc("GET /ready", s.handleReady)
+	s.acmeRoutes(mux)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		if s.o.Metrics == nil {
 			http.NotFound(w, r)

@@ -18,6 +18,18 @@
 //	GET  /live                    200 while the process runs
 //	GET  /ready                   200 when ready, 503 before and while draining
 //	GET  /debug/pprof/…?key=K     net/http/pprof
+//	ANY  /acme_create?key=K        register (or find) the ACME account; 200 with its URL
+//	ANY  /acme_order/NAME?key=K    obtain a certificate for NAME now and keep it renewed
+//	GET  /.well-known/acme-challenge/TOKEN   the HTTP-01 key authorization of a held token, else 404
+//
+// The ACME endpoints are Aralez's; unlike Aralez, /acme_create and
+// /acme_order need the master key and are refused (403) when none is
+// configured, as POST /conf is. /acme_order answers 200 "Certificate is
+// successfully generated", 200 "Fresh certificate exists. Not renewing!"
+// when a valid certificate was already stored, 400 for a name that is not
+// a fully qualified domain name, and 500 with the CA's error otherwise.
+// The challenge endpoint needs no key: it answers only tokens of pending
+// challenges, for the request's Host.
 //
 // The master key is given as ?key=K (Aralez's form) or as an
 // "Authorization: Bearer K" header, and compared in constant time
