@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/aralez-go/aralez/config"
 )
@@ -87,4 +88,34 @@ func (s *Server) handleACMEChallenge(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	plain(w, http.StatusNotFound, "Not found")
+}
+
+// CertificateStatus is the state of one ACME-managed name, as GET
+// /status?certificates lists it.
+type CertificateStatus struct {
+	// Name is the managed name ("*.example.com" for a wildcard).
+	Name string `json:"name"`
+	// NotAfter is the expiry of the certificate served; zero (left out)
+	// while none has been obtained.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// Challenge is the challenge type used.
+	Challenge string `json:"challenge"`
+	// LastError is the error of the last failed order or renewal; empty
+	// after a success. The previous certificate keeps serving.
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Renewals and Failures count successful and failed renewals.
+	Renewals int `json:"renewals"`
+	Failures int `json:"renewal_failures"`
+}
+
+// handleCertificates answers GET /status?certificates: the ACME-managed
+// names, a JSON list.
+func (s *Server) handleCertificates(w http.ResponseWriter, v StatusView) {
+	list := v.Certificates
+	if list == nil {
+		list = []CertificateStatus{}
+	}
+	writeJSON(w, http.StatusOK, list)
 }

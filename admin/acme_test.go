@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingACME is an ACME that records the names ordered; the
@@ -112,5 +113,34 @@ func TestACMEEndpoints(t *testing.T) {
 	}
 	if code, _ := get(t, serveAdmin(t, Options{MasterKey: testKey})+"/acme_order/a.example.com?key="+testKey, ""); code != 503 {
 		t.Errorf("acme_order without a manager = %d; want 503", code)
+	}
+}
+
+// TestStatusCertificates checks GET /status?certificates (issue 13: a
+// failed renewal is visible in /status).
+func TestStatusCertificates(t *testing.T) {
+	t.Parallel()
+	exp := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := fixedStatus(sampleStatus())
+	st.Certificates = []CertificateStatus{{Name: "a.example.com", NotAfter: exp, Challenge: "http-01", LastError: "connection refused", LastErrorAt: exp.Add(-time.Hour), Renewals: 2, Failures: 1}}
+	base := serveAdmin(t, Options{Status: st})
+	code, body := get(t, base+"/status?certificates", "")
+	want := `[
+  {
+    "name": "a.example.com",
+    "not_after": "2027-01-02T03:04:05Z",
+    "challenge": "http-01",
+    "last_error": "connection refused",
+    "last_error_at": "2027-01-02T02:04:05Z",
+    "renewals": 2,
+    "renewal_failures": 1
+  }
+]
+`
+	if code != 200 || body != want {
+		t.Errorf("GET /status?certificates = %d\n%s\nwant 200\n%s", code, body, want)
+	}
+	if code, body := get(t, serveAdmin(t, Options{Status: fixedStatus(sampleStatus())})+"/status?certificates", ""); code != 200 || body != "[]\n" {
+		t.Errorf("GET /status?certificates without ACME = %d %q; want 200 []", code, body)
 	}
 }

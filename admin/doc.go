@@ -13,7 +13,7 @@
 //	                              or Aralez's {"master_key", "owner", "exp": minutes, "random"}
 //	POST /cache/purge?key=K&url=http://host/path?query     one cached URL
 //	POST /cache/purge?key=K&host=H[&prefix=/path]          a host's URLs under a prefix
-//	GET  /status[?live|?all]      JSON, see StatusView
+//	GET  /status[?live|?all|?certificates]   JSON, see StatusView (?certificates: the ACME-managed names)
 //	GET  /metrics                 Prometheus text format
 //	GET  /live                    200 while the process runs
 //	GET  /ready                   200 when ready, 503 before and while draining

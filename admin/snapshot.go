@@ -21,6 +21,9 @@ type SnapshotStatus struct {
 	// each path. nil (or a nil result) leaves them at their defaults
 	// (healthcheck true, the rest zero).
 	Upstreams func() *config.Upstreams
+	// Certificates returns the ACME-managed names for
+	// /status?certificates. nil means none.
+	Certificates func() []CertificateStatus
 }
 
 var _ StatusSource = SnapshotStatus{}
@@ -28,14 +31,18 @@ var _ StatusSource = SnapshotStatus{}
 // Status builds the view; a nil snapshot gives an empty one.
 func (s SnapshotStatus) Status() StatusView {
 	snap := s.Snapshot()
+	var certs []CertificateStatus
+	if s.Certificates != nil {
+		certs = s.Certificates()
+	}
 	if snap == nil {
-		return StatusView{}
+		return StatusView{Certificates: certs}
 	}
 	var up *config.Upstreams
 	if s.Upstreams != nil {
 		up = s.Upstreams()
 	}
-	v := StatusView{Generation: snap.Generation, Digest: snap.Digest}
+	v := StatusView{Generation: snap.Generation, Digest: snap.Digest, Certificates: certs}
 	hostIdx := make(map[string]int)
 	for _, r := range snap.Routes {
 		if r == nil {

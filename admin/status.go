@@ -28,6 +28,8 @@ type StatusView struct {
 	Digest string
 	// Hosts are the configured hosts ("DEFAULT" and wildcards included).
 	Hosts []HostStatus
+	// Certificates are the ACME-managed names, for /status?certificates.
+	Certificates []CertificateStatus
 }
 
 // HostStatus is one host of a StatusView.
@@ -227,6 +229,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Config-Generation", strconv.FormatUint(v.Generation, 10))
 	if v.Digest != "" {
 		w.Header().Set("X-Config-Digest", v.Digest)
+	}
+	if _, certs := r.URL.Query()["certificates"]; certs {
+		s.handleCertificates(w, v)
+		return
 	}
 	var doc any
 	if _, all := r.URL.Query()["all"]; all {

@@ -109,6 +109,7 @@ type Metrics struct {
 	generation   prometheus.Gauge
 
 	cache cacheMetrics
+	certs certMetrics
 
 	logErrors atomic.Pointer[func() uint64]
 	health    atomic.Pointer[func(emit func(addr string, up bool))]
@@ -193,6 +194,7 @@ func New() *Metrics {
 	})
 
 	m.cache.init()
+	m.certs.init(m.reg)
 	m.reg.MustRegister(
 		&m.cache, m.cache.requests,
 		m.requests, m.errors, m.responses, m.latency, byMethod, byVersion, m.byUpstream,

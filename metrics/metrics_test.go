@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -291,5 +292,42 @@ func TestCacheMetrics(t *testing.T) {
 	m.ObserveCache(api, CacheHit) // removed: not counted, no panic
 	if i := m.CacheRouteIndex("ex.com/api"); i != api {
 		t.Errorf("CacheRouteIndex(re-added) = %d; want the reserved %d", i, api)
+	}
+}
+
+// TestCertificateMetrics checks the expiry series and the ACME order
+// counters (issue 13).
+func TestCertificateMetrics(t *testing.T) {
+	t.Parallel()
+	m := New()
+	exp := time.Unix(1900000000, 0)
+	m.SetCertificateExpiry(func(emit func(string, time.Time)) {
+		emit("a.example.com", exp)
+		emit("*.example.com", exp.Add(time.Hour))
+		emit("a.example.com", exp) // reported once
+	})
+	m.ACMEOrder(false, true)
+	m.ACMEOrder(true, true)
+	m.ACMEOrder(true, false)
+	m.ACMEOrder(true, false)
+	fams := scrape(t, m)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"aralez_certificate_expiry_timestamp_seconds", []string{"name=a.example.com"}, 1900000000},
+		{"aralez_certificate_expiry_timestamp_seconds", []string{"name=*.example.com"}, 1900003600},
+		{"aralez_acme_orders_total", []string{"kind=obtain", "outcome=success"}, 1},
+		{"aralez_acme_orders_total", []string{"kind=renew", "outcome=success"}, 1},
+		{"aralez_acme_orders_total", []string{"kind=renew", "outcome=failure"}, 2},
+		{"aralez_acme_orders_total", []string{"kind=obtain", "outcome=failure"}, 0},
+	} {
+		if got, ok := value(fams, tc.name, tc.labels...); !ok || got != tc.want {
+			t.Errorf("%s%v = %v, %v; want %v", tc.name, tc.labels, got, ok, tc.want)
+		}
+	}
+	if n := len(fams["aralez_certificate_expiry_timestamp_seconds"].GetMetric()); n != 2 {
+		t.Errorf("expiry series = %d; want 2", n)
 	}
 }

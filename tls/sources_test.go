@@ -57,6 +57,11 @@ func TestSourcesLaterNotAfterWins(t *testing.T) {
 	if got, want := s.Names(), []string{"a.test", "b.test", "c.test"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %q; want %q", got, want)
 	}
+	exp := map[string]time.Time{}
+	s.Expiry(func(n string, na time.Time) { exp[n] = na })
+	if len(exp) != 3 || !exp["a.test"].Equal(now.Add(48*time.Hour)) || !exp["b.test"].Equal(now.Add(72*time.Hour)) {
+		t.Errorf("Expiry() = %v; want a.test +48h, b.test +72h, c.test", exp)
+	}
 	if got, want := s.Pairs(), []string{"a.test", "b.test"}; !slices.Equal(got, want) {
 		t.Errorf("Pairs() = %q; want %q", got, want)
 	}

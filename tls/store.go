@@ -470,6 +470,19 @@ func (s *Store) Names() []string {
 	return out
 }
 
+// Expiry calls emit once per name the store serves, wildcards as
+// "*.example.com", with the NotAfter of the certificate served for it
+// (for metrics). It reads one snapshot of the set.
+func (s *Store) Expiry(emit func(name string, notAfter time.Time)) {
+	set := s.set.Load()
+	for n, l := range set.exact {
+		emit(n, l.certs[0].Leaf.NotAfter)
+	}
+	for n, l := range set.wild {
+		emit("*."+n, l.certs[0].Leaf.NotAfter)
+	}
+}
+
 // Pairs returns the sorted names (file base names) of the loaded pairs;
 // the first is the default certificate. The slice is a new copy.
 func (s *Store) Pairs() []string {
