@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -516,8 +517,9 @@ func (c *Cache) build(r *Request, resp *Response, h Fields, vary Fields, fr *fre
 			vary = AppendField(vary, name, trimOWS(v))
 		}
 	}
-	size := len(r.Key) + len(h) + len(vary) + len(resp.Body)
-	data := make([]byte, 0, size)
+	// slices.Grow rounds the capacity up to the allocator's size class,
+	// so the entry's weight (its capacity) is the memory it really holds.
+	data := slices.Grow([]byte(nil), len(r.Key)+len(h)+len(vary)+len(resp.Body))
 	data = append(data, r.Key...)
 	e := &Entry{status: resp.Status, keyEnd: len(data)}
 	for name, val := range h.All() {

@@ -153,7 +153,7 @@ func NotModifiedField(name []byte) bool {
 
 // size is the number of bytes the entry holds, with a fixed estimate of
 // its bookkeeping, used as its weight against the size bound.
-func (e *Entry) size() int { return len(e.data) + entryOverhead }
+func (e *Entry) size() int { return cap(e.data) + entryOverhead }
 
 // entryOverhead estimates what an Entry costs besides its data: the
 // struct, its slice header and the storage's node.
