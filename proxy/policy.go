@@ -12,6 +12,7 @@ import (
 	"github.com/aralez-go/aralez/balancer"
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/policy/auth"
+	"github.com/aralez-go/aralez/policy/auth/forward"
 	"github.com/aralez-go/aralez/policy/ratelimit"
 )
 
@@ -40,7 +41,7 @@ type routePolicy struct {
 	basic              *auth.Basic
 	apiKey             *auth.APIKey
 	jwt                *auth.JWT
-	forward            *auth.Forward
+	forward            *forward.Client
 	forwardCredentials bool
 	authHeaders        []string // forward auth: headers taken from the auth service
 
@@ -120,7 +121,7 @@ func compilePolicy(cfg *config.Config, h *config.Host, p *config.Path, r *Route,
 				err = fmt.Errorf("forward authorization needs a URL in data")
 				break
 			}
-			rp.forward, err = auth.NewForward(a.Data[0], auth.ForwardOptions{Timeout: o.ForwardAuthTimeout, ResponseHeaders: hdrs})
+			rp.forward, err = forward.New(a.Data[0], auth.ForwardOptions{Timeout: o.ForwardAuthTimeout, ResponseHeaders: hdrs})
 		default:
 			err = fmt.Errorf("unknown authorization type %q", a.Type)
 		}

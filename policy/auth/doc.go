@@ -54,8 +54,8 @@
 //
 // # Forward auth
 //
-// Forward asks an external service over a pooled net/http client (no
-// environment proxy, redirects not followed) with a timeout
+// The forward subpackage asks an external service over a pooled net/http
+// client (no environment proxy, redirects not followed) with a timeout
 // (DefaultForwardTimeout, 5 s). 2xx allows the request and returns the
 // service's values of the configured response headers (default
 // DefaultResponseHeaders) for the proxy to set on the upstream request; the

@@ -1,4 +1,4 @@
-package auth
+package forward
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aralez-go/aralez/policy/auth"
 )
 
 // authServer runs handler on 127.0.0.1 and records the last request's
@@ -39,17 +41,17 @@ func newAuthServer(t *testing.T, handler http.HandlerFunc) *authServer {
 	return s
 }
 
-func newForward(t *testing.T, url string, o ForwardOptions) *Forward {
+func newForward(t *testing.T, url string, o auth.ForwardOptions) *Client {
 	t.Helper()
-	f, err := NewForward(url, o)
+	f, err := New(url, o)
 	if err != nil {
-		t.Fatalf("NewForward(%q) = %v", url, err)
+		t.Fatalf("New(%q) = %v", url, err)
 	}
 	t.Cleanup(f.Close)
 	return f
 }
 
-var fwdReq = ForwardRequest{
+var fwdReq = auth.ForwardRequest{
 	Method:        "POST",
 	Proto:         "https",
 	Host:          "app.example.com",
@@ -69,12 +71,12 @@ func TestForwardAllowWithHeaders(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ok"))
 	})
-	f := newForward(t, s.URL+"/verify?rd=1", ForwardOptions{})
+	f := newForward(t, s.URL+"/verify?rd=1", auth.ForwardOptions{})
 	for i := range 3 {
 		req := fwdReq
 		got := f.Check(context.Background(), &req)
-		want := ForwardResult{Decision: Allow, Status: 200, Headers: []HeaderValue{
-			{"Remote-User", "alice"}, {"Remote-Groups", "admins"}, {"Remote-Groups", "dev"},
+		want := auth.ForwardResult{Decision: auth.Allow, Status: 200, Headers: []auth.HeaderValue{
+			{Name: "Remote-User", Value: "alice"}, {Name: "Remote-Groups", Value: "admins"}, {Name: "Remote-Groups", Value: "dev"},
 		}}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("call %d: Check = %+v; want %+v", i, got, want)
@@ -108,9 +110,9 @@ func TestForwardHeadAndEmptyFields(t *testing.T) {
 		w.Header().Set("Remote-User", "alice")
 		w.WriteHeader(http.StatusNoContent)
 	})
-	f := newForward(t, s.URL, ForwardOptions{ResponseHeaders: []string{}})
-	got := f.Check(context.Background(), &ForwardRequest{Method: "HEAD", URI: "/"})
-	if got.Decision != Allow || got.Status != 204 || got.Headers != nil {
+	f := newForward(t, s.URL, auth.ForwardOptions{ResponseHeaders: []string{}})
+	got := f.Check(context.Background(), &auth.ForwardRequest{Method: "HEAD", URI: "/"})
+	if got.Decision != auth.Allow || got.Status != 204 || got.Headers != nil {
 		t.Fatalf("Check = %+v; want allow, 204, no headers", got)
 	}
 	if m := s.method.Load(); m != http.MethodHead {
@@ -129,14 +131,14 @@ func TestForwardDecisions(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
-		want    ForwardResult
+		want    auth.ForwardResult
 	}{
 		{
 			name: "302 to login",
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "https://login.example.com/?rd=x", http.StatusFound)
 			},
-			want: ForwardResult{Decision: Redirect, Status: 302, Location: "https://login.example.com/?rd=x"},
+			want: auth.ForwardResult{Decision: auth.Redirect, Status: 302, Location: "https://login.example.com/?rd=x"},
 		},
 		{
 			name: "401 with challenge",
@@ -145,32 +147,32 @@ func TestForwardDecisions(t *testing.T) {
 				w.Header().Set("Remote-User", "mallory")
 				w.WriteHeader(http.StatusUnauthorized)
 			},
-			want: ForwardResult{Decision: Deny, Status: 401, WWWAuthenticate: `Basic realm="sso"`},
+			want: auth.ForwardResult{Decision: auth.Deny, Status: 401, WWWAuthenticate: `Basic realm="sso"`},
 		},
 		{
 			name:    "403",
 			handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) },
-			want:    ForwardResult{Decision: Deny, Status: 403},
+			want:    auth.ForwardResult{Decision: auth.Deny, Status: 403},
 		},
 		{
 			name:    "500 fails closed",
 			handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) },
-			want:    ForwardResult{Decision: Unavailable, Status: 503},
+			want:    auth.ForwardResult{Decision: auth.Unavailable, Status: 503},
 		},
 		{
 			name:    "404 fails closed",
 			handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) },
-			want:    ForwardResult{Decision: Unavailable, Status: 503},
+			want:    auth.ForwardResult{Decision: auth.Unavailable, Status: 503},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newAuthServer(t, tt.handler)
-			f := newForward(t, s.URL, ForwardOptions{})
+			f := newForward(t, s.URL, auth.ForwardOptions{})
 			req := fwdReq
 			got := f.Check(context.Background(), &req)
-			if (got.Err != nil) != (tt.want.Decision == Unavailable) {
+			if (got.Err != nil) != (tt.want.Decision == auth.Unavailable) {
 				t.Fatalf("Check error = %v; want one only for unavailable", got.Err)
 			}
 			got.Err = nil
@@ -189,10 +191,10 @@ func TestForwardDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	f := newForward(t, "http://"+addr+"/auth", ForwardOptions{Timeout: 5 * time.Second})
+	f := newForward(t, "http://"+addr+"/auth", auth.ForwardOptions{Timeout: 5 * time.Second})
 	req := fwdReq
 	got := f.Check(context.Background(), &req)
-	if got.Decision != Unavailable || got.Status != 503 || got.Err == nil {
+	if got.Decision != auth.Unavailable || got.Status != 503 || got.Err == nil {
 		t.Fatalf("Check(closed port) = %+v; want unavailable, 503, an error", got)
 	}
 }
@@ -209,11 +211,11 @@ func TestForwardSlow(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	t.Cleanup(func() { close(release) }) // runs before s.Close
-	f := newForward(t, s.URL, ForwardOptions{Timeout: 100 * time.Millisecond})
+	f := newForward(t, s.URL, auth.ForwardOptions{Timeout: 100 * time.Millisecond})
 	start := time.Now()
 	req := fwdReq
 	got := f.Check(context.Background(), &req)
-	if got.Decision != Unavailable || got.Status != 503 || !errors.Is(got.Err, context.DeadlineExceeded) {
+	if got.Decision != auth.Unavailable || got.Status != 503 || !errors.Is(got.Err, context.DeadlineExceeded) {
 		t.Fatalf("Check(slow) = %+v; want unavailable, 503, deadline exceeded", got)
 	}
 	if d := time.Since(start); d > 10*time.Second {
@@ -224,11 +226,11 @@ func TestForwardSlow(t *testing.T) {
 func TestForwardCallerContext(t *testing.T) {
 	t.Parallel()
 	s := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
-	f := newForward(t, s.URL, ForwardOptions{})
+	f := newForward(t, s.URL, auth.ForwardOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req := fwdReq
-	if got := f.Check(ctx, &req); got.Decision != Unavailable {
+	if got := f.Check(ctx, &req); got.Decision != auth.Unavailable {
 		t.Fatalf("Check(cancelled context) = %+v; want unavailable", got)
 	}
 }
@@ -236,19 +238,19 @@ func TestForwardCallerContext(t *testing.T) {
 func TestNewForwardErrors(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{"", "auth.example.com/verify", "/verify", "ftp://auth.example.com/", "http://", "http://[::1"} {
-		if _, err := NewForward(u, ForwardOptions{}); !errors.Is(err, ErrForwardURL) {
-			t.Errorf("NewForward(%q) = %v; want ErrForwardURL", u, err)
+		if _, err := New(u, auth.ForwardOptions{}); !errors.Is(err, auth.ErrForwardURL) {
+			t.Errorf("New(%q) = %v; want ErrForwardURL", u, err)
 		}
 	}
 }
 
 func TestDecisionString(t *testing.T) {
 	t.Parallel()
-	var zero Decision
-	if zero != Unavailable {
+	var zero auth.Decision
+	if zero != auth.Unavailable {
 		t.Fatalf("zero Decision = %v; want unavailable (fail closed)", zero)
 	}
-	for d, want := range map[Decision]string{Allow: "allow", Redirect: "redirect", Deny: "deny", Unavailable: "unavailable", 9: "unknown"} {
+	for d, want := range map[auth.Decision]string{auth.Allow: "allow", auth.Redirect: "redirect", auth.Deny: "deny", auth.Unavailable: "unavailable", 9: "unknown"} {
 		if got := d.String(); got != want {
 			t.Errorf("Decision(%d).String() = %q; want %q", d, got, want)
 		}
@@ -265,10 +267,10 @@ func TestForwardRejectsHeaderInjection(t *testing.T) {
 		calls.Add(1)
 		w.WriteHeader(http.StatusOK)
 	})
-	f := newForward(t, s.URL, ForwardOptions{})
+	f := newForward(t, s.URL, auth.ForwardOptions{})
 	req := fwdReq
 	req.Authorization = "Bearer x\r\nRemote-User: admin"
-	if got := f.Check(context.Background(), &req); got.Decision != Unavailable {
+	if got := f.Check(context.Background(), &req); got.Decision != auth.Unavailable {
 		t.Fatalf("Check(value with CRLF) = %+v; want unavailable", got)
 	}
 	if n := calls.Load(); n != 0 {
