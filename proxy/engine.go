@@ -5,12 +5,35 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"github.com/aralez-go/aralez/accesslog"
+	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/metrics"
 	"github.com/aralez-go/aralez/policy/ratelimit"
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
+
+// Snapshot is the compiled routing table (see pipeline.Snapshot).
+type Snapshot = pipeline.Snapshot
+
+// Route is one compiled path entry of a Snapshot (see pipeline.Route).
+type Route = pipeline.Route
+
+// ErrNoRoute is the cause logged when a request matches no host and there
+// is no DEFAULT host; the client gets 404.
+var ErrNoRoute = pipeline.ErrNoRoute
+
+// ErrNoBackend is the cause logged when a route has no usable backend;
+// the client gets 503.
+var ErrNoBackend = pipeline.ErrNoBackend
+
+// Compile builds a Snapshot from a validated config, taking per-backend
+// state (counters, health, connection pools) from reg so that it survives
+// reloads. It starts no goroutines and binds no sockets; on error nothing
+// is changed and the returned error names the host and path.
+func Compile(cfg *config.Config, reg *Registry) (*Snapshot, error) {
+	return pipeline.Compile(cfg, reg)
+}
 
 // Options configures an Engine. Zero fields take the defaults noted.
 type Options struct {
@@ -29,9 +52,8 @@ type Options struct {
 	// MaxURIBytes rejects longer request targets with 414; 0 = no limit
 	// beyond the header buffer.
 	MaxURIBytes int
-	// TrustedProxies are the peers whose X-Forwarded-For names the client
-	// (rightmost untrusted hop) and is kept and appended to; from any
-	// other peer the header is replaced and ignored for limits and auth.
+	// TrustedProxies are the peers whose forwarding headers are believed
+	// (see pipeline.Options.TrustedProxies).
 	TrustedProxies []netip.Prefix
 	// LimiterOptions sizes the rate-limit counters.
 	LimiterOptions ratelimit.Options
@@ -42,24 +64,24 @@ type Options struct {
 	// ViaName is the pseudonym in the Via header added to upstream
 	// requests (RFC 9110 §7.6.3). Default "aralez".
 	ViaName string
+	// Challenges answers ACME HTTP-01 challenges before routing; nil =
+	// none.
+	Challenges pipeline.HTTPChallenger
 }
 
 // DefaultBodyBufferBytes is Options.BodyBufferBytes when zero: 64 KiB.
 const DefaultBodyBufferBytes = 64 << 10
 
-// Engine is the request path: it holds the current Snapshot behind an
-// atomic pointer and serves requests on it through the front ends. An
+// Engine is the request path: the pipeline, the current Snapshot behind
+// an atomic pointer, and the front ends (ServeFastHTTP for HTTP/1.1,
+// ServeHTTP for h2 and h2c) that adapt it to their server libraries. An
 // Engine is safe for concurrent use; it must not be copied.
 type Engine struct {
 	_    noCopy
 	opts Options
-	log  *slog.Logger
+	pl   *pipeline.Pipeline
 	reg  *Registry
 	snap atomic.Pointer[Snapshot]
-
-	limiter *ratelimit.Limiter // rate_limit and x4xx_limit counters, kept across reloads
-
-	via []byte // "1.1 <ViaName>"
 }
 
 // NewEngine returns an Engine serving no routes (every request gets 404)
@@ -71,11 +93,22 @@ func NewEngine(reg *Registry, o Options) *Engine {
 	if o.BodyBufferBytes <= 0 {
 		o.BodyBufferBytes = DefaultBodyBufferBytes
 	}
-	if o.ViaName == "" {
-		o.ViaName = "aralez"
+	po := pipeline.Options{
+		Logger:              o.Logger,
+		TLSPort:             o.TLSPort,
+		MaxRequestBodyBytes: o.MaxRequestBodyBytes,
+		MaxURIBytes:         o.MaxURIBytes,
+		TrustedProxies:      o.TrustedProxies,
+		LimiterOptions:      o.LimiterOptions,
+		ViaName:             o.ViaName,
+		Challenges:          o.Challenges,
 	}
-	e := &Engine{opts: o, log: o.Logger, reg: reg, via: []byte("1.1 " + o.ViaName), limiter: ratelimit.New(o.LimiterOptions)}
-	e.snap.Store(&Snapshot{exact: map[string]*vhost{}, wildcard: map[string]*vhost{}})
+	if o.Metrics != nil {
+		po.Recorder = o.Metrics
+	}
+	e := &Engine{opts: o, pl: pipeline.New(po), reg: reg}
+	empty, _ := pipeline.Compile(&config.Config{}, reg)
+	e.snap.Store(empty)
 	return e
 }
 
@@ -89,15 +122,14 @@ func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
 // Registry returns the per-backend state registry of the engine.
 func (e *Engine) Registry() *Registry { return e.reg }
 
-// Run sweeps idle rate-limit keys every ratelimit.DefaultSweepInterval
-// until ctx is done.
-func (e *Engine) Run(ctx context.Context) { e.limiter.Run(ctx, ratelimit.DefaultSweepInterval) }
+// Pipeline returns the engine's front-end-neutral pipeline.
+func (e *Engine) Pipeline() *pipeline.Pipeline { return e.pl }
+
+// Run sweeps idle rate-limit keys until ctx is done.
+func (e *Engine) Run(ctx context.Context) { e.pl.Run(ctx) }
 
 // noCopy makes `go vet` report copies of the types that embed it.
 type noCopy struct{}
 
 func (*noCopy) Lock()   {}
 func (*noCopy) Unlock() {}
-
-// nowNanos is the clock of the request path.
-func nowNanos() int64 { return time.Now().UnixNano() }

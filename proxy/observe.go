@@ -9,6 +9,7 @@ import (
 
 	"github.com/aralez-go/aralez/accesslog"
 	"github.com/aralez-go/aralez/metrics"
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
 var (
@@ -16,15 +17,6 @@ var (
 	strHTTP10     = []byte("HTTP/1.0")
 	strHTTP2      = []byte("HTTP/2.0")
 )
-
-// keepRequestID replaces the generated st.rid with the client's
-// X-Request-Id when the peer is a trusted proxy (issue 6); a client's
-// value from anyone else is ignored and overwritten when forwarding.
-func keepRequestID(h *fasthttp.RequestHeader, st *state) {
-	if in := h.PeekBytes(strXRequestID); st.dec.TrustedPeer && len(in) > 0 && len(in) <= 128 {
-		st.rid = append(st.rid[:0], in...)
-	}
-}
 
 // protoOf maps a request's protocol to the metrics package's codes.
 func protoOf(p []byte) uint8 {
@@ -48,8 +40,8 @@ type finished struct {
 	method, protocol, ua, rid []byte
 	upIdx                     int
 	upAddr                    string
-	req                       *Request
-	dec                       *Decision
+	req                       *pipeline.Request
+	dec                       *pipeline.Decision
 }
 
 // record feeds one finished request to the metrics and the access log.
@@ -59,7 +51,7 @@ func (e *Engine) record(f *finished) {
 	elapsed := time.Since(f.start)
 	if m != nil {
 		m.Observe(f.method, f.proto, f.status, f.upIdx, elapsed.Seconds())
-		if f.dec.Action == ActRespond {
+		if f.dec.Action == pipeline.ActRespond {
 			switch f.dec.Status {
 			case 429:
 				m.RateLimited()
@@ -74,7 +66,7 @@ func (e *Engine) record(f *finished) {
 		r.Status = f.status
 		r.Bytes = f.bytes
 		r.Duration = elapsed.Seconds()
-		r.Client = f.req.Client.AppendTo(r.Client)
+		r.Client = f.dec.Client.AppendTo(r.Client)
 		r.Method = append(r.Method, f.method...)
 		r.Host = append(r.Host, f.req.Host...)
 		r.Path = append(r.Path, f.req.Path...)
@@ -89,14 +81,14 @@ func (e *Engine) record(f *finished) {
 // finishFast records one finished fasthttp request: the response's
 // X-Request-Id, Prometheus metrics and the access log.
 func (e *Engine) finishFast(ctx *fasthttp.RequestCtx, st *state, start time.Time) {
-	ctx.Response.Header.SetBytesKV(strXRequestID, st.rid)
+	ctx.Response.Header.SetBytesKV(strXRequestID, st.dec.RequestID)
 	if e.opts.Metrics == nil && e.opts.AccessLog == nil {
 		return
 	}
 	h := &ctx.Request.Header
 	e.record(&finished{
 		start: start, status: ctx.Response.StatusCode(), bytes: int64(ctx.Response.Header.ContentLength()),
-		proto: protoOf(st.req.Proto), method: h.Method(), protocol: h.Protocol(), ua: h.UserAgent(), rid: st.rid,
+		proto: protoOf(st.req.Proto), method: h.Method(), protocol: h.Protocol(), ua: h.UserAgent(), rid: st.dec.RequestID,
 		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec,
 	})
 }
@@ -152,7 +144,7 @@ func (e *Engine) finishNet(r *http.Request, st *netState, start time.Time) {
 	}
 	e.record(&finished{
 		start: start, status: status, bytes: st.rec.bytes, proto: proto,
-		method: st.req.Method, protocol: []byte(r.Proto), ua: []byte(r.UserAgent()), rid: st.rid,
+		method: st.req.Method, protocol: []byte(r.Proto), ua: []byte(r.UserAgent()), rid: st.dec.RequestID,
 		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec,
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
 // benchBody is the upstream's answer: 100 bytes, like the bench suite's
@@ -48,7 +49,7 @@ func newPathBench(tb testing.TB, cfg *config.Config, rawReq string, respBody []b
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, u := range snap.upstreams {
+	for _, u := range reg.upstreams {
 		u.hc.Dial = func(string) (net.Conn, error) { return ln.Dial() }
 	}
 	e.Swap(snap)
@@ -134,9 +135,9 @@ func BenchmarkRequestPath(b *testing.B) {
 	}
 }
 
-// BenchmarkDecide measures the policy chain alone (route, limits, auth)
-// for the same variants, without forwarding: the added cost of a policy
-// is the difference to "plain".
+// BenchmarkDecide measures the pipeline's Route and Admit steps alone
+// (route, limits, auth) for the same variants, without forwarding: the
+// added cost of a policy is the difference to "plain".
 func BenchmarkDecide(b *testing.B) {
 	for _, v := range policyVariants(b) {
 		b.Run(v.name, func(b *testing.B) {
@@ -147,15 +148,17 @@ func BenchmarkDecide(b *testing.B) {
 			if err := pb.ctx.Request.Read(pb.br); err != nil {
 				b.Fatal(err)
 			}
-			st := statePool.Get().(*state)
-			if !pb.e.prepare(&pb.ctx, st) {
-				b.Fatal("prepare failed")
+			st := pb.e.acquireState(&pb.ctx)
+			if status := pb.e.prepare(&pb.ctx, st); status != 0 {
+				b.Fatalf("prepare = %d", status)
 			}
-			snap := pb.e.snap.Load()
+			pl := pb.e.pl
 			b.ReportAllocs()
 			for b.Loop() {
-				pb.e.decide(snap, &st.req, &st.dec)
-				if st.dec.Action != ActForward {
+				st.dec.Reset()
+				pl.Route(st.snap, &st.req, &st.dec)
+				pl.Admit(&pb.ctx, &st.req, &st.dec)
+				if st.dec.Action != pipeline.ActForward {
 					b.Fatalf("action %d status %d", st.dec.Action, st.dec.Status)
 				}
 			}
@@ -220,6 +223,6 @@ func BenchmarkNormalizePath(b *testing.B) {
 	dst := make([]byte, 0, 128)
 	b.ReportAllocs()
 	for b.Loop() {
-		dst, _ = AppendNormalizedPath(dst[:0], p)
+		dst, _ = pipeline.AppendNormalizedPath(dst[:0], p)
 	}
 }

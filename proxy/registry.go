@@ -13,6 +13,9 @@ import (
 	"github.com/aralez-go/aralez/balancer"
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/metrics"
+	"github.com/aralez-go/aralez/policy/auth"
+	"github.com/aralez-go/aralez/policy/auth/forward"
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
 // UpstreamOptions configures the connection pool of every backend.
@@ -87,9 +90,29 @@ func NewRegistry(o UpstreamOptions) *Registry {
 // Backends returns the balancer's per-address state set.
 func (r *Registry) Backends() *balancer.Set { return r.set }
 
+// Upstream returns the balancer state of addr and its connection pools
+// with upstream certificate verification on or off (tls_verify); the
+// balancer state is shared by every pool of the address. It implements
+// pipeline.Resolver.
+func (r *Registry) Upstream(addr string, verify bool) (*balancer.Backend, pipeline.Upstream) {
+	u := r.get(addr, verify)
+	return u.backend, u
+}
+
+// ForwardAuth returns a forward-auth client for url (policy/auth/forward).
+// It implements pipeline.Resolver; errors wrap auth.ErrForwardURL.
+func (r *Registry) ForwardAuth(url string, o auth.ForwardOptions) (pipeline.ForwardAuthorizer, error) {
+	c, err := forward.New(url, o)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var _ pipeline.Resolver = (*Registry)(nil)
+
 // get returns the connection pools for addr with upstream certificate
-// verification on or off (tls_verify); the balancer state is shared by
-// every pool of the address.
+// verification on or off.
 func (r *Registry) get(addr string, verify bool) *upstream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -196,10 +219,11 @@ func (c *timeoutConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// sticky returns the sticky-cookie signer for m: keyed by sticky_secret,
+// Sticky returns the sticky-cookie signer for m: keyed by sticky_secret,
 // else derived from master_key, else a random per-process secret (kept
-// for the life of the Registry, so reloads do not break affinity).
-func (r *Registry) sticky(m config.Main) *balancer.Sticky {
+// for the life of the Registry, so reloads do not break affinity). It
+// implements pipeline.Resolver.
+func (r *Registry) Sticky(m config.Main) *balancer.Sticky {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var secret []byte

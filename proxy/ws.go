@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -13,14 +12,15 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
-// WebSocket tunnelling (RFC 6455 §4) on the HTTP/1.1 front end. Only
-// "Upgrade: websocket" is tunnelled; any other Upgrade token (notably h2c,
-// which would let a client speak HTTP/2 straight to a backend past
-// routing, auth and limits) is stripped as hop-by-hop and the request is
-// served as plain HTTP/1.1. The handshake goes through the policy chain
-// like any request. Extended CONNECT over HTTP/2 (RFC 8441) is not
+// WebSocket tunnelling (RFC 6455 §4) on the HTTP/1.1 front end. Which
+// requests are WebSocket handshakes, and the headers they keep, are the
+// pipeline's rules (pipeline.IsWebSocket, PlanRequest); any other Upgrade
+// token (notably h2c) is stripped as hop-by-hop and the request is served
+// as plain HTTP/1.1. The handshake goes through the pipeline like any
+// request. Extended CONNECT over HTTP/2 (RFC 8441) is not
 // implemented: the HTTP/2 server does not advertise it, so h2 clients
 // open WebSockets over HTTP/1.1.
 
@@ -36,117 +36,92 @@ const tunnelGrace = 5 * time.Second
 // WebSocket handshake, which is relayed as a normal response.
 const maxHandshakeResponseBytes = 1 << 20
 
-var (
-	strUpgrade      = []byte("Upgrade")
-	strWebSocket    = []byte("websocket")
-	strUpgradeToken = []byte("upgrade")
-)
-
-// isWebSocket reports whether an HTTP/1.1 request asks to open a
-// WebSocket: GET with "Connection: upgrade" and "Upgrade: websocket"
-// (RFC 6455 §4.1). Both are case-insensitive.
-func isWebSocket(h *fasthttp.RequestHeader) bool {
-	if !h.IsGet() || !h.IsHTTP11() {
-		return false
-	}
-	up := bytes.TrimSpace(h.PeekBytes(strUpgrade))
-	if !bytes.EqualFold(up, strWebSocket) {
-		return false
-	}
-	found := false
-	forEachToken(h.PeekBytes(strConnection), func(tok []byte) {
-		if bytes.EqualFold(tok, strUpgradeToken) {
-			found = true
-		}
-	})
-	return found
-}
-
-// tunnelFast forwards a WebSocket handshake to a backend of the decided
-// route. A 101 answer is relayed and both connections are then joined
-// byte for byte until either side closes or the tunnel idles; any other
-// answer is relayed as a normal response. A dial failure is retried once
-// on another backend (the handshake is an idempotent GET).
-func (e *Engine) tunnelFast(ctx *fasthttp.RequestCtx, snap *Snapshot, st *state) {
-	rt := st.dec.Route
+// tunnelFast forwards a WebSocket handshake through the pipeline's
+// attempt loop (a dial error is retried on another backend; the handshake
+// is an idempotent GET). A 101 answer is relayed and both connections are
+// then joined byte for byte until either side closes or the tunnel idles;
+// the backend's in-flight count is held until then. Any other answer is
+// relayed as a normal response.
+func (e *Engine) tunnelFast(ctx *fasthttp.RequestCtx, st *state) {
+	d := &st.dec
 	req, resp := &ctx.Request, &ctx.Response
-	noHost := len(req.Header.Host()) == 0
-	e.rewriteRequest(ctx, st, rt)
-	req.Header.SetBytesKV(strConnection, strUpgrade)
-	req.Header.SetBytesKV(strUpgrade, strWebSocket)
-
-	var tried *balancer.Backend
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		var b *balancer.Backend
-		if attempt == 0 && st.dec.Sticky != nil {
-			b = st.dec.Sticky
-		} else {
-			b, _ = rt.pool.Pick(tried)
+	e.pl.PlanRequest(&st.req, d, &st.plan)
+	applyReq(req, &st.plan)
+	a := &wsAttempt{st: st}
+	out := e.pl.Attempt(&st.req, d, pipeline.BodyNone, a)
+	if out.Backend == nil {
+		if out.Failed != nil {
+			st.upAddr = out.Failed.Addr()
 		}
-		if b == nil {
-			break
-		}
-		u := rt.upstreams[b]
-		if noHost {
-			req.Header.SetHost(u.hc.Addr)
-		}
-		var bc net.Conn
-		bc, err = u.net.dialHostClient(b.Addr())
-		if err != nil {
-			b.ReportFailure(nowNanos())
-			tried = b
-			continue
-		}
-		var br *bufio.Reader
-		br, err = e.handshake(bc, req, resp, u.net.opts.Timeout)
-		if err != nil {
-			bc.Close()
-			b.ReportFailure(nowNanos())
-			break
-		}
-		b.ReportSuccess()
-		e.rewriteResponse(resp, rt)
-		if d := &st.dec; d.SetSticky || b != d.Sticky && d.Sticky != nil {
-			e.setStickyCookie(resp, rt, b, st)
-		}
-		e.count4xx(&st.dec, resp.StatusCode())
-		if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
-			bc.Close()
-			resp.SetConnectionClose()
-			return
-		}
-		resp.Header.SetBytesKV(strConnection, strUpgrade)
-		resp.Header.SetBytesKV(strUpgrade, strWebSocket)
-		idle := u.net.opts.TunnelIdleTimeout
-		if idle <= 0 {
-			idle = DefaultTunnelIdleTimeout
-		}
-		b.Acquire()
-		reg := e.reg
-		ctx.Hijack(func(c net.Conn) {
-			defer b.Release()
-			reg.tunnels.run(c, c, bc, br, idle)
-		})
+		d.Action, d.Status = pipeline.ActRespond, out.Status
+		e.replyFast(ctx, st)
 		return
 	}
-	resp.Reset()
-	status := fasthttp.StatusBadGateway
-	if err == nil {
-		status = fasthttp.StatusServiceUnavailable
-	} else if isTimeout(err) {
-		status = fasthttp.StatusGatewayTimeout
+	b := out.Backend
+	u := out.Upstream.(*upstream)
+	st.upIdx, st.upAddr = u.metricIdx, b.Addr()
+	e.pl.PlanResponse(d, b, resp.Header.PeekBytes(strConnection), &st.plan)
+	applyResp(&resp.Header, &st.plan)
+	e.pl.Responded(d, resp.StatusCode())
+	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
+		a.bc.Close()
+		b.Release()
+		resp.SetConnectionClose()
+		return
 	}
+	resp.Header.SetBytesKV(strConnection, strUpgradeValue)
+	resp.Header.SetBytesKV(strUpgrade, strWebSocket)
+	idle := u.net.opts.TunnelIdleTimeout
+	if idle <= 0 {
+		idle = DefaultTunnelIdleTimeout
+	}
+	reg, bc, br := e.reg, a.bc, a.br
+	ctx.Hijack(func(c net.Conn) {
+		defer b.Release()
+		reg.tunnels.run(c, c, bc, br, idle)
+	})
+}
+
+var (
+	strUpgrade      = []byte("Upgrade")
+	strUpgradeValue = []byte("Upgrade")
+	strWebSocket    = []byte("websocket")
+)
+
+// wsAttempt is the pipeline.Transport of a WebSocket handshake: a fresh
+// connection to the backend (TLS when it was detected as TLS) and the
+// handshake on it.
+type wsAttempt struct {
+	st *state
+	bc net.Conn
+	br *bufio.Reader
+}
+
+// RoundTrip dials b and sends the handshake; on success the connection
+// and its reader are kept for the tunnel.
+func (a *wsAttempt) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
+	u := up.(*upstream)
+	req, resp := &a.st.ctx.Request, &a.st.ctx.Response
+	if len(a.st.plan.Host) == 0 {
+		req.Header.SetHost(u.hc.Addr)
+	}
+	bc, err := u.net.dialHostClient(b.Addr())
 	if err != nil {
-		e.log.Warn("websocket handshake failed", "route", rt.Host+rt.Prefix, "status", status, "err", err)
+		return err
 	}
-	writeStatus(ctx, status)
+	br, err := handshake(bc, req, resp, u.net.opts.Timeout)
+	if err != nil {
+		bc.Close()
+		return err
+	}
+	a.bc, a.br = bc, br
+	return nil
 }
 
 // handshake writes req on bc and reads the answer into resp: headers
 // only for 101, headers and a bounded body otherwise. It returns the
 // reader of bc, which may hold the backend's first frames.
-func (e *Engine) handshake(bc net.Conn, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) (*bufio.Reader, error) {
+func handshake(bc net.Conn, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) (*bufio.Reader, error) {
 	if timeout > 0 {
 		_ = bc.SetDeadline(time.Now().Add(timeout))
 	}

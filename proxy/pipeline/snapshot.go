@@ -1,14 +1,18 @@
-package proxy
+package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
+	"net/textproto"
 	"sort"
 	"strings"
 
 	"github.com/aralez-go/aralez/balancer"
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/policy/auth"
 )
 
 // ErrNoRoute is the cause logged when a request matches no host and there
@@ -23,11 +27,38 @@ var ErrNoBackend = errors.New("proxy: no backend")
 // entry of their own (Aralez's name).
 const defaultHost = "DEFAULT"
 
+// Upstream is what a Resolver returns for one backend address: the
+// connection pools the front ends use to reach it. The pipeline only
+// stores it and hands it back to the Transport of each attempt.
+type Upstream any
+
+// ForwardAuthorizer asks an external service whether a request may pass
+// (forward auth). policy/auth/forward's Client implements it. Check must
+// honour ctx and is called at most once per request.
+type ForwardAuthorizer interface {
+	Check(ctx context.Context, r *auth.ForwardRequest) auth.ForwardResult
+}
+
+// Resolver supplies the state that outlives a snapshot: per-address
+// backend state and connection pools, the sticky-cookie signer and the
+// forward-auth clients. proxy.Registry implements it.
+type Resolver interface {
+	// Upstream returns the balancer state of addr (host:port) and its
+	// connection pools with upstream certificate verification on or off.
+	Upstream(addr string, tlsVerify bool) (*balancer.Backend, Upstream)
+	// Sticky returns the sticky-cookie signer for the main config.
+	Sticky(m config.Main) *balancer.Sticky
+	// ForwardAuth returns a forward-auth client for url. Errors wrap
+	// auth.ErrForwardURL.
+	ForwardAuth(url string, o auth.ForwardOptions) (ForwardAuthorizer, error)
+}
+
 // Snapshot is an immutable, compiled routing table: host maps, prefix
 // tables sorted longest first, precomputed header bytes and balancer
-// pools. It is built by Compile off the hot path and published with
-// (*Engine).Swap; requests load it once and use only that value. A
-// Snapshot is safe for concurrent use and must not be modified.
+// pools. It is built by Compile off the hot path and published by the
+// proxy's Engine with one atomic store; requests load it once and use only
+// that value. A Snapshot is safe for concurrent use and must not be
+// modified.
 type Snapshot struct {
 	exact    map[string]*vhost
 	wildcard map[string]*vhost // key: the part after "*."
@@ -41,24 +72,30 @@ type Snapshot struct {
 	// Digest identifies the config bytes this snapshot was built from.
 	Digest string
 
-	upstreams map[*balancer.Backend]*upstream
-	checked   []balancer.Target
+	backends map[*balancer.Backend]Upstream
+	checked  []balancer.Target
 }
 
 type vhost struct {
 	name   string
 	routes []*Route // longest prefix first
-	root   *Route   // the "/" route, if any
 }
 
 // Route is one compiled path entry of a host. Its fields are read-only.
 type Route struct {
-	// ID is the route's index in Snapshot.Routes; sticky cookies carry it.
+	// ID is the route's index in Snapshot.Routes.
 	ID uint32
+	// Key is the route's stable identity: FNV-1a 64 of Host, a NUL byte
+	// and Prefix. It is the same in every process and across reloads that
+	// keep the route, unlike ID; sticky cookies and cluster-wide limits
+	// name routes by it.
+	Key uint64
 	// Host is the host key as configured ("DEFAULT", "*.example.com", …).
 	Host string
 	// Prefix is the configured path prefix.
 	Prefix string
+	// Name is Host followed by Prefix, for logs.
+	Name string
 
 	prefix     []byte
 	dirPrefix  bool // configured with a trailing "/": matches only below it
@@ -66,25 +103,21 @@ type Route struct {
 	redirectTo []byte
 	toHTTPS    bool
 
-	serverHeaders []headerOp
-	clientHeaders []headerOp
+	serverHeaders []Field  // request side, set or added (Field.add)
+	clientHeaders []Field  // response side
+	protected     [][]byte // names whose "_" spellings are dropped (plan)
 
-	// upstreams maps each pool member to its connection pools for this
-	// route (routes differ in tls_verify, so one address may have two).
-	upstreams map[*balancer.Backend]*upstream
+	upstreams map[*balancer.Backend]Upstream
 
 	policy routePolicy
 }
 
-// headerOp sets (first occurrence of a name in a merged list) or adds
-// (later occurrences) one header.
-type headerOp struct {
-	name, value []byte
-	add         bool
-}
-
 // Pool returns the route's balancer pool (nil for a redirect-only route).
 func (r *Route) Pool() *balancer.Pool { return r.pool }
+
+// Upstream returns the connection pools of backend b for this route (nil
+// when b is not a member).
+func (r *Route) Upstream(b *balancer.Backend) Upstream { return r.upstreams[b] }
 
 // matches reports whether the normalized path p is inside the route's
 // prefix on a segment boundary: "/api" matches "/api" and "/api/x", not
@@ -97,30 +130,37 @@ func (r *Route) matches(p []byte) bool {
 	return r.dirPrefix || len(p) == n || p[n] == '/' || n == 1
 }
 
+// RouteKey returns the stable identity of the route host+prefix (see
+// Route.Key).
+func RouteKey(host, prefix string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(host))
+	h.Write([]byte{0})
+	h.Write([]byte(prefix))
+	return h.Sum64()
+}
+
 // Compile builds a Snapshot from a validated config, taking per-backend
-// state (counters, health, connection pools) from reg so that it survives
+// state (counters, health, connection pools) from res so that it survives
 // reloads. It starts no goroutines and binds no sockets; on error nothing
 // is changed and the returned error names the host and path.
-func Compile(cfg *config.Config, reg *Registry) (*Snapshot, error) {
+func Compile(cfg *config.Config, res Resolver) (*Snapshot, error) {
 	up := &cfg.Upstreams
 	s := &Snapshot{
-		exact:     make(map[string]*vhost, len(up.Hosts)),
-		wildcard:  make(map[string]*vhost),
-		upstreams: make(map[*balancer.Backend]*upstream),
+		exact:    make(map[string]*vhost, len(up.Hosts)),
+		wildcard: make(map[string]*vhost),
+		backends: make(map[*balancer.Backend]Upstream),
 	}
 	for hi := range up.Hosts {
 		h := &up.Hosts[hi]
 		vh := &vhost{name: h.Name}
 		for pi := range h.Paths {
 			p := &h.Paths[pi]
-			r, err := s.compileRoute(cfg, reg, h, p)
+			r, err := s.compileRoute(cfg, res, h, p)
 			if err != nil {
 				return nil, fmt.Errorf("compiling route %q %q: %w", h.Name, p.Prefix, err)
 			}
 			vh.routes = append(vh.routes, r)
-			if p.Prefix == "/" {
-				vh.root = r
-			}
 		}
 		sort.SliceStable(vh.routes, func(i, j int) bool {
 			return len(vh.routes[i].prefix) > len(vh.routes[j].prefix)
@@ -137,7 +177,7 @@ func Compile(cfg *config.Config, reg *Registry) (*Snapshot, error) {
 	return s, nil
 }
 
-func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Host, p *config.Path) (*Route, error) {
+func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host, p *config.Path) (*Route, error) {
 	up := &cfg.Upstreams
 	// Requests are normalized before routing (doc.go), so a prefix that
 	// normalization would change can never match; its policies would
@@ -147,8 +187,10 @@ func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Hos
 	}
 	r := &Route{
 		ID:         uint32(len(s.Routes)),
+		Key:        RouteKey(h.Name, p.Prefix),
 		Host:       h.Name,
 		Prefix:     p.Prefix,
+		Name:       h.Name + p.Prefix,
 		prefix:     []byte(strings.TrimSuffix(p.Prefix, "/")),
 		dirPrefix:  len(p.Prefix) > 1 && strings.HasSuffix(p.Prefix, "/"),
 		redirectTo: []byte(strings.TrimRight(p.RedirectTo, "/")),
@@ -174,9 +216,9 @@ func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Hos
 			return nil, err
 		}
 		members := make([]balancer.Member, 0, len(p.Servers))
-		r.upstreams = make(map[*balancer.Backend]*upstream, len(p.Servers))
+		r.upstreams = make(map[*balancer.Backend]Upstream, len(p.Servers))
 		// tls_verify: the path's value, else the global one (read per
-		// reload; the Registry keeps one pool per address and setting).
+		// reload; the Resolver keeps one pool per address and setting).
 		verify := false
 		if v := p.Policy.TLSVerify; v != nil {
 			verify = *v
@@ -187,31 +229,31 @@ func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Hos
 			if _, _, err := net.SplitHostPort(sv.Address); err != nil {
 				return nil, fmt.Errorf("server %q: %w", sv.Address, err)
 			}
-			u := reg.get(sv.Address, verify)
-			s.upstreams[u.backend] = u
-			r.upstreams[u.backend] = u
+			b, u := res.Upstream(sv.Address, verify)
+			s.backends[b] = u
+			r.upstreams[b] = u
 			w := sv.Weight
 			if w <= 0 {
 				w = 1
 			}
-			members = append(members, balancer.Member{Backend: u.backend, Weight: w, Backup: sv.Backup})
-			checked := p.HealthCheck == nil || *p.HealthCheck
-			if checked {
+			members = append(members, balancer.Member{Backend: b, Weight: w, Backup: sv.Backup})
+			if p.HealthCheck == nil || *p.HealthCheck {
 				host := h.Name
 				if host == defaultHost || strings.HasPrefix(host, "*.") {
 					host = sv.Address
 				}
-				s.checked = append(s.checked, balancer.Target{Backend: u.backend, Host: host, Path: p.Prefix})
+				s.checked = append(s.checked, balancer.Target{Backend: b, Host: host, Path: p.Prefix})
 			}
 		}
 		ignoreHealth := p.HealthCheck != nil && !*p.HealthCheck
 		r.pool = balancer.NewPool(members, kind, ignoreHealth)
 	}
-	pol, err := compilePolicy(cfg, h, p, r, PolicyOptions{MasterKey: cfg.Main.MasterKey, Sticky: reg.sticky(cfg.Main)})
+	pol, err := compilePolicy(cfg, h, p, r, res)
 	if err != nil {
 		return nil, err
 	}
 	r.policy = pol
+	r.protected = protectedNames(r)
 	s.Routes = append(s.Routes, r)
 	return r, nil
 }
@@ -220,7 +262,7 @@ func (s *Snapshot) compileRoute(cfg *config.Config, reg *Registry, h *config.Hos
 // an inner list's name replaces every same-named header of the outer
 // lists; inside one list the first occurrence of a name sets and later
 // ones add.
-func mergeHeaders(levels ...[]config.Header) []headerOp {
+func mergeHeaders(levels ...[]config.Header) []Field {
 	var out []config.Header
 	for _, l := range levels {
 		if len(l) == 0 {
@@ -241,7 +283,7 @@ func mergeHeaders(levels ...[]config.Header) []headerOp {
 		}
 		out = append(kept, l...)
 	}
-	ops := make([]headerOp, 0, len(out))
+	ops := make([]Field, 0, len(out))
 	for i, h := range out {
 		add := false
 		for _, prev := range out[:i] {
@@ -250,9 +292,16 @@ func mergeHeaders(levels ...[]config.Header) []headerOp {
 				break
 			}
 		}
-		ops = append(ops, headerOp{name: []byte(h.Name), value: []byte(h.Value), add: add})
+		f := field(h.Name, h.Value)
+		f.add = add
+		ops = append(ops, f)
 	}
 	return ops
+}
+
+// field returns a Field with its canonical key precomputed.
+func field(name, value string) Field {
+	return Field{Name: []byte(name), Value: []byte(value), Key: textproto.CanonicalMIMEHeaderKey(name)}
 }
 
 // lookupHost finds the vhost for a normalized host: exact, then a
@@ -293,10 +342,11 @@ func (s *Snapshot) Match(host, path []byte) *Route {
 // one per (backend, route host, route path) of every checked path entry.
 func (s *Snapshot) HealthTargets() []balancer.Target { return s.checked }
 
-// Backends returns the addresses of every backend the snapshot uses.
+// Backends returns the addresses of every backend the snapshot uses,
+// sorted.
 func (s *Snapshot) Backends() []string {
-	out := make([]string, 0, len(s.upstreams))
-	for b := range s.upstreams {
+	out := make([]string, 0, len(s.backends))
+	for b := range s.backends {
 		out = append(out, b.Addr())
 	}
 	sort.Strings(out)
@@ -306,8 +356,8 @@ func (s *Snapshot) Backends() []string {
 // BackendStates returns the balancer state of every backend the snapshot
 // uses, in no particular order.
 func (s *Snapshot) BackendStates() []*balancer.Backend {
-	out := make([]*balancer.Backend, 0, len(s.upstreams))
-	for b := range s.upstreams {
+	out := make([]*balancer.Backend, 0, len(s.backends))
+	for b := range s.backends {
 		out = append(out, b)
 	}
 	return out

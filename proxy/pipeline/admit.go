@@ -1,143 +1,14 @@
-package proxy
+package pipeline
 
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"hash/maphash"
 	"net/netip"
-	"strings"
-	"time"
 
 	"github.com/aralez-go/aralez/balancer"
-	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/policy/auth"
-	"github.com/aralez-go/aralez/policy/auth/forward"
 	"github.com/aralez-go/aralez/policy/ratelimit"
 )
-
-// authKind is a route's compiled authorization type.
-type authKind uint8
-
-const (
-	authNone authKind = iota
-	authBasic
-	authAPIKey
-	authJWT
-	authForward
-)
-
-// routePolicy is the compiled per-request policy of one route: the most
-// specific level (path > host > global) of each setting.
-type routePolicy struct {
-	hostHash uint64
-
-	rateLimit, x4xxLimit int
-	rateRoute, x4xxRoute uint32 // route ID + 1 when the limit is set on the path, else 0
-
-	allow, deny []netip.Prefix
-
-	authKind           authKind
-	basic              *auth.Basic
-	apiKey             *auth.APIKey
-	jwt                *auth.JWT
-	forward            *forward.Client
-	forwardCredentials bool
-	authHeaders        []string // forward auth: headers taken from the auth service
-
-	sticky       *balancer.Sticky
-	stickyMaxAge int // seconds
-	cookiePath   string
-}
-
-// PolicyOptions are the process-wide inputs of policy compilation.
-type PolicyOptions struct {
-	// MasterKey signs JWTs for jwt routes without their own key.
-	MasterKey string
-	// Sticky signs sticky-session cookies; nil disables stickiness.
-	Sticky *balancer.Sticky
-	// ForwardAuthTimeout bounds one forward-auth call; zero = the auth
-	// package default.
-	ForwardAuthTimeout time.Duration
-}
-
-var hostSeed = maphash.MakeSeed()
-
-func compilePolicy(cfg *config.Config, h *config.Host, p *config.Path, r *Route, o PolicyOptions) (routePolicy, error) {
-	up := &cfg.Upstreams
-	levels := [3]*config.Policy{&p.Policy, &h.Policy, &up.Policy}
-	rp := routePolicy{hostHash: maphash.String(hostSeed, h.Name)}
-	for i, l := range levels {
-		if rp.rateLimit == 0 && l.RateLimit > 0 {
-			rp.rateLimit = l.RateLimit
-			if i == 0 {
-				rp.rateRoute = r.ID + 1
-			}
-		}
-		if rp.x4xxLimit == 0 && l.X4xxLimit > 0 {
-			rp.x4xxLimit = l.X4xxLimit
-			if i == 0 {
-				rp.x4xxRoute = r.ID + 1
-			}
-		}
-		if rp.allow == nil && rp.deny == nil && (len(l.Allow) > 0 || len(l.Deny) > 0) {
-			rp.allow, rp.deny = l.Allow, l.Deny
-		}
-	}
-	var a *config.Auth
-	for _, l := range levels {
-		if l.Authorization != nil {
-			a = l.Authorization
-			break
-		}
-	}
-	if a != nil {
-		var err error
-		switch a.Type {
-		case "basic":
-			rp.authKind = authBasic
-			rp.basic, err = auth.NewBasic(a.Data)
-		case "apikey":
-			rp.authKind = authAPIKey
-			rp.apiKey = auth.NewAPIKey(strings.Join(a.Data, ""))
-		case "jwt":
-			rp.authKind = authJWT
-			key := o.MasterKey
-			if len(a.Data) > 0 && a.Data[0] != "" {
-				key = a.Data[0]
-			}
-			if key == "" {
-				err = fmt.Errorf("jwt authorization needs master_key or data")
-			}
-			rp.jwt = auth.NewJWT([]byte(key), auth.JWTOptions{})
-		case "forward":
-			rp.authKind = authForward
-			hdrs := p.AuthResponseHeaders
-			if hdrs == nil {
-				hdrs = config.DefaultAuthResponseHeaders
-			}
-			rp.authHeaders = hdrs
-			if len(a.Data) == 0 {
-				err = fmt.Errorf("forward authorization needs a URL in data")
-				break
-			}
-			rp.forward, err = forward.New(a.Data[0], auth.ForwardOptions{Timeout: o.ForwardAuthTimeout, ResponseHeaders: hdrs})
-		default:
-			err = fmt.Errorf("unknown authorization type %q", a.Type)
-		}
-		if err != nil {
-			return rp, fmt.Errorf("authorization: %w", err)
-		}
-	}
-	rp.forwardCredentials = p.ForwardCredentials
-	if up.StickySessions > 0 && o.Sticky != nil && r.pool != nil {
-		rp.sticky = o.Sticky
-		rp.stickyMaxAge = up.StickySessions
-		rp.cookiePath = p.Prefix
-		o.Sticky.Prepare(r.pool, r.ID)
-	}
-	return rp, nil
-}
 
 var (
 	strBasicChallenge  = []byte(`Basic realm="aralez"`)
@@ -149,8 +20,8 @@ var (
 // clientOf returns the client address for access lists and limits: the
 // TCP peer, or, when the peer is a trusted proxy, the rightmost address of
 // X-Forwarded-For that is not itself trusted.
-func (e *Engine) clientOf(r *Request) netip.Addr {
-	if len(e.opts.TrustedProxies) == 0 || len(r.XForwardedFor) == 0 || !inPrefixes(e.opts.TrustedProxies, r.Peer) {
+func (p *Pipeline) clientOf(r *Request) netip.Addr {
+	if len(p.opts.TrustedProxies) == 0 || len(r.XForwardedFor) == 0 || !inPrefixes(p.opts.TrustedProxies, r.Peer) {
 		return r.Peer
 	}
 	xff := r.XForwardedFor
@@ -167,7 +38,7 @@ func (e *Engine) clientOf(r *Request) netip.Addr {
 			return r.Peer // a garbled hop: trust nothing further
 		}
 		a = a.Unmap()
-		if !inPrefixes(e.opts.TrustedProxies, a) {
+		if !inPrefixes(p.opts.TrustedProxies, a) {
 			return a
 		}
 	}
@@ -192,25 +63,56 @@ func (rp *routePolicy) allowed(a netip.Addr) bool {
 	return len(rp.allow) == 0 || inPrefixes(rp.allow, a)
 }
 
-// applyPolicies runs access lists (403) and redirects are done by the
-// caller; this runs rate limits (429), the 4xx limit (429) and
-// authorization (401/403/3xx/503) and fills d. It reports false when d
-// is now a final answer.
-func (e *Engine) applyLimitsAndAuth(r *Request, rt *Route, d *Decision, client netip.Addr, now int64) bool {
+// Admit is step 2 of the pipeline, for a request that Route sent on to
+// be forwarded: the 4xx limit and the rate limit (429), then
+// authorization (401, 403, a forward-auth redirect, or 503 when forward
+// auth is unavailable), then the sticky-session lookup and the query to
+// forward (araleztoken removed on jwt routes). A rejected request never
+// reaches an upstream. It runs at most once per request: a second call
+// (Expect: 100-continue handled before the body) does nothing, so limits
+// count a request once. ctx is the request's context: a client that goes
+// away cancels forward auth (on HTTP/1.1, where the server does not
+// report disconnects, forward auth's own timeout bounds the wait). Only
+// forward auth allocates (it makes a network call).
+func (p *Pipeline) Admit(ctx context.Context, r *Request, d *Decision) {
+	if d.Action != ActForward || d.Admitted {
+		return
+	}
+	d.Admitted = true
+	rt := d.Route
+	now := nowNanos()
+	if !p.limitsAndAuth(ctx, r, rt, d, d.Client, now) {
+		return
+	}
+	d.Query = r.Query
+	if rt.policy.authKind == authJWT && len(r.Query) > 0 && bytes.Contains(r.Query, strTokenParam) {
+		// The token never reaches the upstream or its logs.
+		d.qbuf = appendQueryWithout(d.qbuf[:0], r.Query, strTokenParam)
+		d.Query = d.qbuf
+	}
+	if rt.policy.sticky != nil {
+		d.Sticky = stickyFromCookie(rt, r.Cookie, now)
+		d.SetSticky = d.Sticky == nil
+	}
+}
+
+// limitsAndAuth runs the limits and authorization of Admit and fills d;
+// it reports false when d is now a final answer.
+func (p *Pipeline) limitsAndAuth(ctx context.Context, r *Request, rt *Route, d *Decision, client netip.Addr, now int64) bool {
 	rp := &rt.policy
 	if rp.x4xxLimit > 0 {
 		k := ratelimit.MakeKey(client, rp.hostHash, rp.x4xxRoute)
-		if blocked, after := e.limiter.Blocked(k, rp.x4xxLimit, now); blocked {
+		if blocked, after := p.limiter.Blocked(k, rp.x4xxLimit, now); blocked {
 			d.Action, d.Status, d.RetryAfter = ActRespond, 429, after
 			return false
 		}
-		d.LimitKey, d.Count4xx = k, true
+		d.limitKey, d.count4xx = k, true
 	}
 	if rp.rateLimit > 0 {
 		k := ratelimit.MakeKey(client, rp.hostHash, rp.rateRoute)
-		if ok, after := e.limiter.Allow(k, rp.rateLimit, now); !ok {
+		if ok, after := p.limiter.Allow(k, rp.rateLimit, now); !ok {
 			d.Action, d.Status, d.RetryAfter = ActRespond, 429, after
-			d.Count4xx = false // the proxy's own 429s are never counted
+			d.count4xx = false // the proxy's own 429s are never counted
 			return false
 		}
 	}
@@ -238,28 +140,27 @@ func (e *Engine) applyLimitsAndAuth(r *Request, rt *Route, d *Decision, client n
 			d.WWWAuthenticate = strBearerChallenge
 		}
 	case authForward:
-		return e.forwardAuth(r, rt, d, client)
+		return p.forwardAuth(ctx, r, rt, d, client)
 	}
 	switch res {
 	case auth.OK:
 		return true
 	case auth.Throttled:
 		d.Action, d.Status, d.RetryAfter = ActRespond, 429, 1
-		d.Count4xx = false
+		d.count4xx = false
 	default:
 		d.Action, d.Status = ActRespond, 401
 	}
 	return false
 }
 
-func (e *Engine) forwardAuth(r *Request, rt *Route, d *Decision, client netip.Addr) bool {
+// forwardAuth asks the route's auth service about r under ctx.
+func (p *Pipeline) forwardAuth(ctx context.Context, r *Request, rt *Route, d *Decision, client netip.Addr) bool {
 	rp := &rt.policy
 	proto := "http"
 	if r.TLS {
 		proto = "https"
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	res := rp.forward.Check(ctx, &auth.ForwardRequest{
 		Method:        string(r.Method),
 		Proto:         proto,
@@ -284,9 +185,9 @@ func (e *Engine) forwardAuth(r *Request, rt *Route, d *Decision, client netip.Ad
 			d.WWWAuthenticate = []byte(res.WWWAuthenticate)
 		}
 	default:
-		e.log.Warn("forward auth unavailable; request refused", "route", rt.Host+rt.Prefix, "err", res.Err)
+		p.log.Warn("forward auth unavailable; request refused", "route", rt.Name, "err", res.Err)
 		d.Action, d.Status = ActRespond, 503
-		d.Count4xx = false
+		d.count4xx = false
 	}
 	return false
 }

@@ -1,4 +1,4 @@
-package proxy
+package pipeline
 
 // AppendNormalizedHost appends the routing form of a Host header value to
 // dst: the port is stripped (IPv6 literals keep their brackets, as in

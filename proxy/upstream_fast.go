@@ -8,32 +8,31 @@ import (
 	"net"
 	"net/http/httputil"
 	"os"
-	"syscall"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
-// errClientBody marks a request whose streamed body could not be read
-// from the client (malformed chunked encoding, a short body): 400, and
-// the backend is not blamed.
-var errClientBody = errors.New("proxy: malformed request body")
-
-// errStale marks a failure on a reused keep-alive connection before any
-// response byte arrived: the upstream had closed it. Retrying such a
-// request on a fresh connection is safe when it is idempotent.
-var errStale = errors.New("proxy: upstream closed keep-alive connection")
+// This file is the HTTP/1.1 upstream transport of the fasthttp front end:
+// one exchange on a pooled fasthttp connection, with streamed bodies.
 
 // roundTrip sends req to the backend behind hc and reads the response
 // headers into resp. A response body of known length up to bufLimit is
 // read whole and the connection goes back to the pool at once; a larger,
 // chunked or close-delimited body is attached to resp as a stream that
 // gives the connection back when the front end closes it after relaying.
-// Errors: a dial error, a net.Error whose Timeout() is true, errStale, or
+// A streamed body holds lease's in-flight count and releases it on
+// Close. Errors, wrapped for pipeline.Classify: a dial error, a timeout,
+// pipeline.ErrPoolFull, pipeline.ErrStale (after which the backend's idle
+// connections are closed: one dead pooled connection usually means the
+// upstream restarted and closed them all), pipeline.ErrClientBody, or
 // another I/O error; on error the connection is closed.
-func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, bufLimit int) error {
+func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend) error {
 	cc, err := hc.AcquireConn(0, false)
 	if err != nil {
-		return err
+		return fastErr(err)
 	}
 	// Deadlines: the connection sets one per Read and Write (timeoutConn).
 	conn := cc.Conn()
@@ -47,16 +46,17 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	hc.ReleaseWriter(bw)
 	if err != nil {
 		hc.CloseConn(cc)
-		if reused && isStale(err) && !streamed {
-			return errStale
+		if reused && pipeline.IsReset(err) && !streamed {
+			hc.CloseIdleConnections()
+			return fmt.Errorf("%w: %w", pipeline.ErrStale, err)
 		}
 		var op *net.OpError
 		if streamed && !errors.As(err, &op) && !isTimeout(err) {
 			// Not a network error: reading the client's streamed body
 			// failed (a malformed chunk), which is the client's fault.
-			return fmt.Errorf("%w: %w", errClientBody, err)
+			return fmt.Errorf("%w: %w", pipeline.ErrClientBody, err)
 		}
-		return err
+		return fastErr(err)
 	}
 
 	br := hc.AcquireReader(conn)
@@ -69,10 +69,11 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
-		if reused && isStale(err) {
-			return errStale
+		if reused && pipeline.IsReset(err) {
+			hc.CloseIdleConnections()
+			return fmt.Errorf("%w: %w", pipeline.ErrStale, err)
 		}
-		return err
+		return fastErr(err)
 	}
 	closeConn := req.Header.ConnectionClose() || resp.Header.ConnectionClose()
 	cl := resp.Header.ContentLength()
@@ -87,12 +88,12 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		if err = resp.ReadBody(br, cl); err != nil {
 			hc.ReleaseReader(br)
 			hc.CloseConn(cc)
-			return err
+			return fastErr(err)
 		}
 	default:
 		// Stream: the connection stays with the body until Close.
 		us := newUpstreamStream(cc, hc.ReleaseConn, hc.CloseConn)
-		us.hc, us.br, us.closeConn = hc, br, closeConn
+		us.hc, us.br, us.closeConn, us.lease = hc, br, closeConn, lease
 		switch cl {
 		case -1: // chunked, RFC 9112 §7.1
 			us.r = httputil.NewChunkedReader(br)
@@ -123,19 +124,23 @@ func noBody(status int) bool {
 	return status < 200 || status == 204 || status == 304
 }
 
-func isStale(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
 // isTimeout reports whether err is a timeout (then 504).
 func isTimeout(err error) bool {
-	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
-		errors.Is(err, os.ErrDeadlineExceeded) {
-		return true
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || pipeline.IsTimeout(err)
+}
+
+// fastErr translates fasthttp's errors for pipeline.Classify: a full
+// pool (upstream_max_conns), a dial timeout and fasthttp's own timeout.
+func fastErr(err error) error {
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout):
+		return fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return fmt.Errorf("%w: %w", pipeline.ErrPoolFull, err)
+	case errors.Is(err, fasthttp.ErrDialTimeout):
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
 	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return err
 }
 
 // upstreamStream relays a streamed upstream response body and returns the
@@ -154,6 +159,7 @@ type upstreamStream[C any] struct {
 	chunked   bool
 	eof       bool
 	done      bool
+	lease     *balancer.Backend // in-flight count given back on Close
 }
 
 func newUpstreamStream[C any](cc C, release, closeFn func(C)) *upstreamStream[C] {
@@ -188,6 +194,10 @@ func (s *upstreamStream[C]) Close() error {
 		return nil
 	}
 	s.done = true
+	if s.lease != nil {
+		s.lease.Release()
+		s.lease = nil
+	}
 	s.hc.ReleaseReader(s.br)
 	if s.eof && !s.closeConn {
 		s.release(s.cc)

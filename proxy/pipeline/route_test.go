@@ -1,4 +1,4 @@
-package proxy
+package pipeline
 
 import (
 	"testing"
@@ -32,7 +32,7 @@ func TestSnapshotMatch(t *testing.T) {
 		"DEFAULT":       {"/", "/admin"},
 		"onlyapi.test":  {"/api"},
 	})
-	snap, err := Compile(cfg, NewRegistry(UpstreamOptions{}))
+	snap, err := Compile(cfg, newTestResolver())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestSnapshotMatch(t *testing.T) {
 
 func TestSnapshotMatchNoDefault(t *testing.T) {
 	t.Parallel()
-	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), NewRegistry(UpstreamOptions{}))
+	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), newTestResolver())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestMergeHeaders(t *testing.T) {
 		if o.add {
 			mode = "add"
 		}
-		got = append(got, mode+" "+string(o.name)+"="+string(o.value))
+		got = append(got, mode+" "+string(o.Name)+"="+string(o.Value))
 	}
 	want := []string{"set X-B=g", "set x-a=p1", "add X-A=p2"}
 	if len(got) != len(want) {

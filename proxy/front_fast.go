@@ -1,0 +1,357 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/proxy/pipeline"
+)
+
+// This file is the HTTP/1.1 front end: a thin adapter between fasthttp
+// and the pipeline. Request rules live in the pipeline, not here.
+
+// ServerOptions configures the fasthttp front end built by NewFastServer.
+// Zero fields take the defaults noted.
+type ServerOptions struct {
+	// ReadHeaderTimeout bounds reading a request's headers; it is also the
+	// idle timeout of a keep-alive connection when IdleTimeout is zero.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may stay idle.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes limits the request line and header block: a larger
+	// one gets 431.
+	MaxHeaderBytes int
+	// Concurrency caps concurrent connections; 0 = fasthttp's default.
+	Concurrency int
+}
+
+// NewFastServer returns the HTTP/1.1 front end: a fasthttp.Server serving
+// e's pipeline with fasthttp's path normalization switched off (the
+// pipeline normalizes, pipeline/doc.go), bodies above the engine's buffer
+// threshold streamed, and the timeouts and limits of o.
+func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
+	// fasthttp's ReadTimeout runs from a request's first byte to the end
+	// of its headers (read_header_timeout, against slow-header clients);
+	// once the headers are in, HeaderReceived gives the body its own
+	// deadline (read_timeout).
+	headerTimeout := o.ReadHeaderTimeout
+	if headerTimeout <= 0 {
+		headerTimeout = o.ReadTimeout
+	}
+	bodyTimeout := o.ReadTimeout
+	return &fasthttp.Server{
+		Handler:                       e.ServeFastHTTP,
+		ExpectHandler:                 e.expectFast,
+		ErrorHandler:                  fastErrorHandler,
+		Name:                          "",
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		DisableHeaderNamesNormalizing: false,
+		StreamRequestBody:             true,
+		MaxRequestBodySize:            e.opts.BodyBufferBytes,
+		ReadBufferSize:                o.MaxHeaderBytes,
+		ReadTimeout:                   headerTimeout,
+		WriteTimeout:                  o.WriteTimeout,
+		IdleTimeout:                   o.IdleTimeout,
+		Concurrency:                   o.Concurrency,
+		CloseOnShutdown:               true,
+		SecureErrorLogMessage:         true,
+		Logger:                        quietLogger{},
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+		},
+	}
+}
+
+// fastErrorHandler answers requests fasthttp could not parse: 431 for a
+// header block over the read buffer, 408 for a read timeout, else 400.
+// The connection is closed in every case.
+func fastErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var sErr *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &sErr):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err):
+		status = fasthttp.StatusRequestTimeout
+	}
+	ctx.Response.Reset()
+	ctx.SetConnectionClose()
+	ctx.Response.Header.SetContentTypeBytes(strTextPlain)
+	ctx.SetStatusCode(status)
+	ctx.Response.SetBodyRaw(pipeline.StatusBody(status))
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
+
+// state is the pooled per-request scratch space of the fasthttp front
+// end. It is the pipeline.Transport of its request's attempts.
+type state struct {
+	e    *Engine
+	ctx  *fasthttp.RequestCtx // valid while the handler runs
+	snap *Snapshot
+	req  pipeline.Request
+	dec  pipeline.Decision
+	plan pipeline.Plan
+
+	leased bool   // a streamed response body owns the backend's in-flight count
+	upIdx  int    // metrics index of the backend that answered, -1 = none
+	upAddr string // its address (or the one that failed), for the access log
+}
+
+var statePool = sync.Pool{New: func() any { return new(state) }}
+
+// admittedKey stores, in a request's user values, the state that
+// expectFast already ran the pipeline's Route and Admit steps on.
+var admittedKey = new(int)
+
+var (
+	strTextPlain     = []byte("text/plain; charset=utf-8")
+	strContentLength = []byte("Content-Length")
+	strConnection    = []byte("Connection")
+)
+
+// acquireState returns a clean state for ctx's request.
+func (e *Engine) acquireState(ctx *fasthttp.RequestCtx) *state {
+	st := statePool.Get().(*state)
+	st.e, st.ctx, st.snap = e, ctx, e.snap.Load()
+	st.leased, st.upIdx, st.upAddr = false, -1, ""
+	st.req.Reset()
+	st.dec.Reset()
+	return st
+}
+
+func releaseState(st *state) {
+	st.ctx, st.snap = nil, nil
+	statePool.Put(st)
+}
+
+// prepare fills st.req from ctx and returns 0, or the status of a
+// request that must be refused before routing (400, 414).
+func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) int {
+	h := &ctx.Request.Header
+	if h.ContentLength() == -1 && h.ConnectionClose() && hasRawHeader(h, strContentLength) {
+		// Content-Length together with Transfer-Encoding: a smuggling
+		// attempt (RFC 9112 §6.3 item 3); never forwarded.
+		return fasthttp.StatusBadRequest
+	}
+	r := &st.req
+	r.Method = h.Method()
+	r.Proto = h.Protocol()
+	r.TLS = ctx.IsTLS()
+	r.Peer = clientAddr(ctx.RemoteAddr())
+	if cl := h.ContentLength(); cl >= 0 {
+		r.ContentLength = int64(cl)
+	}
+	for k, v := range h.All() {
+		if !r.See(k, v) {
+			return fasthttp.StatusBadRequest
+		}
+	}
+	return e.pl.SetTarget(r, h.RequestURI(), h.Host())
+}
+
+// hasRawHeader reports whether the raw request headers name key; it is
+// only called on the rare path where fasthttp folded a header away.
+func hasRawHeader(h *fasthttp.RequestHeader, key []byte) bool {
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		line := raw
+		if i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if c := bytes.IndexByte(line, ':'); c > 0 && bytes.EqualFold(bytes.TrimSpace(line[:c]), key) {
+			return true
+		}
+	}
+	return false
+}
+
+func clientAddr(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// expectFast runs the pipeline's Route and Admit steps on an "Expect:
+// 100-continue" request before fasthttp sends 100: only a request that
+// would be forwarded (or redirected) gets 100 and has its body read (RFC
+// 9110 §10.1.1). The state is handed to ServeFastHTTP, which does not run
+// the steps again, so limits count the request once.
+func (e *Engine) expectFast(ctx *fasthttp.RequestCtx) int {
+	st := e.acquireState(ctx)
+	ctx.SetUserValue(admittedKey, st)
+	if status := e.prepare(ctx, st); status != 0 {
+		st.dec.Action, st.dec.Status = pipeline.ActRespond, status
+		return status
+	}
+	e.pl.Route(st.snap, &st.req, &st.dec)
+	e.pl.Admit(ctx, &st.req, &st.dec)
+	if st.dec.Action == pipeline.ActRespond {
+		return st.dec.Status
+	}
+	return fasthttp.StatusContinue
+}
+
+// ServeFastHTTP is the fasthttp request handler: it fills the pipeline's
+// Request view, runs Route and Admit, and acts on the Decision: the
+// proxy's own answer, a WebSocket tunnel, or the attempt loop with the
+// planned request, and the planned response. It allocates nothing for
+// requests and responses whose bodies are under the buffer threshold.
+func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	st, _ := ctx.UserValue(admittedKey).(*state)
+	if st != nil {
+		ctx.RemoveUserValue(admittedKey)
+	} else {
+		st = e.acquireState(ctx)
+		if status := e.prepare(ctx, st); status != 0 {
+			st.dec.Action, st.dec.Status = pipeline.ActRespond, status
+		} else {
+			e.pl.Route(st.snap, &st.req, &st.dec)
+			e.pl.Admit(ctx, &st.req, &st.dec)
+		}
+	}
+	defer releaseState(st)
+	defer e.finishFast(ctx, st, start)
+	d := &st.dec
+	if d.Action != pipeline.ActForward {
+		e.replyFast(ctx, st)
+		return
+	}
+	if pipeline.IsWebSocket(&st.req) {
+		e.tunnelFast(ctx, st) // ws.go
+		return
+	}
+	e.forwardFast(ctx, st)
+}
+
+// replyFast sends the proxy's own answer to st.dec.
+func (e *Engine) replyFast(ctx *fasthttp.RequestCtx, st *state) {
+	d := &st.dec
+	if d.Status == fasthttp.StatusBadRequest || d.Status == fasthttp.StatusRequestEntityTooLarge ||
+		d.Status == fasthttp.StatusRequestURITooLong {
+		ctx.SetConnectionClose() // the rest of the request cannot be trusted
+	}
+	e.pl.PlanReply(d, &st.plan)
+	resp := &ctx.Response
+	resp.Reset()
+	applyResp(&resp.Header, &st.plan)
+	ctx.SetStatusCode(d.Status)
+	resp.SetBodyRaw(st.plan.Body)
+	e.pl.Responded(d, d.Status)
+}
+
+// forwardFast plans the upstream request, runs the attempt loop, and
+// relays the answer with the planned response headers.
+func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
+	d := &st.dec
+	req, resp := &ctx.Request, &ctx.Response
+	e.pl.PlanRequest(&st.req, d, &st.plan)
+	applyReq(req, &st.plan)
+	body := pipeline.BodyNone
+	if req.IsBodyStream() {
+		body = pipeline.BodyStreamed
+	} else if len(req.Body()) > 0 {
+		body = pipeline.BodyBuffered
+	}
+	out := e.pl.Attempt(&st.req, d, body, st)
+	if out.Backend == nil {
+		if out.Failed != nil {
+			st.upAddr = out.Failed.Addr()
+		}
+		resp.Reset()
+		if out.Status == 0 {
+			ctx.SetConnectionClose()
+			return
+		}
+		d.Action, d.Status = pipeline.ActRespond, out.Status
+		e.replyFast(ctx, st)
+		return
+	}
+	u := out.Upstream.(*upstream)
+	st.upIdx, st.upAddr = u.metricIdx, out.Backend.Addr()
+	if !st.leased {
+		out.Backend.Release() // the body is in memory: the exchange is over
+	}
+	e.pl.PlanResponse(d, out.Backend, resp.Header.PeekBytes(strConnection), &st.plan)
+	applyResp(&resp.Header, &st.plan)
+	resp.Header.ResetConnectionClose()
+	e.pl.Responded(d, resp.StatusCode())
+}
+
+// RoundTrip is the HTTP/1.1 front end's pipeline.Transport: it sends the
+// planned request in ctx to backend b and reads the response head into
+// ctx's response. A streamed response body takes over b's in-flight
+// count and gives it back when fasthttp closes the stream after relaying.
+func (st *state) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
+	u := up.(*upstream)
+	req, resp := &st.ctx.Request, &st.ctx.Response
+	if len(st.plan.Host) == 0 {
+		// HTTP/1.0 without Host: HTTP/1.1 upstreams need one.
+		req.Header.SetHost(u.hc.Addr)
+	}
+	resp.Reset()
+	err := u.roundTripFast(req, resp, st.e.opts.BodyBufferBytes, b)
+	st.leased = err == nil && resp.IsBodyStream()
+	return err
+}
+
+var _ pipeline.Transport = (*state)(nil)
+
+// applyReq applies a request plan to a fasthttp request: target, Host,
+// then the header operations in the Plan's order.
+func applyReq(req *fasthttp.Request, pl *pipeline.Plan) {
+	h := &req.Header
+	for i := range pl.Del {
+		h.DelBytes(pl.Del[i].Name)
+	}
+	for i := range pl.Set {
+		f := &pl.Set[i]
+		h.DelBytes(f.Name) // Set replaces every line of the name
+		h.SetBytesKV(f.Name, f.Value)
+	}
+	for i := range pl.Add {
+		h.AddBytesKV(pl.Add[i].Name, pl.Add[i].Value)
+	}
+	req.SetRequestURIBytes(pl.URI)
+	req.UseHostHeader = true
+	if len(pl.Host) > 0 {
+		h.SetHostBytes(pl.Host)
+	}
+	h.ResetConnectionClose()
+}
+
+// applyResp applies a response plan to a fasthttp response header.
+func applyResp(h *fasthttp.ResponseHeader, pl *pipeline.Plan) {
+	for i := range pl.Del {
+		h.DelBytes(pl.Del[i].Name)
+	}
+	for i := range pl.Set {
+		f := &pl.Set[i]
+		h.DelBytes(f.Name)
+		h.SetBytesKV(f.Name, f.Value)
+	}
+	for i := range pl.Add {
+		h.AddBytesKV(pl.Add[i].Name, pl.Add[i].Value)
+	}
+}

@@ -1,0 +1,304 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/proxy/pipeline"
+)
+
+// This file is the net/http front end, used for HTTP/2 (TLS h2 and
+// cleartext h2c, gRPC included): a thin adapter between net/http and the
+// pipeline. Request rules live in the pipeline, not here; what is here is
+// required by the protocol: trailers are relayed, bodies of unknown
+// length stream with a flush per read (gRPC streams in both directions),
+// a client's stream reset cancels the upstream request, and every answer
+// of the proxy's own to a gRPC client is a trailers-only gRPC status.
+
+// netState is the pooled per-request scratch space of the net/http front
+// end. It is the pipeline.Transport of its request's attempts.
+type netState struct {
+	e    *Engine
+	r    *http.Request // valid while the handler runs
+	snap *Snapshot
+	req  pipeline.Request
+	dec  pipeline.Decision
+	plan pipeline.Plan
+	rec  statusRecorder
+	out  http.Request // the upstream request
+	res  *http.Response
+	grpc bool
+
+	opaque, rawQuery string // the forwarded path and query
+	upIdx            int    // metrics index of the answering backend, -1 = none
+	upAddr           string // its address (or the one that failed), for the access log
+}
+
+var netStatePool = sync.Pool{New: func() any { return new(netState) }}
+
+// copyBufPool holds the buffers that relay bodies.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ServeHTTP is the net/http front end's handler: it fills the pipeline's
+// Request view, runs Route and Admit (with the request's context, so a
+// stream reset cancels forward auth), and acts on the Decision exactly as
+// ServeFastHTTP does. It is safe for concurrent use.
+func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := netStatePool.Get().(*netState)
+	st.e, st.r, st.snap, st.res = e, r, e.snap.Load(), nil
+	st.upIdx, st.upAddr = -1, ""
+	st.req.Reset()
+	st.dec.Reset()
+	st.rec = statusRecorder{ResponseWriter: rw}
+	st.grpc = isGRPC(r.Header)
+	defer func() {
+		st.r, st.snap, st.res, st.out = nil, nil, nil, http.Request{}
+		netStatePool.Put(st)
+	}()
+	defer e.finishNet(r, st, start)
+	d := &st.dec
+	if status := e.prepareNet(r, st); status != 0 {
+		d.Action, d.Status = pipeline.ActRespond, status
+	} else {
+		e.pl.Route(st.snap, &st.req, d)
+		e.pl.Admit(r.Context(), &st.req, d)
+	}
+	if d.Action != pipeline.ActForward {
+		e.replyNet(st)
+		return
+	}
+	if max := e.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength < 0 && r.Body != nil {
+		// A body of unknown length is cut at the limit while it streams.
+		r.Body = http.MaxBytesReader(&st.rec, r.Body, max)
+	}
+	e.forwardNet(st)
+}
+
+// s2b returns the bytes of s without copying; they must never be
+// modified.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// prepareNet fills st.req from r and returns 0, or the status of a
+// request refused before routing.
+func (e *Engine) prepareNet(r *http.Request, st *netState) int {
+	if r.Method == http.MethodConnect {
+		// Neither CONNECT tunnels nor extended CONNECT (RFC 8441, off in
+		// the HTTP/2 server by default) are proxied.
+		return http.StatusBadRequest
+	}
+	req := &st.req
+	req.Method = s2b(r.Method)
+	req.Proto = s2b(r.Proto)
+	req.HTTP2 = r.ProtoMajor == 2
+	req.TLS = r.TLS != nil
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		req.Peer = ap.Addr().Unmap()
+	}
+	req.ContentLength = r.ContentLength
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			if !req.See(s2b(k), s2b(v)) {
+				return http.StatusBadRequest
+			}
+		}
+	}
+	target := r.RequestURI
+	if target == "" && r.URL != nil {
+		target = r.URL.RequestURI() // a request built by a caller, not a server
+	}
+	return e.pl.SetTarget(req, s2b(target), s2b(r.Host))
+}
+
+// replyNet sends the proxy's own answer to st.dec: a short plain body,
+// or for gRPC a trailers-only response (HTTP 200, grpc-status and
+// grpc-message in the header block that ends the stream).
+func (e *Engine) replyNet(st *netState) {
+	d := &st.dec
+	w := &st.rec
+	e.pl.PlanReply(d, &st.plan)
+	h := w.Header()
+	applyNet(h, &st.plan)
+	e.pl.Responded(d, d.Status)
+	if st.grpc {
+		delete(h, "Location")
+		h["Content-Type"] = hdrGRPC
+		h["Grpc-Status"] = grpcCodeStrings[grpcCode(d.Status)]
+		h["Grpc-Message"] = []string{url.PathEscape(pipeline.StatusText(d.Status))}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(st.plan.Body))}
+	w.WriteHeader(d.Status)
+	_, _ = w.Write(st.plan.Body)
+}
+
+// forwardNet plans the upstream request, runs the attempt loop and relays
+// the answer. The backend's in-flight count is given back when the relay
+// ends, whichever way it ends (a deferred call survives the abort of a
+// relay whose upstream failed mid-body).
+func (e *Engine) forwardNet(st *netState) {
+	d := &st.dec
+	r := st.r
+	e.pl.PlanRequest(&st.req, d, &st.plan)
+	out := &st.out
+	*out = *r // shallow: the header map is shared and owned by this handler
+	out.RequestURI = ""
+	out.Close = false
+	applyNet(out.Header, &st.plan)
+	out.Host = string(st.plan.Host)
+	st.opaque = sameString(r.URL.Path, r.URL.RawPath == "", st.req.Path)
+	st.rawQuery = sameString(r.URL.RawQuery, true, d.Query)
+	body := pipeline.BodyStreamed
+	if out.ContentLength == 0 && !st.grpc {
+		out.Body = nil
+	}
+	if out.Body == nil || out.Body == http.NoBody {
+		body = pipeline.BodyNone
+	}
+	o := e.pl.Attempt(&st.req, d, body, st)
+	if o.Backend == nil {
+		if o.Failed != nil {
+			st.upAddr = o.Failed.Addr()
+		}
+		if o.Status == 0 {
+			return // the client went away; nobody to answer
+		}
+		d.Action, d.Status = pipeline.ActRespond, o.Status
+		e.replyNet(st)
+		return
+	}
+	defer o.Backend.Release()
+	res := st.res
+	defer res.Body.Close()
+	u := o.Upstream.(*upstream)
+	st.upIdx, st.upAddr = u.metricIdx, o.Backend.Addr()
+	var conn []byte
+	if v := res.Header["Connection"]; len(v) > 0 {
+		conn = []byte(strings.Join(v, ", "))
+	}
+	e.pl.PlanResponse(d, o.Backend, conn, &st.plan)
+	e.pl.Responded(d, res.StatusCode)
+	e.relayNet(st, res)
+}
+
+// sameString returns s when it already holds b (and ok), else b as a new
+// string: the request's own strings are reused in the common case.
+func sameString(s string, ok bool, b []byte) string {
+	if ok && s == string(b) {
+		return s
+	}
+	return string(b)
+}
+
+// RoundTrip is the net/http front end's pipeline.Transport: it sends the
+// planned request to backend b over the transport of its detected
+// protocol and keeps the response for the relay. A cancelled client
+// request is reported as pipeline.ErrClientGone and an over-limit body as
+// pipeline.ErrBodyTooLarge, so that neither is blamed on the backend.
+func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
+	u := up.(*upstream)
+	tr, scheme := u.net.transport(st.grpc)
+	out := &st.out
+	out.URL = &url.URL{Scheme: scheme, Host: b.Addr(), Opaque: st.opaque, RawQuery: st.rawQuery}
+	if len(st.plan.Host) == 0 {
+		out.Host = b.Addr()
+	}
+	res, err := tr.RoundTrip(out)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case st.r.Context().Err() != nil:
+			return fmt.Errorf("%w: %w", pipeline.ErrClientGone, err)
+		case errors.As(err, &tooLarge):
+			return fmt.Errorf("%w: %w", pipeline.ErrBodyTooLarge, err)
+		}
+		return err
+	}
+	st.res = res
+	return nil
+}
+
+var _ pipeline.Transport = (*netState)(nil)
+
+// applyNet applies a plan's header operations to a net/http header map.
+func applyNet(h http.Header, pl *pipeline.Plan) {
+	for i := range pl.Del {
+		delete(h, netKey(&pl.Del[i]))
+	}
+	for i := range pl.Set {
+		f := &pl.Set[i]
+		h[netKey(f)] = []string{string(f.Value)}
+	}
+	for i := range pl.Add {
+		f := &pl.Add[i]
+		k := netKey(f)
+		h[k] = append(h[k], string(f.Value))
+	}
+}
+
+// netKey returns the canonical map key of a plan field.
+func netKey(f *pipeline.Field) string {
+	if f.Key != "" {
+		return f.Key
+	}
+	return http.CanonicalHeaderKey(string(f.Name))
+}
+
+// relayNet writes the upstream response to the client: the planned
+// headers, the body with a flush per read when its length is unknown,
+// then the trailers. A read error from the upstream mid-body aborts the
+// client stream (an HTTP/2 RST_STREAM), so the client never takes a
+// truncated body for a whole one.
+func (e *Engine) relayNet(st *netState, res *http.Response) {
+	w := &st.rec
+	applyNet(res.Header, &st.plan)
+	h := w.Header()
+	for k, v := range res.Header {
+		h[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	stream := res.ContentLength < 0 || st.grpc
+	if _, trailersOnly := res.Header["Grpc-Status"]; stream && !trailersOnly {
+		// Headers now: a stream's first message may take a while. A
+		// trailers-only gRPC answer must instead stay one header block
+		// that ends the stream, so it is not flushed early.
+		w.Flush()
+	}
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := res.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the client is gone; closing res.Body resets upstream
+			}
+			if stream {
+				w.Flush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			e.pl.Logger().Debug("upstream body failed", "route", st.dec.Route.Name, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	// Trailers arrive after the body and are usually not announced
+	// (gRPC's are not): send each under the undeclared-trailer prefix.
+	for k, v := range res.Trailer {
+		h[http.TrailerPrefix+k] = v
+	}
+}

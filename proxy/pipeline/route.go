@@ -1,0 +1,157 @@
+package pipeline
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// acmeChallengePrefix is where ACME HTTP-01 challenges are fetched
+// (RFC 8555 §8.3).
+var acmeChallengePrefix = []byte("/.well-known/acme-challenge/")
+
+// Route is step 1 of the pipeline. It is pure: it reads s and r, writes d
+// and changes no counter, so it may run more than once for a request
+// (Expect: 100-continue). In order:
+//
+//   - an ACME HTTP-01 challenge this instance holds → 200 with the key
+//     authorization, before anything else (no route, list or auth may
+//     block certificate issuance);
+//   - a declared body over max_request_body_bytes → 413;
+//   - host and longest path prefix → 404 when nothing matches;
+//   - %2F, %5C or "\" in the path that, decoded, would route elsewhere
+//     → 400;
+//   - the client address (trusted_proxies), then allow/deny → 403;
+//   - to_https and redirect_to → 301;
+//   - no backend → 503;
+//   - else ActForward, for Admit.
+//
+// d must have been Reset for this request. It allocates nothing.
+func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
+	d.Action, d.Status, d.Route = ActRespond, 0, nil
+	d.TrustedPeer = len(p.opts.TrustedProxies) > 0 && inPrefixes(p.opts.TrustedProxies, r.Peer)
+	d.Client = p.clientOf(r)
+	if in := r.RequestID; d.TrustedPeer && validRequestID(in) {
+		d.rid = append(d.rid[:0], in...)
+		d.RequestID = d.rid
+	}
+	if p.opts.Challenges != nil && bytes.HasPrefix(r.Path, acmeChallengePrefix) {
+		if ka, ok := p.opts.Challenges.HTTPChallenge(r.Host, r.Path[len(acmeChallengePrefix):]); ok {
+			d.Status, d.Body = 200, ka
+			return
+		}
+	}
+	if max := p.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength > max {
+		d.Status = 413
+		return
+	}
+	rt := s.Match(r.Host, r.Path)
+	if rt == nil {
+		d.Status = 404
+		return
+	}
+	if hasEncodedSeparator(r.Path) {
+		// An upstream that decodes %2F or %5C (or treats "\" as "/")
+		// would see another path than the one routed on; refuse when that
+		// path belongs to another route, so /admin%2Fx can never bypass
+		// /admin's policies through the "/" route.
+		alt, err := appendDecodedSeparators(d.buf[:0], r.Path)
+		d.buf = alt[:0]
+		if err != nil || s.Match(r.Host, alt) != rt {
+			d.Status = 400
+			return
+		}
+	}
+	d.Route = rt
+	if !rt.policy.allowed(d.Client) {
+		d.Status = 403
+		return
+	}
+	if rt.toHTTPS && !r.TLS {
+		b := append(d.buf[:0], "https://"...)
+		b = append(b, r.Host...)
+		if port := p.opts.TLSPort; port != 0 && port != 443 {
+			b = append(b, ':')
+			b = strconv.AppendInt(b, int64(port), 10)
+		}
+		b = appendPathQuery(b, r.Path, redirectQuery(r.Query, d))
+		d.Action, d.Status = ActRedirect, 301
+		d.buf, d.Location = b, b
+		return
+	}
+	if len(rt.redirectTo) > 0 {
+		b := append(d.buf[:0], rt.redirectTo...)
+		b = appendPathQuery(b, r.Path, redirectQuery(r.Query, d))
+		d.Action, d.Status = ActRedirect, 301
+		d.buf, d.Location = b, b
+		return
+	}
+	if rt.pool == nil || rt.pool.Len() == 0 {
+		d.Status = 503
+		return
+	}
+	d.Action = ActForward
+}
+
+// validRequestID reports whether a client's X-Request-Id may be kept: 1
+// to 128 visible ASCII characters.
+func validRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// appendPathQuery appends path, then "?" and query when query is not
+// empty.
+func appendPathQuery(b, path, query []byte) []byte {
+	b = append(b, path...)
+	if len(query) > 0 {
+		b = append(b, '?')
+		b = append(b, query...)
+	}
+	return b
+}
+
+// redirectQuery is the query a redirect keeps: the request's, minus an
+// araleztoken, which must not travel on in a Location header.
+func redirectQuery(q []byte, d *Decision) []byte {
+	if !bytes.Contains(q, strTokenParam) {
+		return q
+	}
+	d.qbuf = appendQueryWithout(d.qbuf[:0], q, strTokenParam)
+	return d.qbuf
+}
+
+// hasEncodedSeparator reports whether a normalized path holds %2F, %5C
+// (normalization upper-cases escapes) or a raw backslash.
+func hasEncodedSeparator(p []byte) bool {
+	return bytes.Contains(p, []byte("%2F")) || bytes.Contains(p, []byte("%5C")) || bytes.IndexByte(p, '\\') >= 0
+}
+
+// appendDecodedSeparators appends the normalized form of p after %2F, %5C
+// and "\" became "/": the path an upstream that decodes them would see.
+func appendDecodedSeparators(dst, p []byte) ([]byte, error) {
+	start := len(dst)
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '%' && i+2 < len(p) && (p[i+1] == '2' && p[i+2] == 'F' || p[i+1] == '5' && p[i+2] == 'C'):
+			dst = append(dst, '/')
+			i += 2
+		case p[i] == '\\':
+			dst = append(dst, '/')
+		default:
+			dst = append(dst, p[i])
+		}
+	}
+	n := len(dst)
+	dst, err := AppendNormalizedPath(dst, dst[start:n])
+	if err != nil {
+		return dst[:start], err
+	}
+	return append(dst[:start], dst[n:]...), nil
+}
