@@ -1,39 +1,44 @@
-// Package proxy is the request path of aralez: the listeners, the fasthttp
-// front end (HTTP/1.1), the routing snapshot, the policy chain and the
-// forwarding to backends.
+// Package proxy is the request path of aralez: the listeners and their
+// protocol dispatch, the front ends, and the upstream transports. The
+// rules every request follows live in the front-end-neutral subpackage
+// proxy/pipeline; this package adapts them to its server libraries.
 //
 // # Data flow
 //
 // cmd/aralez loads a config.Config, Compile turns it into an immutable
-// Snapshot (host maps, prefix tables sorted longest first, precomputed
-// header bytes, balancer pools, compiled policies), and (*Engine).Swap
-// publishes it with one atomic store. Each request loads the snapshot
-// once, fills the front-end-neutral Request view, runs the policy chain
-// (decide) and acts on the Decision. Per-backend state that must outlive a
-// config (connection pools, health, counters, the sticky secret) lives in
-// the Registry, keyed by address.
+// Snapshot (pipeline.Compile: host maps, prefix tables sorted longest
+// first, precomputed header bytes, balancer pools, compiled policies),
+// and (*Engine).Swap publishes it with one atomic store. Each request
+// loads the snapshot once and runs the pipeline's steps (pipeline/doc.go).
+// Per-backend state that must outlive a config (connection pools,
+// health, counters, the sticky secret) lives in the Registry, keyed by
+// address; the Registry is the pipeline's Resolver.
 //
-// # Path normalization
+// # Files
 //
-// fasthttp's own path normalization is not used (its decoded path is
-// never read). The proxy applies exactly one policy, AppendNormalizedPath:
-// percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2),
-// every other escape is kept with upper-case hex (so %2F and %5C stay
-// encoded and never become separators), dot-segments are removed (§5.2.4)
-// and runs of "/" are merged. The normalized path is both the path routed
-// on and the path forwarded, so "/public/../admin" or "/%61dmin" can never
-// be routed by one rule and reach the upstream as another. A malformed
-// escape, a control byte or a target that is not an absolute path gets
-// 400. The query string is forwarded byte for byte, minus parameters the
-// proxy consumed (araleztoken).
+//   - listen.go: the accept loops; cleartext connections are dispatched
+//     by their first bytes (HTTP/2 preface → h2c, else HTTP/1.1), TLS ones
+//     by ALPN;
+//   - front_fast.go: the HTTP/1.1 front end (fasthttp) and its
+//     pipeline.Transport;
+//   - front_net.go, grpc.go: the net/http front end (h2, h2c, gRPC) and
+//     its Transport, with gRPC's status mapping;
+//   - ws.go: WebSocket tunnels from the HTTP/1.1 front end;
+//   - upstream_fast.go, upstream_net.go, registry.go: the upstream
+//     transports (fasthttp connection pools with streamed bodies; net/http
+//     HTTP/2 and TLS transports) and the Registry that owns them;
+//   - observe.go: metrics and the access log of both front ends.
 //
 // # Guarantees
 //
 // The request path takes no locks of its own and, for bodies of known
-// length up to Options.BodyBufferBytes, allocates nothing
-// (TestRequestPathAllocs guards it). fasthttp's connection pool behind
-// each backend uses a mutex of its own. Views returned by fasthttp's Peek
-// are never kept after the handler returns.
+// length up to Options.BodyBufferBytes, allocates nothing on the HTTP/1.1
+// front end (TestRequestPathAllocs guards it). fasthttp's connection pool
+// behind each backend uses a mutex of its own. Views returned by
+// fasthttp's Peek are never kept after the handler returns. Each
+// backend's in-flight count is released exactly once, when the relay of
+// its response really ends: for a streamed HTTP/1.1 body that is the
+// stream's Close, after the handler has returned.
 //
 // # Limits
 //

@@ -1,0 +1,54 @@
+// Package pipeline is the front-end-neutral request path of the proxy:
+// every rule about what a request may do and what reaches a backend is
+// written here once, and the front ends (fasthttp for HTTP/1.1, net/http
+// for h2, h2c and gRPC, the WebSocket tunnel) are thin adapters that fill
+// a Request, call the steps, and apply the resulting Plans to their own
+// header types. The package imports neither fasthttp nor net/http, even
+// transitively (`make deps` checks it), so a rule cannot be written into
+// one front end by accident.
+//
+// # Steps
+//
+// For each request, a front end runs, in this order:
+//
+//  1. SetTarget and See: parse the target and the headers into the
+//     Request view (400, 414 for malformed input);
+//  2. Route (pure, no side effects): ACME HTTP-01 challenge → body size
+//     limit (413) → host and longest path prefix (404) → encoded
+//     separators that would route elsewhere (400) → client address and
+//     allow/deny (403) → to_https / redirect_to (301) → no backend (503);
+//  3. Admit (exactly once per request, with the request's context): 4xx
+//     limit and rate limit (429) → authorization (401, 403, a forward-auth
+//     redirect, 503 when forward auth is unavailable) → sticky cookie;
+//  4. PlanRequest: the upstream target, Host and header rewrite (the
+//     hop-by-hop and forwarding-header rules are documented there);
+//  5. Attempt: the one attempt loop (pick, in-flight count, one error
+//     classifier, one retry rule) over the front end's Transport;
+//  6. PlanResponse (or PlanReply for the proxy's own answers) and
+//     Responded, which feeds the x4xx_limit.
+//
+// Because Route is pure, an "Expect: 100-continue" request can be routed
+// and admitted before its body is read, and the result reused: limits
+// count each request once.
+//
+// # Path normalization
+//
+// AppendNormalizedPath is the one normalization policy: percent-encoded
+// unreserved characters are decoded (RFC 3986 §6.2.2.2), every other
+// escape is kept with upper-case hex (so %2F and %5C stay encoded and
+// never become separators), dot-segments are removed (§5.2.4) and runs of
+// "/" are merged. The normalized path is both the path routed on and the
+// path forwarded, so "/public/../admin" or "/%61dmin" can never be routed
+// by one rule and reach the upstream as another. A malformed escape, a
+// control byte or a target that is not an absolute path gets 400. The
+// query string is forwarded byte for byte, minus parameters the proxy
+// consumed (araleztoken).
+//
+// # Guarantees
+//
+// The steps take no locks and, but for forward auth (a network call),
+// allocate nothing once a Request, Decision and Plan have been reused a
+// few times (the proxy package's TestRequestPathAllocs guards the whole
+// HTTP/1.1 path). Byte slices in a Request, Decision or Plan are views
+// valid until the handler returns.
+package pipeline
