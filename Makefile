@@ -30,7 +30,8 @@ fmt: ## gofmt the tree
 lint: vet deps ## gofmt check, go vet, import-direction check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-deps: ## fail on an import edge STYLE.md forbids
+deps: ## fail on an import edge STYLE.md forbids (self-test first)
+	@bash .ci/deps-check --self-test
 	@bash .ci/deps-check
 
 fuzz: ## time-boxed native fuzzing of the parsers
