@@ -341,6 +341,8 @@ func TestWebSocketPolicies(t *testing.T) {
 		t.Fatalf("handshake with key = %v, %v; want 101", resp, err)
 	}
 	c.Close()
+	// The backend counts an upgrade after its 101 went out.
+	waitFor(t, 10*time.Second, "the backend counting the upgrade", func() bool { return wb.upgrades.Load() >= 1 })
 	if n := wb.upgrades.Load(); n != 1 {
 		t.Errorf("backend upgrades = %d; want 1 (only the authorized handshake)", n)
 	}

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/policy/auth"
 )
 
 // Field is one header line of a Plan. Key is Name in canonical form
@@ -110,10 +111,15 @@ var (
 )
 
 // protectedNames lists the names whose "_" spellings PlanRequest drops on
-// route r: the forwarding headers, credentials, the request ID, and every
-// header the route's forward auth and server_headers set.
+// route r: the forwarding headers, credentials, the request ID, the
+// identity headers forward auth sets by default (Remote-User and the
+// like, on every route: backends read REMOTE_USER whoever set it), and
+// every header the route's forward auth and server_headers set.
 func protectedNames(r *Route) [][]byte {
 	out := append([][]byte(nil), alwaysProtected...)
+	for _, h := range auth.DefaultResponseHeaders() {
+		out = append(out, []byte(h))
+	}
 	for _, h := range r.policy.authHeaders {
 		out = append(out, []byte(h))
 	}
