@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
 // proxyHeaderBuffer is the read buffer for a PROXY header: more than the
@@ -31,7 +33,7 @@ func (f *frontends) trustsProxyHeader(c net.Conn) bool {
 	if !ok {
 		return false
 	}
-	return inPrefixes(f.o.ProxyProtocolFrom, ta.AddrPort().Addr().Unmap())
+	return pipeline.InPrefixes(f.o.ProxyProtocolFrom, ta.AddrPort().Addr().Unmap())
 }
 
 // readProxyHeader reads the PROXY protocol header (v1 text or v2 binary,

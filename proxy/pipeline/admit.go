@@ -21,7 +21,7 @@ var (
 // TCP peer, or, when the peer is a trusted proxy, the rightmost address of
 // X-Forwarded-For that is not itself trusted.
 func (p *Pipeline) clientOf(r *Request) netip.Addr {
-	if len(p.opts.TrustedProxies) == 0 || len(r.XForwardedFor) == 0 || !inPrefixes(p.opts.TrustedProxies, r.Peer) {
+	if len(p.opts.TrustedProxies) == 0 || len(r.XForwardedFor) == 0 || !InPrefixes(p.opts.TrustedProxies, r.Peer) {
 		return r.Peer
 	}
 	xff := r.XForwardedFor
@@ -38,14 +38,15 @@ func (p *Pipeline) clientOf(r *Request) netip.Addr {
 			return r.Peer // a garbled hop: trust nothing further
 		}
 		a = a.Unmap()
-		if !inPrefixes(p.opts.TrustedProxies, a) {
+		if !InPrefixes(p.opts.TrustedProxies, a) {
 			return a
 		}
 	}
 	return r.Peer
 }
 
-func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+// InPrefixes reports whether a is inside one of ps.
+func InPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	for _, p := range ps {
 		if p.Contains(a) {
 			return true
@@ -57,10 +58,10 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 // allowed applies the route's access lists: deny wins; with an allow list
 // only listed clients pass.
 func (rp *routePolicy) allowed(a netip.Addr) bool {
-	if inPrefixes(rp.deny, a) {
+	if InPrefixes(rp.deny, a) {
 		return false
 	}
-	return len(rp.allow) == 0 || inPrefixes(rp.allow, a)
+	return len(rp.allow) == 0 || InPrefixes(rp.allow, a)
 }
 
 // Admit is step 2 of the pipeline, for a request that Route sent on to

@@ -28,7 +28,7 @@ var acmeChallengePrefix = []byte("/.well-known/acme-challenge/")
 // d must have been Reset for this request. It allocates nothing.
 func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
 	d.Action, d.Status, d.Route = ActRespond, 0, nil
-	d.TrustedPeer = len(p.opts.TrustedProxies) > 0 && inPrefixes(p.opts.TrustedProxies, r.Peer)
+	d.TrustedPeer = len(p.opts.TrustedProxies) > 0 && InPrefixes(p.opts.TrustedProxies, r.Peer)
 	d.Client = p.clientOf(r)
 	if in := r.RequestID; d.TrustedPeer && validRequestID(in) {
 		d.rid = append(d.rid[:0], in...)
