@@ -79,7 +79,48 @@ type Params struct {
 	// AdminAddr, when set, turns on aralez's config API there (it serves
 	// /debug/pprof/ to holders of MasterKey); empty: off.
 	AdminAddr, MasterKey string
+	// MaxClients is the most client connections a scenario holds at once
+	// (the connection sweep; HAProxy in the idle scenario). Zero keeps the
+	// default sizing: nginx worker_connections 16384 and the kernel's
+	// default listen backlog (511), HAProxy maxconn 4096. Otherwise nginx
+	// gets backlog=65535 (the kernel caps it at net.core.somaxconn) and
+	// NginxWorkerConnections, HAProxy HAProxyMaxConn.
+	MaxClients int
+	// FDLimit is the open-file limit the proxy inherits; zero: unknown.
+	// HAProxy refuses to start when its maxconn needs more, so
+	// HAProxyMaxConn stays within it.
+	FDLimit int
+	// CacheMB, when positive, turns on response caching for "/" with a
+	// bound of CacheMB MiB: nginx proxy_cache (files in CacheDir, on tmpfs,
+	// proxy_cache_valid 200, proxy_cache_lock on), HAProxy's in-memory
+	// cache, aralez's cache_size_mb. Caddy has no built-in cache.
+	CacheMB int
+	// CacheDir is nginx's proxy_cache_path; required with CacheMB.
+	CacheDir string
 }
+
+// haproxyFDsPerConn and haproxyFDsExtra are HAProxy's descriptor needs:
+// it asks for 2×maxconn plus a few for listeners and pollers (2.6 asked
+// for 22064 at maxconn 11024) and exits when the limit is lower.
+const (
+	haproxyFDsPerConn = 2
+	haproxyFDsExtra   = 64
+)
+
+// HAProxyMaxConn is the maxconn HAProxy gets: the larger of 4096 and
+// MaxClients+1024, lowered to what FDLimit allows.
+func (p Params) HAProxyMaxConn() int {
+	n := max(4096, p.MaxClients+1024)
+	if p.FDLimit > 0 {
+		n = min(n, (p.FDLimit-haproxyFDsExtra)/haproxyFDsPerConn)
+	}
+	return n
+}
+
+// NginxWorkerConnections is nginx's worker_connections: the larger of
+// 16384 and 2×MaxClients+1024 (a client and an upstream connection per
+// request in flight).
+func (p Params) NginxWorkerConnections() int { return max(16384, 2*p.MaxClients+1024) }
 
 // UpstreamParams describes one nginx reference upstream.
 type UpstreamParams struct {
@@ -152,6 +193,12 @@ func (p Params) check() error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if p.CacheMB > 0 && p.CacheDir == "" {
+		errs = append(errs, errors.New("CacheMB without CacheDir"))
+	}
+	if p.MaxClients < 0 || p.CacheMB < 0 {
+		errs = append(errs, fmt.Errorf("MaxClients %d, CacheMB %d: want at least 0", p.MaxClients, p.CacheMB))
 	}
 	return errors.Join(errs...)
 }

@@ -64,6 +64,26 @@ func writeCert(t *testing.T, p Params) {
 	}
 }
 
+// checkRender renders tmpl with p and checks that the output has every
+// line of want, none of absent and no unset field.
+func checkRender(t *testing.T, tmpl string, p Params, want, absent []string) {
+	t.Helper()
+	got, err := Render(tmpl, p)
+	if err != nil {
+		t.Fatalf("Render(%s) error: %v", tmpl, err)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(got), w) {
+			t.Errorf("Render(%s) lacks %q; got:\n%s", tmpl, w, got)
+		}
+	}
+	for _, w := range append([]string{"<no value>"}, absent...) {
+		if strings.Contains(string(got), w) {
+			t.Errorf("Render(%s) has %q; want it absent:\n%s", tmpl, w, got)
+		}
+	}
+}
+
 func TestRenderProxies(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -95,20 +115,56 @@ func TestRenderProxies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s/hosts=%d", tt.name, tt.tmpl, tt.hosts), func(t *testing.T) {
 			t.Parallel()
-			p := testParams(t, tt.name, tt.hosts)
-			got, err := Render(tt.tmpl, p)
-			if err != nil {
-				t.Fatalf("Render(%s) error: %v", tt.tmpl, err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(string(got), w) {
-					t.Errorf("Render(%s) lacks %q; got:\n%s", tt.tmpl, w, got)
-				}
-			}
-			if strings.Contains(string(got), "<no value>") {
-				t.Errorf("Render(%s) has an unset field:\n%s", tt.tmpl, got)
-			}
+			checkRender(t, tt.tmpl, testParams(t, tt.name, tt.hosts), tt.want, nil)
 		})
+	}
+}
+
+// TestRenderSizingAndCache checks the connection-sweep sizing (MaxClients)
+// and the cache hit scenario's settings (CacheMB) of each template, and that
+// both stay off by default.
+func TestRenderSizingAndCache(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name             string
+		tmpl             string
+		maxClients       int
+		cacheMB          int
+		want, wantAbsent []string
+	}{
+		{"nginx default", Nginx, 0, 0, []string{"worker_connections 16384;", "listen 127.0.0.1:18181;"},
+			[]string{"backlog=", "proxy_cache"}},
+		{"nginx sweep", Nginx, 10000, 0, []string{"worker_connections 21024;", "listen 127.0.0.1:18181 backlog=65535;"}, nil},
+		{"nginx small sweep", Nginx, 256, 0, []string{"worker_connections 16384;", "backlog=65535;"}, nil},
+		{"nginx cache", Nginx, 0, 64, []string{"proxy_cache_path /dev/shm/x/cache levels=1:2 keys_zone=bench:10m max_size=64m",
+			"proxy_cache bench;", "proxy_cache_valid 200 60m;", "proxy_cache_lock on;"}, nil},
+		{"haproxy default", HAProxy, 0, 0, []string{"maxconn 4096"}, []string{"cache"}},
+		{"haproxy sweep", HAProxy, 10000, 0, []string{"maxconn 11024"}, []string{"maxconn 4096"}},
+		{"haproxy sweep, 20000 files", HAProxy, 10000, 0, []string{"maxconn 9968", "limit (20000)"}, nil},
+		{"haproxy small sweep", HAProxy, 256, 0, []string{"maxconn 4096"}, nil},
+		{"haproxy cache", HAProxy, 0, 64, []string{"cache bench", "total-max-size 64", "http-request cache-use bench",
+			"http-response cache-store bench"}, nil},
+		{"aralez default", AralezMain, 0, 0, nil, []string{"cache_size_mb"}},
+		{"aralez cache", AralezMain, 0, 64, []string{"cache_size_mb: 64"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := testParams(t, strings.Fields(tt.name)[0], 0)
+			p.MaxClients, p.CacheMB = tt.maxClients, tt.cacheMB
+			if strings.Contains(tt.name, "20000 files") {
+				p.FDLimit = 20000
+			}
+			if tt.cacheMB > 0 {
+				p.CacheDir = "/dev/shm/x/cache"
+			}
+			checkRender(t, tt.tmpl, p, tt.want, tt.wantAbsent)
+		})
+	}
+	p := testParams(t, "nginx", 0)
+	p.CacheMB = 64
+	if _, err := Render(Nginx, p); err == nil || !strings.Contains(err.Error(), "CacheDir") {
+		t.Errorf("Render with CacheMB and no CacheDir error = %v; want CacheDir", err)
 	}
 }
 
@@ -192,15 +248,28 @@ func TestRenderErrors(t *testing.T) {
 // is caught by make test rather than in a ten-minute run.
 func TestValidatePeers(t *testing.T) {
 	t.Parallel()
-	for _, hosts := range []int{0, 10000} {
+	variants := []struct {
+		name                     string
+		hosts, maxClients, cache int
+	}{
+		{"plain", 0, 0, 0}, {"hosts", 10000, 0, 0}, {"sweep", 0, 10000, 0}, {"cache", 0, 0, 64},
+	}
+	for _, v := range variants {
 		for _, name := range []string{Nginx, HAProxy, Caddy} {
-			t.Run(fmt.Sprintf("%s/hosts=%d", name, hosts), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/%s", name, v.name), func(t *testing.T) {
 				t.Parallel()
+				if name == Caddy && v.maxClients+v.cache > 0 {
+					t.Skip("the Caddyfile has no sweep sizing and no cache")
+				}
 				argv := ValidateCommand(name, "x", "y")
 				if _, err := exec.LookPath(argv[0]); err != nil {
 					t.Skipf("%s not installed (run bench/setup)", argv[0])
 				}
-				p := testParams(t, strings.SplitN(name, ".", 2)[0], hosts)
+				p := testParams(t, strings.SplitN(name, ".", 2)[0], v.hosts)
+				p.MaxClients, p.CacheMB = v.maxClients, v.cache
+				if v.cache > 0 {
+					p.CacheDir = filepath.Join(p.RunDir, "cache")
+				}
 				writeCert(t, p)
 				b, err := Render(name, p)
 				if err != nil {
