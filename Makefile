@@ -7,7 +7,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 TEST_FLAGS ?= -race -timeout 600s
 FUZZTIME  ?= 10s
 
-.PHONY: help build run test vet lint deps fmt fuzz bench bench-setup bench-go clean
+REV       ?= HEAD~1
+
+.PHONY: help build run test vet lint deps fmt fuzz bench bench-setup bench-go bench-base bench-ab clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +52,12 @@ bench-setup: ## install wrk, h2load, nginx, haproxy, caddy (only what is missing
 
 bench: build bench-setup ## the load suite against nginx, HAProxy, Caddy (see bench/README.md)
 	$(GO) run ./bench/cmd/aralez-bench $(BENCH_FLAGS)
+
+bench-base: ## build bin/aralez-base from REV (default HEAD~1) for a same-run A/B
+	GO=$(GO) bash bench/build-base '$(REV)' bin/aralez-base
+
+bench-ab: build bench-setup bench-base ## make bench with bin/aralez-base from REV beside bin/aralez (A/B)
+	ARALEZ_BASE=bin/aralez-base $(GO) run ./bench/cmd/aralez-bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

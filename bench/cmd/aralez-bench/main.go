@@ -51,6 +51,10 @@ type options struct {
 	note        string
 	outDir      string
 	aralezBin   string
+	aralezBase  string // base binary of a same-run A/B; "" = none
+	long        bool   // LONG=1: 2 s warm-up, 8 s windows
+	syscalls    string // "off", "perf" or "strace" (after resolving "auto")
+	sweep       []int  // connection counts of scenario 11
 	root        string
 	tlsCipher   string
 	dryRun      bool
@@ -68,10 +72,14 @@ func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("aralez-bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", envOr("QUICK", "") == "1" || envOr("QUICK", "") == "true", "one round of scenarios 1 and 4, no Go benchmarks (env QUICK=1)")
+	long := fs.Bool("long", envOr("LONG", "") == "1" || envOr("LONG", "") == "true", "windows for decisions: 2 s warm-up, 8 s measured, time cap 60m, unless set otherwise (env LONG=1)")
+	base := fs.String("aralez-base", envOr("ARALEZ_BASE", ""), "A/B: a second aralez binary (e.g. bin/aralez-base from make bench-base) measured beside -aralez in the same run (env ARALEZ_BASE)")
+	sysc := fs.String("syscalls", envOr("SYSCALLS", "0"), "syscalls per request in one extra window per case and proxy: 1 (perf if usable, else strace), perf, strace or 0 (env SYSCALLS)")
+	sweep := fs.String("sweep", envOr("SWEEP", ""), "connection counts of scenario 11 (default 50,256,1000,10000) (env SWEEP)")
 	scen := fs.String("scenarios", envOr("SCENARIOS", ""), "scenarios to run, e.g. 1,4 or 1-3 (default all; QUICK: 1,4)")
 	rounds := fs.Int("rounds", 0, "rounds over all targets; medians over them (default 3; QUICK: 1) (env ROUNDS)")
-	warm := fs.Float64("warmup", mustFloat(envOr("WARMUP", "1")), "seconds of discarded load before each window (env WARMUP)")
-	dur := fs.Int("duration", mustInt(envOr("DURATION", "2")), "seconds of each measured window (env DURATION)")
+	warm := fs.Float64("warmup", -1, "seconds of discarded load before each window (default 1; LONG: 2) (env WARMUP)")
+	dur := fs.Int("duration", 0, "seconds of each measured window (default 2; LONG: 8) (env DURATION)")
 	pcpus := fs.String("proxy-cpus", envOr("PROXY_CPUS", "0"), "CPUs the proxy under test is pinned to (env PROXY_CPUS)")
 	lcpus := fs.String("load-cpus", envOr("LOAD_CPUS", ""), "CPUs for load generators, upstreams and the driver (default: all others) (env LOAD_CPUS)")
 	threads := fs.Int("threads", mustInt(envOr("THREADS", "0")), "workers/threads/GOMAXPROCS per proxy (default: number of proxy CPUs) (env THREADS)")
@@ -82,7 +90,7 @@ func parseOptions(args []string) (options, error) {
 	speed := fs.Float64("speed-min", mustFloat(envOr("SPEED_MIN", "85")), "% of the best CPU speed below which a window is repeated (env SPEED_MIN)")
 	retries := fs.Int("max-retries", mustInt(envOr("MAX_RETRIES", "4")), "repeats allowed per run for noisy or slow windows (env MAX_RETRIES)")
 	warn := fs.Float64("spread-warn", mustFloat(envOr("SPREAD_WARN", "20")), "% spread of per-round ratios that marks them with ? (env SPREAD_WARN)")
-	maxTotal := fs.Duration("max-total", mustDur(envOr("MAX_TOTAL", "13m")), "hard cap on the load part; later windows are skipped, loudly (env MAX_TOTAL)")
+	maxTotal := fs.Duration("max-total", 0, "hard cap on the load part; later windows are skipped, loudly (default 13m; LONG: 60m) (env MAX_TOTAL)")
 	results := fs.String("results", envOr("RESULTS", ""), "file the report is appended to (default bench/RESULTS.md; \"-\": none) (env RESULTS)")
 	note := fs.String("note", envOr("NOTE", ""), "a sentence added to the report, e.g. about machine noise (env NOTE)")
 	out := fs.String("out", envOr("OUT", ""), "directory for configs, logs and raw data (default bench/out/<time>) (env OUT)")
@@ -109,11 +117,38 @@ func parseOptions(args []string) (options, error) {
 			o.rounds = 1
 		}
 	}
+	o.long = *long
+	defWarm, defDur, defTotal := "1", "2", "13m"
+	if o.long {
+		defWarm, defDur, defTotal = "2", "8", "60m"
+	}
+	if *warm < 0 {
+		*warm = mustFloat(envOr("WARMUP", defWarm))
+	}
+	if *dur == 0 {
+		*dur = mustInt(envOr("DURATION", defDur))
+	}
+	if *maxTotal == 0 {
+		*maxTotal = mustDur(envOr("MAX_TOTAL", defTotal))
+	}
 	if o.rounds < 1 || *dur < 1 || *warm < 0 {
 		return o, errors.New("rounds and duration must be at least 1, warmup at least 0")
 	}
 	o.warmup = time.Duration(*warm * float64(time.Second))
 	o.duration = time.Duration(*dur) * time.Second
+	if o.sweep, err = parseSweep(*sweep); err != nil {
+		return o, err
+	}
+	switch strings.ToLower(*sysc) {
+	case "", "0", "off", "false", "no":
+		o.syscalls = "off"
+	case "1", "auto", "true", "yes":
+		o.syscalls = "auto"
+	case "perf", "strace":
+		o.syscalls = strings.ToLower(*sysc)
+	default:
+		return o, fmt.Errorf("syscalls %q: want 1, perf, strace or 0", *sysc)
+	}
 	if o.proxyCPUs, err = parseCPUList(*pcpus); err != nil {
 		return o, err
 	}
@@ -150,13 +185,21 @@ func parseOptions(args []string) (options, error) {
 	}
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
-		if t == "" {
+		if t == "" || slices.Contains(o.targets, t) {
 			continue
 		}
 		if !slices.ContainsFunc(allTargets, func(s targetSpec) bool { return s.name == t }) {
-			return o, fmt.Errorf("unknown target %q (direct, nginx, haproxy, caddy, aralez)", t)
+			return o, fmt.Errorf("unknown target %q (direct, nginx, haproxy, caddy, aralez, %s)", t, baseName)
 		}
 		o.targets = append(o.targets, t)
+	}
+	o.aralezBase = *base
+	switch {
+	case o.aralezBase != "" && !slices.Contains(o.targets, baseName):
+		// -aralez-base alone adds the base binary to the targets.
+		o.targets = append(o.targets, baseName)
+	case o.aralezBase == "" && slices.Contains(o.targets, baseName):
+		return o, fmt.Errorf("target %s needs -aralez-base BIN (or ARALEZ_BASE; make bench-base builds bin/aralez-base)", baseName)
 	}
 	switch *gob {
 	case "":
@@ -188,6 +231,11 @@ func parseOptions(args []string) (options, error) {
 	o.aralezBin = *bin
 	if o.aralezBin == "" {
 		o.aralezBin = filepath.Join(o.root, "bin", "aralez")
+	}
+	if o.aralezBase != "" {
+		if o.aralezBase, err = filepath.Abs(o.aralezBase); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }

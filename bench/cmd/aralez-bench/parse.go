@@ -65,6 +65,9 @@ func parseWrk(out []byte) (loadResult, error) {
 			r.Seconds = kv["duration_us"] / 1e6
 			r.P50us, r.P99us, r.P999us = kv["p50_us"], kv["p99_us"], kv["p999_us"]
 			r.Errors = kv["connect"] + kv["read"] + kv["write"] + kv["timeout"]
+			if r.Errors > 0 {
+				r.ErrText = fmt.Sprintf("wrk: connect %.0f, read %.0f, write %.0f, timeout %.0f", kv["connect"], kv["read"], kv["write"], kv["timeout"])
+			}
 			found = true
 		case strings.HasPrefix(line, "Non-2xx or 3xx responses:"):
 			n, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "Non-2xx or 3xx responses:")), 64)
@@ -78,7 +81,7 @@ func parseWrk(out []byte) (loadResult, error) {
 				r.RPS = n
 			}
 		case strings.HasPrefix(line, "unable to connect"), strings.Contains(line, "Connection refused"):
-			if r.ErrText == "" {
+			if r.ErrText == "" || strings.HasPrefix(r.ErrText, "wrk: ") {
 				r.ErrText = line
 			}
 		}

@@ -62,6 +62,9 @@ func TestParseWrkErrors(t *testing.T) {
 	if got.Errors != 10 || got.Requests != 20 || got.Seconds != 2 {
 		t.Errorf("parseWrk errors = %v, requests %v, seconds %v; want 10, 20, 2", got.Errors, got.Requests, got.Seconds)
 	}
+	if want := "wrk: connect 1, read 2, write 3, timeout 4"; got.ErrText != want {
+		t.Errorf("parseWrk ErrText = %q; want %q", got.ErrText, want)
+	}
 	if _, err := parseWrk([]byte("BENCH_WRK requests=x\n")); err == nil {
 		t.Errorf("parseWrk(bad number) = nil error; want one")
 	}

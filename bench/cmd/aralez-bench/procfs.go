@@ -55,26 +55,26 @@ func parseProcStat(b []byte) (map[int]cpuTimes, error) {
 	return out, nil
 }
 
-// parsePidStat returns utime+stime in ticks from /proc/PID/stat. The
+// parsePidStat returns utime and stime in ticks from /proc/PID/stat. The
 // command name may hold spaces and parentheses, so fields are counted from
 // the last ')'.
-func parsePidStat(b []byte) (float64, error) {
+func parsePidStat(b []byte) (user, sys float64, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("/proc/PID/stat: no command name")
+		return 0, 0, errors.New("/proc/PID/stat: no command name")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// After ')': state(3) ppid(4) ... utime is field 14, stime 15 (1-based
 	// over the whole line), i.e. index 11 and 12 here.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/PID/stat: %d fields after the name", len(f))
+		return 0, 0, fmt.Errorf("/proc/PID/stat: %d fields after the name", len(f))
 	}
 	u, err1 := strconv.ParseFloat(f[11], 64)
 	s, err2 := strconv.ParseFloat(f[12], 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/PID/stat: %w", err)
+		return 0, 0, fmt.Errorf("/proc/PID/stat: %w", err)
 	}
-	return u + s, nil
+	return u, s, nil
 }
 
 // statusField returns the value of "Key:" in /proc/PID/status text.
@@ -124,17 +124,25 @@ func treePids(pid int) []int {
 // pidsTicks returns the summed utime+stime of pids in ticks; vanished
 // processes count zero.
 func pidsTicks(pids []int) float64 {
-	sum := 0.0
+	u, s := pidsUserSys(pids)
+	return u + s
+}
+
+// pidsUserSys returns the summed utime and stime of pids in ticks (each
+// process's own threads included, its waited-for children not); vanished
+// processes count zero.
+func pidsUserSys(pids []int) (user, sys float64) {
 	for _, p := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
 		if err != nil {
 			continue
 		}
-		if t, err := parsePidStat(b); err == nil {
-			sum += t
+		if u, s, err := parsePidStat(b); err == nil {
+			user += u
+			sys += s
 		}
 	}
-	return sum
+	return user, sys
 }
 
 // pidsHWM returns the summed VmHWM (peak resident set) of pids in KiB.

@@ -22,6 +22,8 @@ type row struct {
 	rounds           []int
 	rps              map[int]float64 // per round
 	eff              map[int]float64 // requests per proxy CPU-second, per round
+	userPR, sysPR    map[int]float64 // proxy user / system CPU seconds per request, per round
+	p99R             map[int]float64 // p99 in µs, per round
 	p50, p99, p999   []float64
 	non2xx, errors   float64
 	errText          string
@@ -46,7 +48,8 @@ func aggregate(samples []sample) []*row {
 		r := idx[k]
 		if r == nil {
 			r = &row{scen: sm.Scenario, caseID: sm.Case, target: sm.Target, kind: sm.Kind,
-				rps: map[int]float64{}, eff: map[int]float64{}}
+				rps: map[int]float64{}, eff: map[int]float64{}, userPR: map[int]float64{}, sysPR: map[int]float64{},
+				p99R: map[int]float64{}}
 			idx[k] = r
 			rows = append(rows, r)
 		}
@@ -63,8 +66,13 @@ func aggregate(samples []sample) []*row {
 		if sm.ProxyCPU > 0 {
 			r.eff[sm.Round] = sm.Requests / sm.ProxyCPU
 		}
+		if sm.Requests > 0 && sm.Kind != kindDirect {
+			r.userPR[sm.Round] = sm.UserCPU / sm.Requests
+			r.sysPR[sm.Round] = sm.SysCPU / sm.Requests
+		}
 		r.p50 = append(r.p50, sm.P50us)
 		r.p99 = append(r.p99, sm.P99us)
+		r.p99R[sm.Round] = sm.P99us
 		r.p999 = append(r.p999, sm.P999us)
 		r.non2xx += sm.Non2xx
 		r.errors += sm.Errors
@@ -241,11 +249,14 @@ func renderTables(w *bytes.Buffer, rows []*row, threads int, warn, noiseMax floa
 		u1, u2, rq := median(r.up1), median(r.up2), median(r.reqs)
 		fwd, split, conns := "-", "-", "-"
 		// Cases served by benchd (uploads, gRPC, WebSocket, direct h2c)
-		// never reach the nginx upstreams: their counters say nothing.
-		if u1+u2 > 0.01*rq && rq > 0 {
+		// never reach the nginx upstreams: their counters say nothing;
+		// cache hits do not reach them either, and that is worth showing.
+		if rq > 0 && (u1+u2 > 0.01*rq || cacheCase(r.caseID)) {
 			conns = fmt.Sprintf("%.0f", median(r.upConns))
 			fwd = fmt.Sprintf("%.3f", (u1+u2)/rq)
-			split = fmt.Sprintf("%.0f : %.0f", 100*u1/(u1+u2), 100*u2/(u1+u2))
+			if u1+u2 > 0 {
+				split = fmt.Sprintf("%.0f : %.0f", 100*u1/(u1+u2), 100*u2/(u1+u2))
+			}
 		}
 		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d |\n",
 			r.caseID, r.target, median(r.busyP), median(r.othersP), pct(r.speedP), median(r.busyL), median(r.othersL), pct(r.speedL),
@@ -436,8 +447,17 @@ func (s *suite) report(loadWall time.Duration) string {
 	case len(s.o.scenarios) < len(scenarioTitles):
 		mode = "scenarios " + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(s.o.scenarios)), ","), "[]")
 	}
+	if s.o.long {
+		mode += ", LONG"
+	}
 	if s.o.profile {
 		mode += ", -profile"
+	}
+	if s.o.aralezBase != "" {
+		mode += ", A/B"
+	}
+	if s.o.syscalls != "off" {
+		mode += ", syscalls by " + s.o.syscalls
 	}
 	fmt.Fprintf(&w, "### Run %s (%s)\n\n", now.Format("2006-01-02 15:04 UTC"), mode)
 	if s.o.note != "" {
@@ -450,6 +470,10 @@ func (s *suite) report(loadWall time.Duration) string {
 		s.o.scenarios, s.o.rounds, s.o.warmup, s.o.duration, cpuList(s.o.proxyCPUs), cpuList(s.o.loadCPUs), s.o.threads,
 		s.o.noiseMax, s.o.speedMin, s.retries, s.o.maxRetries)
 	fmt.Fprintf(&w, "- command: `%s`\n", strings.Join(append([]string{"aralez-bench"}, os.Args[1:]...), " ")+envSummary())
+	if s.o.aralezBase != "" {
+		fmt.Fprintf(&w, "- A/B: `aralez` is %s, `%s` is %s (versions below); they run back to back in every case, in alternating order\n",
+			relTo(s.o.root, s.o.aralezBin), baseName, relTo(s.o.root, s.o.aralezBase))
+	}
 	fmt.Fprintf(&w, "- wall time of the load part: %.0f s\n\n", loadWall.Seconds())
 	fmt.Fprintln(&w, "```")
 	for _, v := range s.versions {
@@ -478,6 +502,13 @@ func (s *suite) report(loadWall time.Duration) string {
 		if sc == 7 {
 			fmt.Fprintf(&w, "Every proxy has %d hosts in its config; wrk sends requests round robin over all of them. Route lookup cost is judged by the Go benchmark, not here.\n\n", numHosts)
 		}
+		if sc == 10 {
+			fmt.Fprintf(&w, "Response caching on, %d MiB: nginx proxy_cache (files on tmpfs, proxy_cache_valid 200, proxy_cache_lock on), HAProxy's in-memory cache, aralez's `cache_size_mb`; Caddy has no built-in cache. The upstream answers these paths with `Cache-Control: public, max-age=3600`, and every request asks for the same URL, so after the first request every answer can come from the cache. \"served from cache\" is the share of requests that did not reach the upstreams.\n\n", cacheMB)
+		}
+		if sc == 11 {
+			fmt.Fprintln(&w, "One wrk per window with every connection held open: the warm-up begins only when all connections are established and accepted, and requests are counted at the upstreams inside the window (req/s and req per proxy CPU-s); p50/p99 and non-2xx/errors are wrk's over its whole run, connecting and warm-up included.")
+			fmt.Fprintln(&w)
+		}
 		for _, l := range s.skips[sc] {
 			fmt.Fprintf(&w, "- **%s**\n", l)
 		}
@@ -496,6 +527,21 @@ func (s *suite) report(loadWall time.Duration) string {
 			continue
 		}
 		renderTables(&w, rs, s.o.threads, s.o.spreadWarn, s.o.noiseMax)
+		if sc == 10 {
+			renderCache(&w, rs)
+		}
+		if sc == 11 {
+			renderSweep(&w, rs, s.o.spreadWarn)
+		}
+		renderCPU(&w, rs, s.sysc, s.o.syscalls)
+		renderAB(&w, rs, s.o.spreadWarn)
+		var ps []profileResult
+		for _, p := range s.profiles {
+			if p.scen == sc {
+				ps = append(ps, p)
+			}
+		}
+		renderProfiles(&w, ps)
 	}
 	fmt.Fprintln(&w, "#### Goals of issue 7 (this run)")
 	fmt.Fprintln(&w)
@@ -511,13 +557,12 @@ func (s *suite) report(loadWall time.Duration) string {
 	}
 	fmt.Fprintf(&w, "- Reload of the 10,000-host config applied in < 200 ms with no failed request — %s\n", judgeReload(s.reload))
 	fmt.Fprintln(&w)
-	for _, p := range s.profiles {
-		if p.err != "" {
-			continue
-		}
-		fmt.Fprintf(&w, "<details><summary>CPU profile of aralez, scenario %d %q (extra unmeasured window): $OUT/%s</summary>\n\n```\n%s\n```\n\n</details>\n\n",
-			p.scen, p.caseID, p.path, p.top)
+	fmt.Fprintln(&w, "#### Goals of issues 15 and 16 (this run)")
+	fmt.Fprintln(&w)
+	for _, g := range laterGoals {
+		fmt.Fprintf(&w, "- %s — %s\n", g.text, g.judge(rows, s.o.spreadWarn))
 	}
+	fmt.Fprintln(&w)
 	if s.o.goBench {
 		s.renderGoBench(&w)
 	}
@@ -553,7 +598,7 @@ func relTo(root, p string) string {
 // envSummary lists the bench environment variables that were set.
 func envSummary() string {
 	var parts []string
-	for _, k := range []string{"QUICK", "SCENARIOS", "ROUNDS", "WARMUP", "DURATION", "PROXY_CPUS", "LOAD_CPUS", "THREADS", "TARGETS", "GOBENCH"} {
+	for _, k := range []string{"QUICK", "LONG", "SCENARIOS", "SWEEP", "ROUNDS", "WARMUP", "DURATION", "PROXY_CPUS", "LOAD_CPUS", "THREADS", "TARGETS", "GOBENCH", "ARALEZ_BASE", "SYSCALLS", "PROFILE"} {
 		if v := os.Getenv(k); v != "" {
 			parts = append(parts, k+"="+v)
 		}

@@ -159,7 +159,7 @@ func TestGoBenchTableAndAppend(t *testing.T) {
 
 func TestBuildCases(t *testing.T) {
 	t.Parallel()
-	cs := buildCases([]int{1, 4, 7, 8}, "tok")
+	cs := buildCases([]int{1, 4, 7, 8}, "tok", nil)
 	var ids []string
 	for _, c := range cs {
 		ids = append(ids, c.id)
@@ -171,6 +171,20 @@ func TestBuildCases(t *testing.T) {
 	last := cs[len(cs)-1]
 	if last.set != setFeatures || last.headers[0] != "Authorization: Bearer tok" || last.deny == nil || !last.deny.oursOnly {
 		t.Errorf("scenario 8 case = %+v; want features set, bearer header, ours-only refuse check", last)
+	}
+	cs = buildCases([]int{10, 11}, "", []int{50, 10000})
+	ids = nil
+	for _, c := range cs {
+		ids = append(ids, c.id)
+	}
+	if got, want := strings.Join(ids, ","), "cache hit 100B c50,cache hit 4KiB c50,h1 sweep c50,h1 sweep c10000"; got != want {
+		t.Errorf("buildCases(10, 11) ids = %s; want %s", got, want)
+	}
+	if c := cs[1]; !c.cache || c.set != setCache || c.path != "/cache/4k" || c.held {
+		t.Errorf("cache case = %+v; want a cache case in the cache set on /cache/4k", c)
+	}
+	if c := cs[3]; !c.held || c.set != setSweep || c.conns != 10000 || c.direct != up1Addr {
+		t.Errorf("sweep case = %+v; want a held case in the sweep set with 10000 connections and a direct row", c)
 	}
 	if !strings.Contains(hostsScript(3), "local n = 3") || !strings.Contains(hostsScript(3), `"h%05d.bench.test"`) {
 		t.Errorf("hostsScript(3) = %s", hostsScript(3))

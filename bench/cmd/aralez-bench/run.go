@@ -32,6 +32,7 @@ type target struct {
 	down    string // why it is not up in this config set ("" = up)
 	noTLS   string // ours: why the TLS listener is missing
 	confDir string
+	bin     string // ours: the binary (-aralez or -aralez-base)
 }
 
 // sample is one measured window.
@@ -53,49 +54,58 @@ type sample struct {
 	Errors   float64 `json:"errors"`
 	ErrText  string  `json:"err_text,omitempty"`
 	ProxyCPU float64 `json:"proxy_cpu_s"`
-	Elapsed  float64 `json:"elapsed_s"`
-	HWMKiB   float64 `json:"hwm_kib"`
-	BusyP    float64 `json:"busy_proxy_pct"`
-	BusyL    float64 `json:"busy_load_pct"`
-	OthersP  float64 `json:"others_proxy_pct"`
-	OthersL  float64 `json:"others_load_pct"`
-	SpeedP   float64 `json:"speed_proxy"`
-	SpeedL   float64 `json:"speed_load"`
-	UpConns  float64 `json:"up_new_conns"`
-	Up1      float64 `json:"up1_reqs"`
-	Up2      float64 `json:"up2_reqs"`
-	Pinned   string  `json:"pinned"`
+	UserCPU  float64 `json:"proxy_user_s"` // the user part of ProxyCPU
+	SysCPU   float64 `json:"proxy_sys_s"`  // the system part of ProxyCPU
+	// Established is the client connections a held window had open when
+	// its warm-up began (held cases only).
+	Established int     `json:"established,omitempty"`
+	Elapsed     float64 `json:"elapsed_s"`
+	HWMKiB      float64 `json:"hwm_kib"`
+	BusyP       float64 `json:"busy_proxy_pct"`
+	BusyL       float64 `json:"busy_load_pct"`
+	OthersP     float64 `json:"others_proxy_pct"`
+	OthersL     float64 `json:"others_load_pct"`
+	SpeedP      float64 `json:"speed_proxy"`
+	SpeedL      float64 `json:"speed_load"`
+	UpConns     float64 `json:"up_new_conns"`
+	Up1         float64 `json:"up1_reqs"`
+	Up2         float64 `json:"up2_reqs"`
+	Pinned      string  `json:"pinned"`
 }
 
 // suite is one run of the driver.
 type suite struct {
-	o        options
-	ctx      context.Context
-	start    time.Time
-	targets  []*target
-	cases    []tcase
-	samples  []sample
-	skips    map[int][]string // scenario -> loud skip lines
-	notes    []string         // run-wide loud lines
-	commands map[string][]string
-	versions []string
-	machine  []string
-	probes   map[int]*probe
-	bestSpd  float64
-	retries  int
-	jwtKey   string
-	token    string
-	shm      string
-	ups      []*proc // upstream nginx instances and benchd
-	raw      *os.File
-	capHit   bool
-	log      io.Writer
-	goBench  []goBench
-	goFailed []string
-	goCmd    string
-	goErr    string
-	profiles []profileResult
-	reload   *reloadResult
+	o         options
+	ctx       context.Context
+	start     time.Time
+	targets   []*target
+	cases     []tcase
+	samples   []sample
+	skips     map[int][]string // scenario -> loud skip lines
+	notes     []string         // run-wide loud lines
+	commands  map[string][]string
+	versions  []string
+	machine   []string
+	probes    map[int]*probe
+	bestSpd   float64
+	retries   int
+	jwtKey    string
+	token     string
+	shm       string
+	ups       []*proc // upstream nginx instances and benchd
+	raw       *os.File
+	capHit    bool
+	log       io.Writer
+	goBench   []goBench
+	goFailed  []string
+	goCmd     string
+	goErr     string
+	profiles  []profileResult
+	reload    *reloadResult
+	sysc      map[string]*sysCount // case|target -> syscalls window
+	perfEvts  []string             // per-syscall tracepoints perf can count here
+	nofile    uint64               // RLIMIT_NOFILE the driver passes on
+	somaxconn int                  // net.core.somaxconn; 0 = unknown
 }
 
 func (s *suite) say(format string, args ...any) {
@@ -148,7 +158,7 @@ func (s *suite) certs() (cert, key, combined string) {
 // run is the whole driver after option parsing.
 func run(ctx context.Context, o options) error {
 	s := &suite{o: o, ctx: ctx, start: time.Now(), skips: map[int][]string{}, commands: map[string][]string{},
-		probes: map[int]*probe{}, log: os.Stdout}
+		probes: map[int]*probe{}, log: os.Stdout, sysc: map[string]*sysCount{}}
 	if err := os.MkdirAll(filepath.Join(o.outDir, "logs"), 0o755); err != nil {
 		return err
 	}
@@ -162,8 +172,25 @@ func run(ctx context.Context, o options) error {
 	if err := s.preflight(); err != nil {
 		return err
 	}
+	// Ten thousand connections need about twice as many descriptors in a
+	// proxy (a client and an upstream connection each); the processes we
+	// start inherit the limit.
+	s.nofile = raiseNoFile(wantNoFile)
+	s.resolveSyscalls()
 	if err := pinSelf(o.loadCPUs); err != nil {
 		return err
+	}
+	for _, spec := range allTargets {
+		if slices.Contains(o.targets, spec.name) {
+			t := &target{targetSpec: spec}
+			switch spec.name {
+			case "aralez":
+				t.bin = o.aralezBin
+			case baseName:
+				t.bin = o.aralezBase
+			}
+			s.targets = append(s.targets, t)
+		}
 	}
 	s.describeMachine()
 	for _, l := range s.machine {
@@ -182,18 +209,18 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("minting the JWT: %w", err)
 	}
-	s.cases = buildCases(o.scenarios, s.token)
-	for _, spec := range allTargets {
-		if slices.Contains(o.targets, spec.name) {
-			s.targets = append(s.targets, &target{targetSpec: spec})
-		}
-	}
+	s.cases = buildCases(o.scenarios, s.token, o.sweep)
 	if s.shm, err = os.MkdirTemp("/dev/shm", "aralez-bench."); err != nil {
 		if s.shm, err = os.MkdirTemp("", "aralez-bench."); err != nil {
 			return err
 		}
 	}
 	defer os.RemoveAll(s.shm)
+	// nginx's workers (user nobody when started as root) keep the cache of
+	// scenario 10 in here.
+	if err := os.Chmod(s.shm, 0o755); err != nil {
+		return err
+	}
 	if s.raw, err = os.Create(filepath.Join(o.outDir, "raw.jsonl")); err != nil {
 		return err
 	}
@@ -202,7 +229,7 @@ func run(ctx context.Context, o options) error {
 	s.say("plan: scenarios %v, %d round(s), warm-up %v, window %v, proxy CPUs %s, load CPUs %s, %d thread(s) per proxy, targets %s",
 		o.scenarios, o.rounds, o.warmup, o.duration, cpuList(o.proxyCPUs), cpuList(o.loadCPUs), o.threads, strings.Join(o.targets, " "))
 	if o.dryRun {
-		for _, set := range []string{setBase, setHosts, setFeatures, setIdle} {
+		for _, set := range configSets {
 			if err := s.writeConfigs(set); err != nil {
 				return err
 			}
@@ -222,7 +249,7 @@ func run(ctx context.Context, o options) error {
 	if err := s.startUpstreams(); err != nil {
 		return err
 	}
-	for _, set := range []string{setBase, setHosts, setFeatures, setIdle} {
+	for _, set := range configSets {
 		var cs []tcase
 		for _, c := range s.cases {
 			if c.set == set {
@@ -287,12 +314,12 @@ func (s *suite) preflight() error {
 		}
 	}
 	ports := []string{up1Addr, up2Addr, up1Stats, up2Stats, helperAddr, helperGRPC}
-	if s.o.profile {
-		ports = append(ports, adminAddr)
-	}
 	for _, spec := range allTargets {
 		if spec.kind == kindDirect || !slices.Contains(s.o.targets, spec.name) {
 			continue
+		}
+		if s.o.profile && spec.admin != "" {
+			ports = append(ports, spec.admin)
 		}
 		for _, a := range []string{spec.http, spec.tls, spec.h2c} {
 			if !slices.Contains(ports, a) {
@@ -359,11 +386,32 @@ func (s *suite) describeMachine() {
 		"openssl  " + firstLine("openssl", "version"),
 		"go       " + firstLine("go", "version"),
 	}
-	if _, err := os.Stat(s.o.aralezBin); err == nil {
-		s.versions = append(s.versions, "aralez   "+firstLine(s.o.aralezBin, "-version"))
-	} else {
-		s.versions = append(s.versions, "aralez   (not built: "+s.o.aralezBin+" missing)")
+	for _, t := range s.targets {
+		if t.kind != kindOurs {
+			continue
+		}
+		label := fmt.Sprintf("%-8s ", t.name)
+		if t.name == baseName {
+			label = baseName + " "
+		}
+		if _, err := os.Stat(t.bin); err == nil {
+			s.versions = append(s.versions, label+firstLine(t.bin, "-version"))
+		} else {
+			s.versions = append(s.versions, label+"(not built: "+t.bin+" missing)")
+		}
 	}
+	somax := strings.TrimSpace(readFileString("/proc/sys/net/core/somaxconn"))
+	s.somaxconn, _ = strconv.Atoi(somax)
+	s.machine = append(s.machine, fmt.Sprintf("limits: open files %d (passed on to every process started), net.core.somaxconn %s", s.nofile, somax))
+}
+
+// readFileString returns the file's content, or "?" when it cannot be read.
+func readFileString(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return string(b)
 }
 
 // ---------------------------------------------------------------- configs
@@ -389,7 +437,22 @@ func (s *suite) params(t *target, set string) peers.Params {
 		p.JWTKey = s.jwtKey
 	}
 	if s.o.profile && t.kind == kindOurs {
-		p.AdminAddr, p.MasterKey = adminAddr, s.jwtKey
+		p.AdminAddr, p.MasterKey = t.admin, s.jwtKey
+	}
+	p.FDLimit = int(min(s.nofile, 1<<30))
+	switch set {
+	case setIdle:
+		// Only HAProxy needs sizing for 10,000 idle connections; the
+		// others keep the sizing of earlier runs, so their peak RSS stays
+		// comparable.
+		if t.name == "haproxy" {
+			p.MaxClients = numIdle
+		}
+	case setSweep:
+		p.MaxClients = slices.Max(s.o.sweep)
+	case setCache:
+		p.CacheMB = cacheMB
+		p.CacheDir = filepath.Join(s.shm, "cache", t.name)
 	}
 	return p
 }
@@ -403,7 +466,8 @@ func confFiles(t *target) []string {
 		return []string{peers.HAProxy}
 	case "caddy":
 		return []string{peers.Caddy}
-	case "aralez":
+	}
+	if t.kind == kindOurs {
 		return []string{peers.AralezMain, peers.AralezUpstreams}
 	}
 	return nil
@@ -437,7 +501,12 @@ func (s *suite) writeConfigs(set string) error {
 				return err
 			}
 		}
-		for _, d := range []string{p.RunDir, filepath.Join(p.RunDir, "data")} {
+		dirs := []string{p.RunDir, filepath.Join(p.RunDir, "data")}
+		if p.CacheDir != "" {
+			// nginx makes the cache folder itself, owned by its workers' user.
+			dirs = append(dirs, filepath.Dir(p.CacheDir))
+		}
+		for _, d := range dirs {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return err
 			}
@@ -471,12 +540,8 @@ func (s *suite) writeConfigs(set string) error {
 	return nil
 }
 
-func peerBinary(name string) string {
-	if name == "aralez" {
-		return ""
-	}
-	return name
-}
+// peerBinary is the command a peer runs as.
+func peerBinary(name string) string { return name }
 
 // aralezCerts puts the bench certificate where aralez looks for it:
 // <proxy_configs>/certificates/NAME.crt and NAME.key.
@@ -500,8 +565,7 @@ func (s *suite) aralezCerts(dir string) error {
 
 func (s *suite) peerEnv(t *target, p peers.Params) []string {
 	env := os.Environ()
-	switch t.name {
-	case "caddy", "aralez":
+	if t.name == "caddy" || t.kind == kindOurs {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(s.o.threads), "HOME="+p.RunDir,
 			"XDG_DATA_HOME="+filepath.Join(p.RunDir, "data"), "XDG_CONFIG_HOME="+filepath.Join(p.RunDir, "data"))
 	}
@@ -589,21 +653,26 @@ func (s *suite) startTarget(t *target, set string) {
 		argv = s.tasksetProxy("haproxy", "-db", "-f", filepath.Join(t.confDir, peers.HAProxy))
 	case "caddy":
 		argv = s.tasksetProxy("caddy", "run", "--config", filepath.Join(t.confDir, peers.Caddy), "--adapter", "caddyfile")
-	case "aralez":
-		if _, err := os.Stat(s.o.aralezBin); err != nil {
-			t.down = fmt.Sprintf("%s not found (make build); every aralez row is skipped", s.o.aralezBin)
+	}
+	if t.kind == kindOurs {
+		if _, err := os.Stat(t.bin); err != nil {
+			hint := "make build"
+			if t.name == baseName {
+				hint = "make bench-base REV=..."
+			}
+			t.down = fmt.Sprintf("%s not found (%s); every %s row is skipped", t.bin, hint, t.name)
 			return
 		}
 		main := filepath.Join(t.confDir, "main.yaml")
-		out, _, err := runTool(s.ctx, 20*time.Second, []string{s.o.aralezBin, "-t", "-c", main}, env)
+		out, _, err := runTool(s.ctx, 20*time.Second, []string{t.bin, "-t", "-c", main}, env)
 		if err != nil {
-			t.down = fmt.Sprintf("`aralez -t -c main.yaml` rejected the generated config: %v: %s", err, oneLine(out))
+			t.down = fmt.Sprintf("`%s -t -c main.yaml` rejected the generated config: %v: %s", filepath.Base(t.bin), err, oneLine(out))
 			return
 		}
-		argv = s.tasksetProxy(s.o.aralezBin, "-c", main)
+		argv = s.tasksetProxy(t.bin, "-c", main)
 	}
 	startLine := append([]string{"start:"}, argv...)
-	if t.name == "caddy" || t.name == "aralez" {
+	if t.name == "caddy" || t.kind == kindOurs {
 		startLine = append([]string{"start:", "env", "GOMAXPROCS=" + strconv.Itoa(s.o.threads)}, argv...)
 	}
 	s.note(t.name, startLine)
@@ -676,6 +745,13 @@ func (s *suite) runSet(set string, cs []tcase) error {
 	// Sanity: one request per case and target through the real protocol.
 	ok := map[string]bool{}
 	for _, c := range cs {
+		if w := fdWarning(c, s.nofile); w != "" {
+			s.loud(c.scen, "%s", w)
+		}
+		if c.held && s.somaxconn > 0 && c.conns > s.somaxconn {
+			s.loud(c.scen, "net.core.somaxconn is %d, below the %d connections of %q: connects that do not fit a listener's accept queue are retried by the kernel after 1 s, 3 s, ...; the warm-up waits for all of them (on a dedicated machine: sysctl -w net.core.somaxconn=65535)",
+				s.somaxconn, c.conns, c.id)
+		}
 		for _, t := range s.targets {
 			if reason := s.applicable(c, t); reason != "" {
 				if t.kind != kindDirect {
@@ -708,10 +784,7 @@ func (s *suite) runSet(set string, cs []tcase) error {
 			if len(ts) == 0 {
 				continue
 			}
-			// Round r starts r-1 targets later, so nobody always goes first.
-			k := (r - 1) % len(ts)
-			ts = append(ts[k:], ts[:k]...)
-			for _, t := range ts {
+			for _, t := range roundOrder(ts, r) {
 				if s.ctx.Err() != nil {
 					return nil
 				}
@@ -729,8 +802,18 @@ func (s *suite) runSet(set string, cs []tcase) error {
 	if set == setHosts && s.ctx.Err() == nil {
 		for _, t := range s.targets {
 			for _, c := range cs {
-				if t.kind == kindOurs && ok[c.id+"|"+t.name] {
+				// One reload result per run: the binary under test's.
+				if t.name == "aralez" && ok[c.id+"|"+t.name] {
 					s.reloadUnderLoad(c, t)
+				}
+			}
+		}
+	}
+	if s.o.syscalls != "off" {
+		for _, c := range cs {
+			for _, t := range s.targets {
+				if t.kind != kindDirect && c.tool != "idle" && ok[c.id+"|"+t.name] && s.ctx.Err() == nil {
+					s.syscallWindow(c, t)
 				}
 			}
 		}
@@ -750,8 +833,44 @@ func (s *suite) runSet(set string, cs []tcase) error {
 	return nil
 }
 
+// roundOrder returns the targets of one case in the order they run in
+// round r (1-based). Round r starts r-1 targets later, so nobody always
+// goes first. The base binary of an A/B is kept out of the rotation and
+// runs right next to aralez, after it in odd rounds and before it in even
+// ones, so the two windows that are compared are always adjacent and
+// neither always has the other's after-effects.
+func roundOrder(ts []*target, r int) []*target {
+	var base *target
+	rest := make([]*target, 0, len(ts))
+	for _, t := range ts {
+		if t.name == baseName {
+			base = t
+			continue
+		}
+		rest = append(rest, t)
+	}
+	if len(rest) > 0 {
+		k := (r - 1) % len(rest)
+		rest = append(rest[k:], rest[:k]...)
+	}
+	if base == nil {
+		return rest
+	}
+	i := slices.IndexFunc(rest, func(t *target) bool { return t.name == "aralez" })
+	switch {
+	case i < 0:
+		return append(rest, base)
+	case r%2 == 1:
+		i++
+	}
+	return slices.Insert(rest, i, base)
+}
+
 // applicable returns why case c cannot run on target t ("" = it can).
 func (s *suite) applicable(c tcase, t *target) string {
+	if need := c.conns + fdsSpare; s.nofile > 0 && uint64(need) > s.nofile {
+		return fmt.Sprintf("%d connections need more than %d open files and the limit is %d (raise the hard limit: ulimit -Hn, or run as root with CAP_SYS_RESOURCE)", c.conns, need, s.nofile)
+	}
 	if t.kind == kindDirect {
 		if c.direct == "" {
 			return "no direct row"
@@ -761,8 +880,12 @@ func (s *suite) applicable(c tcase, t *target) string {
 	if t.down != "" {
 		return t.down
 	}
-	if c.tool == "idle" && t.name == "haproxy" {
-		return "its maxconn is 4096 (HAProxy needs two descriptors per connection and this machine allows 20,000 files), so it cannot hold 10,000 connections"
+	if t.name == "haproxy" && c.conns > s.params(t, c.set).HAProxyMaxConn() {
+		return fmt.Sprintf("its maxconn is %d: HAProxy needs two descriptors per connection and the open-file limit is %d, so it cannot hold %d connections (raise the hard limit: ulimit -Hn, or run as root with CAP_SYS_RESOURCE)",
+			s.params(t, c.set).HAProxyMaxConn(), s.nofile, c.conns)
+	}
+	if c.cache && t.name == "caddy" {
+		return "Caddy has no built-in response cache (it needs a plugin), so it has no cache-hit row"
 	}
 	if c.scheme == "https" && t.noTLS != "" {
 		return fmt.Sprintf("%s: %s does not work in bin/aralez yet", t.noTLS, c.feature)
@@ -962,6 +1085,9 @@ type snapshot struct {
 	at      time.Time
 	cpus    map[int]cpuTimes
 	proxy   float64 // ticks of the target's processes
+	proxyU  float64 // the user part of proxy
+	proxyS  float64 // the system part of proxy
+	tool    float64 // ticks of a load generator that outlives the window (held)
 	idle    float64 // ticks of the other proxies (idle, but ours)
 	load    float64 // ticks of upstreams and benchd
 	self    float64 // driver CPU seconds
@@ -971,7 +1097,10 @@ type snapshot struct {
 	upReqs  [2]float64
 }
 
-type pidSets struct{ proxy, idle, load, ksoftP, ksoftL []int }
+// pidSets are the processes a window's accounting reads. tool is a load
+// generator that runs across the window's edges (held cases); others are
+// counted from their exit status.
+type pidSets struct{ proxy, idle, load, ksoftP, ksoftL, tool []int }
 
 func (s *suite) pidSets(t *target) pidSets {
 	var ps pidSets
@@ -1001,7 +1130,9 @@ func (s *suite) snap(ps pidSets, pre bool) snapshot {
 	b, _ := os.ReadFile("/proc/stat")
 	sn.cpus, _ = parseProcStat(b)
 	sn.at = time.Now()
-	sn.proxy = pidsTicks(ps.proxy)
+	sn.proxyU, sn.proxyS = pidsUserSys(ps.proxy)
+	sn.proxy = sn.proxyU + sn.proxyS
+	sn.tool = pidsTicks(ps.tool)
 	sn.idle = pidsTicks(ps.idle)
 	sn.load = pidsTicks(ps.load)
 	sn.self = selfCPU()
@@ -1070,7 +1201,11 @@ func (s *suite) measure(c tcase, t *target, round int) {
 		}
 		s.say("s%d %-22s r%d %-8s %9.0f req/s  p99 %7.2f ms  cpu %5.2f s  %s", c.scen, c.id, round, t.name, sm.RPS, sm.P99us/1000, sm.ProxyCPU, status)
 		if sm.Non2xx > 0 || sm.Errors > 0 {
-			s.loud(c.scen, "%s in %q round %d: %.0f non-2xx responses and %.0f errors (%s)", t.name, c.id, round, sm.Non2xx, sm.Errors, sm.ErrText)
+			detail := ""
+			if sm.ErrText != "" {
+				detail = " (" + sm.ErrText + ")"
+			}
+			s.loud(c.scen, "%s in %q round %d: %.0f non-2xx responses and %.0f errors%s", t.name, c.id, round, sm.Non2xx, sm.Errors, detail)
 		}
 		if !retry {
 			return
@@ -1088,52 +1223,51 @@ func (s *suite) window(c tcase, t *target, round int, mayRetry bool) (sm sample,
 	}
 	ps := s.pidSets(t)
 	resetHWM(ps.proxy)
-	// Holding idle connections needs no warm-up; opening them twice would
-	// only blur the peak RSS.
-	if s.o.warmup > 0 && c.tool != "idle" {
-		argv, err := s.loadArgv(c, t, s.o.warmup, false)
+	logName := fmt.Sprintf("s%d.%s.%s.r%d.txt", c.scen, strings.ReplaceAll(c.id, " ", "_"), t.name, round)
+	var (
+		a, b    snapshot
+		out     []byte
+		toolCPU float64
+		runErr  error
+		why     []string
+	)
+	if c.held {
+		h := s.runHeld(c, t, ps, filepath.Join(s.o.outDir, "logs", logName), nil)
+		a, b, out, runErr = h.a, h.b, h.out, h.err
+		sm.Established = h.established
+		if h.short != "" {
+			why = append(why, h.short)
+		}
+	} else {
+		// Holding idle connections needs no warm-up; opening them twice
+		// would only blur the peak RSS.
+		if s.o.warmup > 0 && c.tool != "idle" {
+			argv, err := s.loadArgv(c, t, s.o.warmup, false)
+			if err != nil {
+				sm.Failed = err.Error()
+				return sm, false
+			}
+			s.note(t.name, append([]string{"warm-up:"}, argv...))
+			_, _, _ = runTool(s.ctx, s.o.warmup+30*time.Second, argv, nil)
+		}
+		argv, err := s.loadArgv(c, t, s.o.duration, true)
 		if err != nil {
 			sm.Failed = err.Error()
 			return sm, false
 		}
-		s.note(t.name, append([]string{"warm-up:"}, argv...))
-		_, _, _ = runTool(s.ctx, s.o.warmup+30*time.Second, argv, nil)
+		s.note(t.name, append([]string{"measure:"}, argv...))
+		os.Remove(filepath.Join(s.shm, "h2.log"))
+		a = s.snap(ps, true)
+		out, toolCPU, runErr = runTool(s.ctx, s.o.duration+30*time.Second, argv, nil)
+		b = s.snap(ps, false)
+		_ = os.WriteFile(filepath.Join(s.o.outDir, "logs", logName), out, 0o644)
 	}
-	argv, err := s.loadArgv(c, t, s.o.duration, true)
-	if err != nil {
-		sm.Failed = err.Error()
-		return sm, false
-	}
-	s.note(t.name, append([]string{"measure:"}, argv...))
-	os.Remove(filepath.Join(s.shm, "h2.log"))
-	a := s.snap(ps, true)
-	out, toolCPU, runErr := runTool(s.ctx, s.o.duration+30*time.Second, argv, nil)
-	b := s.snap(ps, false)
-	logName := fmt.Sprintf("s%d.%s.%s.r%d.txt", c.scen, strings.ReplaceAll(c.id, " ", "_"), t.name, round)
-	_ = os.WriteFile(filepath.Join(s.o.outDir, "logs", logName), out, 0o644)
 	if s.ctx.Err() != nil {
 		sm.Failed = "interrupted"
 		return sm, false
 	}
 
-	var r loadResult
-	switch c.tool {
-	case "wrk":
-		r, err = parseWrk(out)
-	case "h2load":
-		r, err = parseH2load(out)
-		if err == nil {
-			lb, lerr := os.ReadFile(filepath.Join(s.shm, "h2.log"))
-			if lerr == nil {
-				r.P50us, r.P99us, r.P999us, lerr = parseH2loadLog(lb)
-			}
-			if lerr != nil {
-				err = lerr
-			}
-		}
-	default:
-		r, err = parseBenchd(out)
-	}
+	r, err := s.parseLoad(c, out)
 	if err == nil && runErr != nil {
 		err = runErr
 	}
@@ -1146,6 +1280,8 @@ func (s *suite) window(c tcase, t *target, round int, mayRetry bool) (sm sample,
 	sm.Elapsed = b.at.Sub(a.at).Seconds()
 	if t.kind != kindDirect {
 		sm.ProxyCPU = (b.proxy - a.proxy) / clkTck
+		sm.UserCPU = (b.proxyU - a.proxyU) / clkTck
+		sm.SysCPU = (b.proxyS - a.proxyS) / clkTck
 		sm.HWMKiB = pidsHWM(ps.proxy)
 		sm.Pinned = pidsAffinity(ps.proxy)
 	}
@@ -1158,7 +1294,7 @@ func (s *suite) window(c tcase, t *target, round int, mayRetry bool) (sm sample,
 	}
 	if totL > 0 {
 		sm.BusyL = 100 * busyL / totL
-		ours := (b.load - a.load) + (b.ksoftL - a.ksoftL) + (toolCPU+b.self-a.self)*clkTck
+		ours := (b.load - a.load) + (b.ksoftL - a.ksoftL) + (b.tool - a.tool) + (toolCPU+b.self-a.self)*clkTck
 		sm.OthersL = max(0, 100*(busyL-ours)/totL)
 	}
 	sm.SpeedP = s.probes[s.o.proxyCPUs[0]].speed(a.at, b.at)
@@ -1168,10 +1304,19 @@ func (s *suite) window(c tcase, t *target, round int, mayRetry bool) (sm sample,
 	// that upstream; the one after the window falls inside it.
 	sm.UpConns = max(0, (b.upConns[0]-a.upConns[0]-1)+(b.upConns[1]-a.upConns[1]-1))
 	sm.Up1, sm.Up2 = max(0, b.upReqs[0]-a.upReqs[0]-1), max(0, b.upReqs[1]-a.upReqs[1]-1)
+	if c.held {
+		// wrk's own counts span its whole run (connecting, warm-up and
+		// window); the window's requests are what reached the upstreams
+		// inside it, one per answered request for a proxy without a cache.
+		sm.Requests = sm.Up1 + sm.Up2
+		sm.RPS = 0
+		if sm.Elapsed > 0 {
+			sm.RPS = sm.Requests / sm.Elapsed
+		}
+	}
 
 	// Noise: other people's processes on a CPU we use, or a CPU that ran
 	// slower than SPEED_MIN % of the best speed seen in this run.
-	var why []string
 	if t.kind != kindDirect && sm.OthersP > s.o.noiseMax {
 		why = append(why, fmt.Sprintf("others used %.0f%% of the proxy CPUs", sm.OthersP))
 	}
@@ -1199,4 +1344,24 @@ func (s *suite) window(c tcase, t *target, round int, mayRetry bool) (sm sample,
 		}
 	}
 	return sm, false
+}
+
+// parseLoad reads the output of case c's load generator; for h2load it
+// also reads the per-request log of the last measured run.
+func (s *suite) parseLoad(c tcase, out []byte) (loadResult, error) {
+	switch c.tool {
+	case "wrk":
+		return parseWrk(out)
+	case "h2load":
+		r, err := parseH2load(out)
+		if err != nil {
+			return r, err
+		}
+		lb, err := os.ReadFile(filepath.Join(s.shm, "h2.log"))
+		if err == nil {
+			r.P50us, r.P99us, r.P999us, err = parseH2loadLog(lb)
+		}
+		return r, err
+	}
+	return parseBenchd(out)
 }

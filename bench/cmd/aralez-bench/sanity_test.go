@@ -43,7 +43,7 @@ func TestSanity(t *testing.T) {
 		}
 		w.Header().Set("X-Served-Via", "aralez")
 	}
-	cases := buildCases([]int{1, 5, 7, 8}, "tok")
+	cases := buildCases([]int{1, 5, 7, 8}, "tok", nil)
 	byID := map[string]tcase{}
 	for _, c := range cases {
 		byID[c.id] = c
@@ -101,7 +101,7 @@ func TestSanityWrongProtocol(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	var h2c tcase
-	for _, c := range buildCases([]int{5}, "") {
+	for _, c := range buildCases([]int{5}, "", nil) {
 		if c.tool == "h2load" {
 			h2c = c
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -12,8 +14,11 @@ const (
 	up1Addr, up2Addr       = "127.0.0.1:19001", "127.0.0.1:19002"
 	up1Stats, up2Stats     = "127.0.0.1:19101", "127.0.0.1:19102"
 	helperAddr, helperGRPC = "127.0.0.1:19011", "127.0.0.1:19012"
-	adminAddr              = "127.0.0.1:18085" // aralez config API with -profile
 )
+
+// baseName is the target name of the base binary of a same-run A/B
+// (-aralez-base): our proxy built from an earlier commit.
+const baseName = "aralez-base"
 
 // Target kinds.
 const (
@@ -22,11 +27,12 @@ const (
 	kindOurs          // bin/aralez
 )
 
-// targetSpec is a target's fixed addresses.
+// targetSpec is a target's fixed addresses. admin is aralez's config API
+// (used with -profile).
 type targetSpec struct {
-	name           string
-	kind           int
-	http, tls, h2c string
+	name                  string
+	kind                  int
+	http, tls, h2c, admin string
 }
 
 var allTargets = []targetSpec{
@@ -36,7 +42,9 @@ var allTargets = []targetSpec{
 	{name: "caddy", kind: kindPeer, http: "127.0.0.1:18083", tls: "127.0.0.1:18443", h2c: "127.0.0.1:18093"},
 	// aralez has no separate h2c listener in its config: h2c (prior
 	// knowledge) is expected on the plain HTTP listener.
-	{name: "aralez", kind: kindOurs, http: "127.0.0.1:18084", tls: "127.0.0.1:18444", h2c: "127.0.0.1:18084"},
+	{name: "aralez", kind: kindOurs, http: "127.0.0.1:18084", tls: "127.0.0.1:18444", h2c: "127.0.0.1:18084", admin: "127.0.0.1:18085"},
+	// The base binary of an A/B run; only with -aralez-base.
+	{name: baseName, kind: kindOurs, http: "127.0.0.1:18086", tls: "127.0.0.1:18446", h2c: "127.0.0.1:18086", admin: "127.0.0.1:18087"},
 }
 
 // Config sets: proxies are started once per set and stay up for all its
@@ -49,7 +57,16 @@ const (
 	// 10,000 connections would otherwise inflate every later peak RSS, and
 	// memory kept from earlier cases would inflate this one.
 	setIdle = "idle"
+	// setCache is scenario 10: response caching on in every proxy that
+	// has one.
+	setCache = "cache"
+	// setSweep is scenario 11: proxies sized for the largest connection
+	// count of the sweep.
+	setSweep = "sweep"
 )
+
+// configSets lists the config sets in run order.
+var configSets = []string{setBase, setHosts, setFeatures, setIdle, setCache, setSweep}
 
 // tcase is one measured cell: a load generator run with fixed settings
 // against every target that supports it.
@@ -74,6 +91,13 @@ type tcase struct {
 	deny *denyCheck
 	// once runs the case in round 1 only (a peak, not a rate).
 	once bool
+	// held runs warm-up and window in one wrk process: the warm-up ends
+	// only when every connection is established and accepted, and the
+	// window's requests are counted at the upstreams (see runHeld).
+	held bool
+	// cache marks a cache-hit case: the share of requests that reached
+	// the upstreams tells whether the target answered from its cache.
+	cache bool
 }
 
 // denyCheck describes a request the target must refuse.
@@ -116,6 +140,12 @@ const numHosts = 10000
 // numIdle is the number of idle keep-alive connections of scenario 9.
 const numIdle = 10000
 
+// defaultSweep is the connection counts of scenario 11.
+var defaultSweep = []int{50, 256, 1000, 10000}
+
+// cacheMB is the cache size every proxy gets in scenario 10, in MiB.
+const cacheMB = 64
+
 // scenarioTitles names each scenario in the report.
 var scenarioTitles = map[int]string{
 	1: "HTTP/1.1 keep-alive, 100 B body",
@@ -127,11 +157,22 @@ var scenarioTitles = map[int]string{
 	7: "Many routes: 10,000 hosts in the config",
 	8: "Rate limit and JWT auth enabled, never triggered",
 	9: "Peak RSS with 10,000 idle keep-alive connections",
+	// Not in the default set: named with SCENARIOS=10 (or cache) and 11
+	// (or sweep).
+	10: "Cache hit: 100 B and 4 KiB bodies from the proxy's response cache",
+	11: "Connection sweep: HTTP/1.1 keep-alive, 100 B, 50 to 10,000 connections",
 }
 
+// defaultScenarios is what runs when no scenario is named.
+var defaultScenarios = []int{1, 2, 3, 4, 5, 6, 7, 8, 9}
+
+// scenarioAliases are names accepted in -scenarios besides numbers.
+var scenarioAliases = map[string]int{"cache": 10, "sweep": 11}
+
 // buildCases returns the cases of the chosen scenarios in run order.
-// jwtToken is sent as a bearer token in scenario 8.
-func buildCases(scens []int, jwtToken string) []tcase {
+// jwtToken is sent as a bearer token in scenario 8; sweep is the
+// connection counts of scenario 11.
+func buildCases(scens []int, jwtToken string, sweep []int) []tcase {
 	var out []tcase
 	has := func(n int) bool {
 		for _, s := range scens {
@@ -185,22 +226,64 @@ func buildCases(scens []int, jwtToken string) []tcase {
 			headers: []string{"Authorization: Bearer " + jwtToken}, feature: "rate_limit and JWT authorization",
 			deny: &denyCheck{dropAuth: true, oursOnly: true, what: "a request without a bearer token was answered 200: JWT authorization is not enforced"}})
 	}
+	if has(10) {
+		out = append(out,
+			tcase{scen: 10, set: setCache, id: "cache hit 100B c50", tool: "wrk", scheme: "http", path: "/cache/100", conns: 50,
+				direct: up1Addr, cache: true},
+			tcase{scen: 10, set: setCache, id: "cache hit 4KiB c50", tool: "wrk", scheme: "http", path: "/cache/4k", conns: 50,
+				direct: up1Addr, cache: true})
+	}
+	if has(11) {
+		for _, n := range sweep {
+			out = append(out, tcase{scen: 11, set: setSweep, id: fmt.Sprintf("h1 sweep c%d", n), tool: "wrk", scheme: "http",
+				path: "/", conns: n, direct: up1Addr, held: true})
+		}
+	}
 	return out
 }
 
-// parseScenarios parses "1,4" or "1-3,8"; empty means all.
+// parseScenarios parses "1,4" or "1-3,8", with the names of
+// scenarioAliases allowed in place of numbers ("1,sweep"); empty means the
+// default set.
 func parseScenarios(s string) ([]int, error) {
 	if strings.TrimSpace(s) == "" {
-		return []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, nil
+		return slices.Clone(defaultScenarios), nil
 	}
-	list, err := parseCPUList(s)
+	var parts []string
+	for _, p := range strings.Split(s, ",") {
+		if n, ok := scenarioAliases[strings.ToLower(strings.TrimSpace(p))]; ok {
+			p = strconv.Itoa(n)
+		}
+		parts = append(parts, p)
+	}
+	list, err := parseCPUList(strings.Join(parts, ","))
 	if err != nil {
 		return nil, fmt.Errorf("scenarios %q: %w", s, err)
 	}
 	for _, n := range list {
 		if _, ok := scenarioTitles[n]; !ok {
-			return nil, fmt.Errorf("scenarios %q: no scenario %d (1-9)", s, n)
+			return nil, fmt.Errorf("scenarios %q: no scenario %d (1-%d)", s, n, len(scenarioTitles))
 		}
 	}
 	return list, nil
+}
+
+// parseSweep parses the connection counts of scenario 11, e.g.
+// "50,256,1000,10000"; empty means defaultSweep.
+func parseSweep(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return slices.Clone(defaultSweep), nil
+	}
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("sweep %q: %q is not a positive whole number", s, p)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
