@@ -29,6 +29,7 @@ import (
 	"github.com/aralez-go/aralez/metrics"
 	"github.com/aralez-go/aralez/proxy"
 	edgetls "github.com/aralez-go/aralez/tls"
+	"github.com/aralez-go/aralez/tls/acme"
 )
 
 // server is the running process: listeners, engine, health checker and
@@ -62,6 +63,15 @@ type server struct {
 	filesLn  net.Listener
 	pidWrote bool
 	proc     *process // nil in-process: no upgrade, no privilege drop
+
+	acme *acme.Manager // nil without a TLS listener
+	// httpChallenges is true once the request pipeline answers HTTP-01
+	// through acme's HTTPChallenge; until then HTTP-01 is not offered.
+	httpChallenges bool
+	// domainsRead are the domains.json files read at start, domainsWrite
+	// the one /acme_order records names in.
+	domainsRead  []string
+	domainsWrite string
 }
 
 func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer) (*server, error) {
@@ -157,7 +167,18 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 			return nil, err
 		}
 	}
+	if err := s.setupACME(m); err != nil {
+		for _, ln := range []net.Listener{s.frontLn, s.tlsLn, s.filesLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return nil, err
+	}
 	if err := s.listenAdmin(m); err != nil {
+		if s.acme != nil {
+			s.acme.Stop()
+		}
 		for _, ln := range []net.Listener{s.frontLn, s.tlsLn, s.filesLn} {
 			if ln != nil {
 				ln.Close()
@@ -217,6 +238,11 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 	s.sweepLater()
 	s.metrics.Reload(true)
 	s.metrics.SetGeneration(s.gen)
+	if s.acme != nil && cfg.Main.ACME.Auto {
+		if err := s.acme.Manage(autoNames(&cfg.Upstreams)); err != nil {
+			s.log.Error("acme: some routed hosts get no certificate", "err", err)
+		}
+	}
 	s.metrics.RetainUpstreams(snap.Backends())
 	for _, w := range cfg.Upstreams.Warnings {
 		s.log.Warn("config warning", "warning", w)
@@ -298,6 +324,11 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 		s.admin.SetReady(true)
 	}
 	s.ready()
+	if s.acme != nil {
+		if err := s.acme.Manage(s.acmeNames(s.cfg)); err != nil {
+			s.log.Error("acme: some names get no certificate", "err", err)
+		}
+	}
 	s.log.Info("aralez started", "version", version, "http", s.frontLn.Addr().String(), "tls", m.ProxyAddressTLS,
 		"config_api", m.ConfigAddress, "file_server", m.FileServerAddress, "pid", os.Getpid(), "gomaxprocs", runtimeProcs())
 
@@ -458,6 +489,9 @@ func (s *server) shutdown() {
 		_ = s.admin.Shutdown(ctx)
 	}
 	_ = s.access.Shutdown(ctx)
+	if s.acme != nil {
+		s.acme.Stop()
+	}
 	if s.pidWrote {
 		removePIDFile(s.cfg.Main.PIDFile)
 	}
@@ -520,7 +554,8 @@ func (s *server) listenAdmin(m *config.Main) error {
 		ConfigAPIEnabled: m.ConfigAPIEnabled,
 		UpstreamsConf:    m.UpstreamsConf,
 		Push:             s.push,
-		Status:           admin.SnapshotStatus{Snapshot: s.engine.Snapshot, Upstreams: s.upNow.Load},
+		Status:           admin.SnapshotStatus{Snapshot: s.engine.Snapshot, Upstreams: s.upNow.Load, Certificates: s.certificates()},
+		ACME:             s.acmeAdmin(),
 		Metrics:          s.metrics.Handler(),
 		Logger:           s.log,
 	})

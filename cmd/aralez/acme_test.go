@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/internal/pebbletest"
+)
+
+// apiGet fetches url and returns the status and body.
+func apiGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// tlsServes reports whether addr completes a handshake for name that
+// verifies against roots.
+func tlsServes(addr, name string, roots *x509.CertPool) (*x509.Certificate, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: name})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0], nil
+}
+
+// TestACMEOrderThroughAPI orders a certificate through the config API's
+// /acme_order on the running process (TLS-ALPN-01 on its TLS listener,
+// which starts without any certificate), then checks that the proxy
+// serves it, that domains.json and the exported pair hold it, and that
+// /status and /metrics show it (issue 13).
+func TestACMEOrderThroughAPI(t *testing.T) {
+	tlsAddr, api, addr := freeAddr(t), freeAddr(t), freeAddr(t)
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	p, _ := strconv.Atoi(tlsPort)
+	peb := pebbletest.Start(t, pebbletest.Options{TLSPort: p})
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "main.yaml"), fmt.Sprintf(`proxy_address_http: %q
+proxy_address_tls: %q
+config_address: %q
+master_key: k3y
+acme_directory: %s
+acme_ca_file: %s
+acme_email: ops@api.test
+acme_challenges: [tls-alpn-01]
+log_level: debug
+`, addr, tlsAddr, api, peb.Directory, peb.CAFile))
+	writeFile(t, filepath.Join(dir, "upstreams.yaml"), upstreamsYAML(named(t, "A"), ""))
+	cfg, err := config.Load(filepath.Join(dir, "main.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	srv, err := newServer(cfg, filepath.Join(dir, "main.yaml"), slog.New(slog.NewTextHandler(logs, nil)), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.serve(ctx, make(chan os.Signal)) }()
+	defer func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("aralez log:\n%s", logs.String())
+		}
+	}()
+	if !waitFor(10*time.Second, func() bool { c, _ := apiGet(t, "http://"+api+"/ready"); return c == 200 }) {
+		t.Fatal("process not ready")
+	}
+	if _, err := tlsServes(tlsAddr, "api.acme.test", nil); err == nil {
+		t.Fatal("handshake succeeded before any certificate exists")
+	}
+	if code, body := apiGet(t, "http://"+api+"/acme_order/api.acme.test"); code != 401 {
+		t.Errorf("acme_order without key = %d %q; want 401", code, body)
+	}
+	code, body := apiGet(t, "http://"+api+"/acme_order/API.acme.test?key=k3y")
+	if code != 200 || body != "Certificate is successfully generated\n" {
+		t.Fatalf("acme_order = %d %q", code, body)
+	}
+	roots := peb.Roots()
+	leaf, err := tlsServes(tlsAddr, "api.acme.test", roots)
+	if err != nil || leaf.DNSNames[0] != "api.acme.test" {
+		t.Fatalf("TLS handshake for api.acme.test: %v", err)
+	}
+	if code, body := apiGet(t, "http://"+api+"/acme_order/api.acme.test?key=k3y"); code != 200 || !strings.Contains(body, "Fresh certificate exists") {
+		t.Errorf("acme_order again = %d %q; want fresh", code, body)
+	}
+	if n := peb.Issued(); n != 1 {
+		t.Errorf("pebble issued %d certificates; want 1", n)
+	}
+	var domains []string
+	b, err := os.ReadFile(filepath.Join(dir, "autoconfigs", "domains.json"))
+	if err != nil || json.Unmarshal(b, &domains) != nil || len(domains) != 1 || domains[0] != "api.acme.test" {
+		t.Errorf("domains.json = %q, %v; want [\"api.acme.test\"]", b, err)
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(dir, "certificates", "api.acme.test.crt"), filepath.Join(dir, "certificates", "api.acme.test.key")); err != nil {
+		t.Errorf("exported pair: %v", err)
+	}
+	_, status := apiGet(t, "http://"+api+"/status?certificates")
+	if !strings.Contains(status, `"name": "api.acme.test"`) || !strings.Contains(status, `"challenge": "tls-alpn-01"`) || strings.Contains(status, "last_error") {
+		t.Errorf("/status?certificates = %s", status)
+	}
+	_, metrics := apiGet(t, "http://"+api+"/metrics")
+	if want := `aralez_acme_orders_total{kind="obtain",outcome="success"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+	_, v, _ := strings.Cut(metrics, `aralez_certificate_expiry_timestamp_seconds{name="api.acme.test"} `)
+	v, _, _ = strings.Cut(v, "\n")
+	if f, err := strconv.ParseFloat(v, 64); err != nil || int64(f) != leaf.NotAfter.Unix() {
+		t.Errorf("/metrics expiry of api.acme.test = %q; want %d", v, leaf.NotAfter.Unix())
+	}
+}
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
