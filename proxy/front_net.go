@@ -238,12 +238,16 @@ func applyNet(h http.Header, pl *pipeline.Plan) {
 	}
 	for i := range pl.Set {
 		f := &pl.Set[i]
+		if f.Values != nil {
+			h[netKey(f)] = f.Values // shared, never modified
+			continue
+		}
 		h[netKey(f)] = []string{string(f.Value)}
 	}
 	for i := range pl.Add {
 		f := &pl.Add[i]
 		k := netKey(f)
-		h[k] = append(h[k], string(f.Value))
+		h[k] = append(h[k][:len(h[k]):len(h[k])], string(f.Value)) // never appends into a shared Values
 	}
 }
 

@@ -72,7 +72,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	limiter *ratelimit.Limiter // rate_limit and x4xx_limit counters, kept across reloads
 
-	via [2][]byte // "1.1 <name>", "2 <name>"
+	via [2]Field // Via: "1.1 <name>", "2 <name>"
 }
 
 // New returns a Pipeline configured by o.
@@ -87,7 +87,7 @@ func New(o Options) *Pipeline {
 		opts:    o,
 		log:     o.Logger,
 		limiter: ratelimit.New(o.LimiterOptions),
-		via:     [2][]byte{[]byte("1.1 " + o.ViaName), []byte("2 " + o.ViaName)},
+		via:     [2]Field{field("Via", "1.1 "+o.ViaName), field("Via", "2 "+o.ViaName)},
 	}
 }
 

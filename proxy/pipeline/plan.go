@@ -12,9 +12,13 @@ import (
 // Field is one header line of a Plan. Key is Name in canonical form
 // (net/textproto) when it is known in advance, for front ends whose
 // header type is a canonical map; empty means the front end computes it.
+// Values, when not nil, is Value as a one-element []string built once
+// (for values fixed at compile time); such front ends may use it as a
+// header value without copying, and must not modify it.
 type Field struct {
 	Name, Value []byte
 	Key         string
+	Values      []string
 	add         bool // server/client_headers: a later line of a name
 }
 
@@ -102,8 +106,8 @@ var (
 		[]byte("Content-Length"), []byte("Transfer-Encoding"),
 	}
 
-	strHTTP          = []byte("http")
-	strHTTPS         = []byte("https")
+	hdrProtoHTTP     = field("X-Forwarded-Proto", "http")
+	hdrProtoHTTPS    = field("X-Forwarded-Proto", "https")
 	strWebSocket     = []byte("websocket")
 	strUpgradeToken  = []byte("upgrade")
 	strTrailersToken = []byte("trailers")
@@ -220,11 +224,11 @@ func (p *Pipeline) PlanRequest(r *Request, d *Decision, pl *Plan) {
 	pl.xff = r.Peer.AppendTo(pl.xff)
 	pl.Set = append(pl.Set, Field{Name: hdrXForwardedFor.Name, Key: hdrXForwardedFor.Key, Value: pl.xff})
 	if !d.TrustedPeer || r.Forwarded[FwdProto] == nil {
-		proto := strHTTP
+		proto := hdrProtoHTTP
 		if r.TLS {
-			proto = strHTTPS
+			proto = hdrProtoHTTPS
 		}
-		pl.Set = append(pl.Set, Field{Name: forwardedFields[FwdProto].Name, Key: forwardedFields[FwdProto].Key, Value: proto})
+		pl.Set = append(pl.Set, proto)
 	}
 	if !d.TrustedPeer || r.Forwarded[FwdHost] == nil {
 		if len(r.RawHost) > 0 {
@@ -241,10 +245,10 @@ func (p *Pipeline) PlanRequest(r *Request, d *Decision, pl *Plan) {
 		via = p.via[1]
 	}
 	if len(r.Via) > 0 {
-		pl.via = append(append(append(pl.via[:0], r.Via...), ", "...), via...)
-		via = pl.via
+		pl.via = append(append(append(pl.via[:0], r.Via...), ", "...), via.Value...)
+		via = Field{Name: hdrVia.Name, Key: hdrVia.Key, Value: pl.via}
 	}
-	pl.Set = append(pl.Set, Field{Name: hdrVia.Name, Key: hdrVia.Key, Value: via})
+	pl.Set = append(pl.Set, via)
 
 	// 5. Underscore spellings of protected names.
 	for _, name := range r.Underscored {

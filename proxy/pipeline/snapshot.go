@@ -299,9 +299,14 @@ func mergeHeaders(levels ...[]config.Header) []Field {
 	return ops
 }
 
-// field returns a Field with its canonical key precomputed.
+// field returns a Field with its canonical key and, for a non-empty
+// value, its Values precomputed.
 func field(name, value string) Field {
-	return Field{Name: []byte(name), Value: []byte(value), Key: textproto.CanonicalMIMEHeaderKey(name)}
+	f := Field{Name: []byte(name), Value: []byte(value), Key: textproto.CanonicalMIMEHeaderKey(name)}
+	if value != "" {
+		f.Values = []string{value}
+	}
+	return f
 }
 
 // lookupHost finds the vhost for a normalized host: exact, then a
