@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/aralez-go/aralez/admin"
 	"github.com/aralez-go/aralez/config"
@@ -148,9 +149,10 @@ func directoryURL(d string) string {
 	return d
 }
 
-// newACME builds the certificate manager for the TLS listener's store.
-// HTTP-01 is answered by the request pipeline once it asks the manager
-// (HTTPChallenge); until then the manager uses TLS-ALPN-01 and DNS-01.
+// newACME builds the certificate manager for the TLS listener's store:
+// HTTP-01 on the cleartext listener (the pipeline asks HTTPChallenge
+// before routing), TLS-ALPN-01 on the TLS listener, DNS-01 through the
+// provider.
 func (s *server) newACME(m *config.Main, base string) (*acme.Manager, error) {
 	a := &m.ACME
 	o := acme.Options{
@@ -181,7 +183,7 @@ func (s *server) newACME(m *config.Main, base string) (*acme.Manager, error) {
 	if a.HasChallenge(config.ChallengeTLSALPN01, true) {
 		o.TLSAddr = s.tlsLn.Addr().String()
 	}
-	if s.httpChallenges && a.HasChallenge(config.ChallengeHTTP01, true) {
+	if a.HasChallenge(config.ChallengeHTTP01, true) {
 		o.HTTPAddr = s.frontLn.Addr().String()
 	}
 	if m.ACMEDNSProvider != "" {
@@ -234,7 +236,21 @@ func (s *server) setupACME(m *config.Main) error {
 		return fmt.Errorf("acme: %w", err)
 	}
 	s.acme = mgr
+	s.challenges.m.Store(mgr)
 	return nil
+}
+
+// challenges hands the pipeline's HTTP-01 lookups to the ACME manager
+// once it exists (the engine is built before the listeners the manager
+// needs); until then, and without one, every token goes on to routing.
+type challenges struct{ m atomic.Pointer[acme.Manager] }
+
+// HTTPChallenge implements pipeline.HTTPChallenger.
+func (c *challenges) HTTPChallenge(host, token []byte) ([]byte, bool) {
+	if m := c.m.Load(); m != nil {
+		return m.HTTPChallenge(host, token)
+	}
+	return nil, false
 }
 
 // acmeAdmin is the config API's ACME endpoint backend, nil without a

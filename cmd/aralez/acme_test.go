@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,28 +45,14 @@ func tlsServes(addr, name string, roots *x509.CertPool) (*x509.Certificate, erro
 	return c.ConnectionState().PeerCertificates[0], nil
 }
 
-// TestACMEOrderThroughAPI orders a certificate through the config API's
-// /acme_order on the running process (TLS-ALPN-01 on its TLS listener,
-// which starts without any certificate), then checks that the proxy
-// serves it, that domains.json and the exported pair hold it, and that
-// /status and /metrics show it (issue 13).
-func TestACMEOrderThroughAPI(t *testing.T) {
-	tlsAddr, api, addr := freeAddr(t), freeAddr(t), freeAddr(t)
-	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
-	p, _ := strconv.Atoi(tlsPort)
-	peb := pebbletest.Start(t, pebbletest.Options{TLSPort: p})
+// startACMEProcess runs an in-process server on main.yaml and
+// upstreams.yaml written into a new folder, until the test ends, and
+// waits until it is ready; it returns the folder and the log.
+func startACMEProcess(t *testing.T, mainYAML, upstreamsYAML string) (string, *lockedBuffer) {
+	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "main.yaml"), fmt.Sprintf(`proxy_address_http: %q
-proxy_address_tls: %q
-config_address: %q
-master_key: k3y
-acme_directory: %s
-acme_ca_file: %s
-acme_email: ops@api.test
-acme_challenges: [tls-alpn-01]
-log_level: debug
-`, addr, tlsAddr, api, peb.Directory, peb.CAFile))
-	writeFile(t, filepath.Join(dir, "upstreams.yaml"), upstreamsYAML(named(t, "A"), ""))
+	writeFile(t, filepath.Join(dir, "main.yaml"), mainYAML)
+	writeFile(t, filepath.Join(dir, "upstreams.yaml"), upstreamsYAML)
 	cfg, err := config.Load(filepath.Join(dir, "main.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -78,13 +65,109 @@ log_level: debug
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.serve(ctx, make(chan os.Signal)) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		<-done
 		if t.Failed() {
 			t.Logf("aralez log:\n%s", logs.String())
 		}
-	}()
+	})
+	return dir, logs
+}
+
+// TestACMEHTTP01ThroughProxy obtains certificates for two routed hosts
+// (acme_auto) with HTTP-01 answered by the proxy's own cleartext
+// listener, although every route redirects to https and requires basic
+// authorization; then an HTTPS request to each host verifies against
+// pebble's root and reaches the backend (issue 13).
+func TestACMEHTTP01ThroughProxy(t *testing.T) {
+	httpAddr, tlsAddr := freeAddr(t), freeAddr(t)
+	_, httpPort, _ := net.SplitHostPort(httpAddr)
+	hp, _ := strconv.Atoi(httpPort)
+	peb := pebbletest.Start(t, pebbletest.Options{HTTPPort: hp})
+	a := named(t, "A")
+	startACMEProcess(t, fmt.Sprintf(`proxy_address_http: %q
+proxy_address_tls: %q
+acme_auto: true
+acme_directory: %s
+acme_ca_file: %s
+acme_challenges: [http-01]
+`, httpAddr, tlsAddr, peb.Directory, peb.CAFile), fmt.Sprintf(`to_https: true
+authorization: {type: basic, data: ["u:p"]}
+upstreams:
+  a.h01.test:
+    paths:
+      "/": {servers: [%q]}
+  b.h01.test:
+    paths:
+      "/": {servers: [%q]}
+  DEFAULT:
+    paths:
+      "/": {servers: [%q]}
+`, a, a, a))
+	var roots *x509.CertPool
+	for _, host := range []string{"a.h01.test", "b.h01.test"} {
+		if !waitFor(30*time.Second, func() bool {
+			if roots == nil {
+				roots = peb.Roots()
+			}
+			_, err := tlsServes(tlsAddr, host, roots)
+			return err == nil
+		}) {
+			t.Fatalf("no verified certificate for %s within 30s", host)
+		}
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots},
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", tlsAddr)
+			},
+		}}
+		req, _ := http.NewRequest("GET", "https://"+host+"/", nil)
+		req.SetBasicAuth("u", "p")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET https://%s/: %v", host, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "A" {
+			t.Errorf("GET https://%s/ = %d %q; want 200 A", host, resp.StatusCode, b)
+		}
+	}
+	if n := peb.Issued(); n != 2 {
+		t.Errorf("pebble issued %d certificates; want 2", n)
+	}
+	// Other plain-HTTP requests still get the redirect.
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get("http://" + httpAddr + "/.well-known/acme-challenge/unknown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 301 {
+		t.Errorf("unknown token over plain HTTP = %d; want the route's 301", resp.StatusCode)
+	}
+}
+
+// TestACMEOrderThroughAPI orders a certificate through the config API's
+// /acme_order on the running process (TLS-ALPN-01 on its TLS listener,
+// which starts without any certificate), then checks that the proxy
+// serves it, that domains.json and the exported pair hold it, and that
+// /status and /metrics show it (issue 13).
+func TestACMEOrderThroughAPI(t *testing.T) {
+	tlsAddr, api, addr := freeAddr(t), freeAddr(t), freeAddr(t)
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	p, _ := strconv.Atoi(tlsPort)
+	peb := pebbletest.Start(t, pebbletest.Options{TLSPort: p})
+	dir, _ := startACMEProcess(t, fmt.Sprintf(`proxy_address_http: %q
+proxy_address_tls: %q
+config_address: %q
+master_key: k3y
+acme_directory: %s
+acme_ca_file: %s
+acme_email: ops@api.test
+acme_challenges: [tls-alpn-01]
+log_level: debug
+`, addr, tlsAddr, api, peb.Directory, peb.CAFile), upstreamsYAML(named(t, "A"), ""))
 	if !waitFor(10*time.Second, func() bool { c, _ := apiGet(t, "http://"+api+"/ready"); return c == 200 }) {
 		t.Fatal("process not ready")
 	}

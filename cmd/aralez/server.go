@@ -64,10 +64,8 @@ type server struct {
 	pidWrote bool
 	proc     *process // nil in-process: no upgrade, no privilege drop
 
-	acme *acme.Manager // nil without a TLS listener
-	// httpChallenges is true once the request pipeline answers HTTP-01
-	// through acme's HTTPChallenge; until then HTTP-01 is not offered.
-	httpChallenges bool
+	acme       *acme.Manager // nil without a TLS listener
+	challenges challenges    // the pipeline's HTTP-01 answers, from acme
 	// domainsRead are the domains.json files read at start, domainsWrite
 	// the one /acme_order records names in.
 	domainsRead  []string
@@ -107,6 +105,7 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		}
 	}
 	s.engine = proxy.NewEngine(s.reg, proxy.Options{
+		Challenges:          &s.challenges,
 		Logger:              log,
 		TLSPort:             tlsPort,
 		BodyBufferBytes:     m.BodyBufferBytes,
