@@ -2,20 +2,18 @@
 // upstreams.yaml, binds the listeners and serves until SIGTERM/SIGINT,
 // reloading the routing table on file change and SIGHUP.
 //
-// Usage:
+// Usage (flags.go has them all, with Aralez's spellings):
 //
-//	aralez -c etc/main.yaml      run
+//	aralez -c etc/main.yaml      run (also: aralez etc/main.yaml)
 //	aralez -t -c etc/main.yaml   validate both files, print the routing table, exit 0 or 1
-//	aralez -version              print the version
+//	aralez -v                    print the version
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -23,7 +21,6 @@ import (
 	"syscall"
 
 	"github.com/aralez-go/aralez/config"
-	"github.com/aralez-go/aralez/proxy"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -42,52 +39,55 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runProcess is the program; standalone enables process management
 // (process.go, upgrade.go), which only the binary itself may do.
 func runProcess(args []string, stdout, stderr io.Writer, standalone bool) int {
-	fs := flag.NewFlagSet("aralez", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "etc/main.yaml", "path of main.yaml")
-	test := fs.Bool("t", false, "validate the configuration, print the routing table and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	o, code := parseFlags(args, stdout, stderr)
+	if code >= 0 {
+		return code
 	}
-	if *showVersion {
-		fmt.Fprintf(stdout, "aralez %s (%s)\n", version, runtime.Version())
-		return 0
-	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(o.conf)
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
-	if *test {
-		// Compile as a reload would (no sockets, no goroutines), so -t
-		// also reports what only the routing compiler checks.
-		if _, err := proxy.Compile(cfg, proxy.NewRegistry(proxy.UpstreamOptions{})); err != nil {
-			fmt.Fprintf(stderr, "%v\nconfiguration invalid\n", err)
-			return 1
-		}
-		printRoutes(stdout, cfg)
-		fmt.Fprintf(stdout, "configuration %s is valid\n", *cfgPath)
-		return 0
+	if o.test {
+		return checkConfig(cfg, o.conf, stdout, stderr)
+	}
+	if o.daemon {
+		cfg.Main.Daemon = true
 	}
 	if os.Getenv("GOMAXPROCS") == "" && cfg.Main.Threads > 0 {
 		runtime.GOMAXPROCS(cfg.Main.Threads)
 	}
+	// A closed stdout or stderr (aralez | head) must not end the process
+	// with SIGPIPE: writes to it fail instead, and the logs that use it
+	// count the loss (issue 11).
+	signal.Ignore(syscall.SIGPIPE)
 	var proc *process // nil in-process
 	if standalone {
 		var code int
-		if proc, code = newProcess(&cfg.Main, stdout, stderr); proc == nil {
+		if proc, code = newProcess(&cfg.Main, o.upgrade, stdout, stderr); proc == nil {
 			return code
 		}
 		defer proc.stop()
 		stderr = proc.stderr
 	}
-	log, logFile, closeLog, err := newLogger(&cfg.Main, stderr)
+	log, sink, err := newLogger(&cfg.Main, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "aralez: %v\n", err)
 		return 1
 	}
-	defer closeLog()
+	defer sink.close()
+	// fatal logs an error that ends the process; with log_level off it
+	// still reaches stderr.
+	fatal := func(msg string, err error) int {
+		log.Error(msg, "err", err)
+		if cfg.Main.LogLevel == "off" {
+			fmt.Fprintf(stderr, "aralez: %s: %v\n", msg, err)
+		}
+		return 1
+	}
+	if err := proc.receive(&cfg.Main, log); err != nil {
+		return fatal("upgrade (-u): taking the listening sockets over upgrade_sock failed", err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -96,24 +96,20 @@ func runProcess(args []string, stdout, stderr io.Writer, standalone bool) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go reopenLogs(ctx, usr1, sink, log)
 
-	// The access log goes to log_file when one is set, else to stdout.
-	var accessOut io.Writer = stdout
-	if logFile != nil {
-		accessOut = logFile
-	}
-	srv, err := newProcServer(cfg, *cfgPath, log, accessOut, proc)
+	srv, err := newProcServer(cfg, o.conf, log, sink.access(stdout), proc)
 	if err != nil {
-		log.Error("start failed", "err", err)
-		return 1
+		return fatal("start failed", err)
 	}
 	if err := proc.dropPrivileges(&cfg.Main); err != nil {
-		log.Error("privilege drop failed; refusing to run", "err", err)
-		return 1
+		return fatal("privilege drop failed; refusing to run", err)
 	}
 	if err := srv.serve(ctx, hup); err != nil {
-		log.Error("stopped with error", "err", err)
-		return 1
+		return fatal("stopped with error", err)
 	}
 	return 0
 }
@@ -214,30 +210,4 @@ func firstInt(vs ...int) int {
 		}
 	}
 	return 0
-}
-
-// newLogger returns the process logger, the opened log_file (nil for
-// stderr) and a function that closes it.
-func newLogger(m *config.Main, stderr io.Writer) (*slog.Logger, io.Writer, func(), error) {
-	var level slog.Level
-	switch m.LogLevel {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	default:
-		level = slog.LevelInfo
-	}
-	w, closeFn := stderr, func() {}
-	var file io.Writer
-	if m.LogFile != "" {
-		f, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("opening log_file: %w", err)
-		}
-		w, file, closeFn = f, f, func() { f.Close() }
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), file, closeFn, nil
 }

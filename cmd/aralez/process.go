@@ -24,9 +24,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -58,18 +60,29 @@ var daemonReadyMarker = []byte("\x00aralez-ready\n")
 type process struct {
 	upg    *tableflip.Upgrader
 	usr2   chan os.Signal
-	daemon *daemonPipe // nil unless this is the detached daemon child
+	quit   chan os.Signal // SIGQUIT: hand the sockets over upgrade_sock
+	daemon *daemonPipe    // nil unless this is the detached daemon child
 	// stderr is where early errors go: the daemon pipe in the daemon
 	// child until it is ready, else the stderr runProcess was given.
 	stderr io.Writer
+	// upgrade is set for `aralez -u` (not for a process started by a
+	// SIGUSR2 upgrade, which inherits its sockets from its parent).
+	upgrade bool
+
+	mu sync.Mutex // guards the fields below
+	// received are the sockets handed over upgrade_sock, by address,
+	// until listen takes them; the rest are closed once ready.
+	received map[string]*os.File
+	// lns are this process's TCP listeners by address, for a handover.
+	lns map[string]*net.TCPListener
 }
 
-// newProcess prepares the standalone process. When it returns a nil
-// process, the caller must exit with code: this was the foreground half
-// of daemon mode (code 0 once the daemon serves, 1 if it failed), or the
-// upgrader could not start.
-func newProcess(m *config.Main, stdout, stderr io.Writer) (*process, int) {
-	p := &process{stderr: stderr}
+// newProcess prepares the standalone process; upgrade is the -u flag.
+// When it returns a nil process, the caller must exit with code: this
+// was the foreground half of daemon mode (code 0 once the daemon serves,
+// 1 if it failed), or the upgrader could not start.
+func newProcess(m *config.Main, upgrade bool, stdout, stderr io.Writer) (*process, int) {
+	p := &process{stderr: stderr, lns: make(map[string]*net.TCPListener)}
 	if v, ok := os.LookupEnv(daemonEnv); ok {
 		os.Unsetenv(daemonEnv)
 		fd, err := strconv.Atoi(v)
@@ -98,10 +111,54 @@ func newProcess(m *config.Main, stdout, stderr io.Writer) (*process, int) {
 		return nil, daemonize(stdout, stderr)
 	}
 	p.upg = upg
-	// Catch SIGUSR2 from now on: its default action would end the process.
+	// A process started by SIGUSR2 gets the same arguments, -u included,
+	// but its sockets come from its parent.
+	p.upgrade = upgrade && !upg.HasParent()
+	if p.upgrade && m.UpgradeSock == "" {
+		fmt.Fprintln(p.stderr, "aralez: -u (--upgrade) needs upgrade_sock in main.yaml: the socket the running process hands its listeners over")
+		upg.Stop()
+		return nil, 1
+	}
+	// Catch SIGUSR2 and SIGQUIT from now on: their default actions would
+	// end the process (SIGQUIT with a goroutine dump).
 	p.usr2 = make(chan os.Signal, 1)
 	notifyUpgradeSignal(p.usr2)
+	p.quit = make(chan os.Signal, 1)
+	signal.Notify(p.quit, syscall.SIGQUIT)
 	return p, 0
+}
+
+// receive takes the listening sockets over upgrade_sock for `aralez -u`;
+// it is a no-op otherwise. The socket file is handed to runuser when
+// the process runs as root, so that an old process that dropped root
+// can connect.
+func (p *process) receive(m *config.Main, log *slog.Logger) error {
+	if p == nil || !p.upgrade {
+		return nil
+	}
+	var owner *account
+	if os.Geteuid() == 0 && (m.RunUser != "" || m.RunGroup != "") {
+		a, err := lookupAccount(m.RunUser, m.RunGroup)
+		if err != nil {
+			return err
+		}
+		owner = &a
+	}
+	log.Info("upgrade (-u): waiting for the running process on upgrade_sock; send it SIGQUIT", "upgrade_sock", m.UpgradeSock)
+	got, err := receiveListeners(m.UpgradeSock, owner, handoverAcceptWait)
+	if err != nil {
+		return err
+	}
+	addrs := make([]string, 0, len(got))
+	for a := range got {
+		addrs = append(addrs, a)
+	}
+	slices.Sort(addrs)
+	log.Info("upgrade (-u): listening sockets received", "addresses", addrs)
+	p.mu.Lock()
+	p.received = got
+	p.mu.Unlock()
+	return nil
 }
 
 // daemonize starts this binary again, with the same arguments, in a new

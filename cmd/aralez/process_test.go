@@ -446,17 +446,30 @@ func logOf(dir string) string {
 	return string(b) + string(e)
 }
 
-// TestDaemon starts the binary with daemon: true: the command returns 0
-// only once the daemon serves, the pid file names the daemon (another
-// process, in its own session), which serves requests, upgrades in place
-// on SIGUSR2, and exits 0 on SIGTERM, removing the pid file (issue 6).
+// TestDaemon starts the binary with daemon: true, and with Aralez's -d
+// flag (issue 12): the command returns 0 only once the daemon serves,
+// the pid file names the daemon (another process, in its own session),
+// which serves requests, upgrades in place on SIGUSR2, and exits 0 on
+// SIGTERM, removing the pid file (issue 6).
 func TestDaemon(t *testing.T) {
 	bin := aralezBinary(t)
 	becomeSubreaper(t)
-	dir, addr := proxyDir(t, named(t, "D"), "daemon: true\n")
+	for _, tt := range []struct {
+		name, yaml string
+		flags      []string
+	}{
+		{name: "daemon: true", yaml: "daemon: true\n"},
+		{name: "-d", flags: []string{"-d"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testDaemon(t, bin, tt.yaml, tt.flags) })
+	}
+}
+
+func testDaemon(t *testing.T, bin, yaml string, flags []string) {
+	dir, addr := proxyDir(t, named(t, "D"), yaml)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-c", filepath.Join(dir, "main.yaml"))
+	cmd := exec.CommandContext(ctx, bin, append(flags, "-c", filepath.Join(dir, "main.yaml"))...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("aralez -c (daemon) = %v; output:\n%s\nlog:\n%s", err, out, logOf(dir))

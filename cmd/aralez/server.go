@@ -70,6 +70,11 @@ type server struct {
 	// the one /acme_order records names in.
 	domainsRead  []string
 	domainsWrite string
+
+	// jwtSentinel signs the jwt routes that have no key (lockKeylessJWT);
+	// lockedJWT is the last list of such routes logged.
+	jwtSentinel string
+	lockedJWT   string
 }
 
 func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer) (*server, error) {
@@ -81,9 +86,10 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut 
 // once the server is ready.
 func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer, proc *process) (*server, error) {
 	m := &cfg.Main
-	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush(), proc: proc}
+	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush(), proc: proc,
+		jwtSentinel: newSentinelKey()}
 	var err error
-	if s.access, err = accesslog.New(accessOut, accesslog.Options{Mode: m.AccessLog}); err != nil {
+	if s.access, err = accesslog.New(accessOut, accesslog.Options{Mode: m.AccessLog, JSON: m.LogStructured != ""}); err != nil {
 		return nil, fmt.Errorf("access_log: %w", err)
 	}
 	s.metrics.SetLoggingErrors(s.access.Dropped)
@@ -221,7 +227,8 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 		s.metrics.Reload(false)
 		return errEmptyReload
 	}
-	snap, err := proxy.Compile(cfg, s.reg)
+	compiled, locked := lockKeylessJWT(cfg, s.jwtSentinel)
+	snap, err := proxy.Compile(compiled, s.reg)
 	if err != nil {
 		s.metrics.Reload(false)
 		return err
@@ -245,6 +252,13 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 	s.metrics.RetainUpstreams(snap.Backends())
 	for _, w := range cfg.Upstreams.Warnings {
 		s.log.Warn("config warning", "warning", w)
+	}
+	// Said once, and again only when the set of such routes changes.
+	if l := strings.Join(locked, ", "); l != s.lockedJWT {
+		s.lockedJWT = l
+		if l != "" {
+			s.log.Warn(keylessJWTWarning(locked))
+		}
 	}
 	s.log.Info("config applied", "reason", reason, "generation", s.gen, "digest", digest,
 		"duration_seconds", time.Since(start).Seconds(), "hosts", len(cfg.Upstreams.Hosts), "routes", len(snap.Routes))
@@ -465,6 +479,10 @@ func snakeCase(name string) string {
 func (s *server) shutdown() {
 	drain := s.cfg.Main.DrainTimeout
 	s.log.Info("shutting down", "drain_timeout_seconds", drain.Seconds())
+	// The listeners themselves were closed when the serve context ended;
+	// the upgrader's duplicates go now, so that a new connection is
+	// refused during the drain rather than reset at exit.
+	s.proc.closeListeners()
 	if s.admin != nil {
 		s.admin.SetDraining(true)
 	}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/proxy"
+)
+
+// checkConfig is `aralez -t`: it runs what a start runs before binding
+// (config.Load was done by the caller, then the routing compiler and the
+// file checks of preflight), prints the errors and warnings to stderr and
+// the routing table to stdout, and returns the exit code: 0 when a start
+// would get past the configuration, 1 otherwise.
+func checkConfig(cfg *config.Config, path string, stdout, stderr io.Writer) int {
+	errs, warns := preflight(cfg)
+	locked, routes := lockKeylessJWT(cfg, newSentinelKey())
+	if len(routes) > 0 {
+		warns = append(warns, keylessJWTWarning(routes))
+	}
+	// Compile as a reload would (no sockets, no goroutines), so -t also
+	// reports what only the routing compiler checks.
+	if _, err := proxy.Compile(locked, proxy.NewRegistry(proxy.UpstreamOptions{})); err != nil {
+		errs = append(errs, err.Error())
+	}
+	for _, w := range warns {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintf(stderr, "configuration invalid: %d error(s)\n", len(errs))
+		return 1
+	}
+	printRoutes(stdout, cfg)
+	fmt.Fprintf(stdout, "configuration %s is valid\n", path)
+	return 0
+}
+
+// preflight checks what config.Load does not and a start would trip
+// over: files that cannot be read (errors), and a TLS listener whose
+// certificate folder is missing or empty (a warning, unless ACME or
+// Kubernetes Ingress TLS may fill it), plus an unwritable pid_file
+// folder (a warning: the start warns too). It returns every message,
+// plus the warnings Load collected.
+func preflight(cfg *config.Config) (errs, warns []string) {
+	m := &cfg.Main
+	warns = append(warns, m.Deprecated...)
+	warns = append(warns, m.Warnings...)
+	warns = append(warns, cfg.Upstreams.Warnings...)
+	readable := func(key, path string, dir bool) {
+		if path == "" {
+			return
+		}
+		fi, err := os.Stat(path)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("%s: %s: %v", key, path, unwrapPath(err)))
+		case dir && !fi.IsDir():
+			errs = append(errs, fmt.Sprintf("%s: %s: not a folder", key, path))
+		case !dir && fi.IsDir():
+			errs = append(errs, fmt.Sprintf("%s: %s: is a folder; want a file", key, path))
+		default:
+			mode := uint32(unix.R_OK)
+			if dir {
+				mode |= unix.X_OK
+			}
+			if err := unix.Access(path, mode); err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %s: cannot be read: %v", key, path, err))
+			}
+		}
+	}
+	if m.ConfigTLSAddress != "" {
+		readable("config_tls_certificate", m.ConfigTLSCertificate, false)
+		readable("config_tls_key_file", m.ConfigTLSKeyFile, false)
+	}
+	readable("ca_file", m.TLSCAFile, false)
+	readable("file_server_folder", m.FileServerFolder, true)
+	if k := cfg.Upstreams.Kubernetes; cfg.Upstreams.Provider == "kubernetes" && k != nil {
+		readable("kubernetes.tokenpath", k.Tokenpath, false)
+	}
+	if m.LogFile != "" {
+		if err := writable(m.LogFile); err != nil {
+			errs = append(errs, fmt.Sprintf("log_file: %s: %v", m.LogFile, err))
+		}
+	}
+	if m.PIDFile != "" {
+		if err := writable(m.PIDFile); err != nil {
+			warns = append(warns, fmt.Sprintf("pid_file: %s: %v; the process will run without one", m.PIDFile, err))
+		}
+	}
+	if m.ProxyAddressTLS != "" {
+		dir := certDir(cfg)
+		acme := m.ACME.Auto || len(m.ACME.Domains) > 0 || cfg.Upstreams.Provider == "kubernetes"
+		ents, err := os.ReadDir(dir)
+		switch {
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			errs = append(errs, fmt.Sprintf("proxy_address_tls: certificate folder %s: %v", dir, unwrapPath(err)))
+		case acme:
+			// ACME or Ingress TLS fills the folder: an empty one is fine.
+		case err != nil:
+			warns = append(warns, fmt.Sprintf("proxy_address_tls: certificate folder %s does not exist; TLS handshakes fail until NAME.crt and NAME.key pairs are there", dir))
+		case !hasCertPair(ents):
+			warns = append(warns, fmt.Sprintf("proxy_address_tls: certificate folder %s holds no NAME.crt and NAME.key pair; TLS handshakes fail until one is there", dir))
+		}
+	}
+	return errs, warns
+}
+
+// certDir is the TLS listener's certificate folder:
+// <proxy_configs>/certificates, proxy_configs defaulting to main.yaml's
+// folder.
+func certDir(cfg *config.Config) string {
+	base := cfg.Main.ProxyConfigs
+	if base == "" {
+		base = filepath.Dir(cfg.MainPath)
+	}
+	return filepath.Join(base, "certificates")
+}
+
+// hasCertPair reports whether ents holds a NAME.crt with its NAME.key.
+func hasCertPair(ents []os.DirEntry) bool {
+	names := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		names[e.Name()] = true
+	}
+	for n := range names {
+		if base, ok := strings.CutSuffix(n, ".crt"); ok && names[base+".key"] {
+			return true
+		}
+	}
+	return false
+}
+
+// writable reports whether path can be written: the file when it exists,
+// else its folder.
+func writable(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return unix.Access(path, unix.W_OK)
+	}
+	dir := filepath.Dir(path)
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// unwrapPath drops the path an *fs.PathError repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// newSentinelKey returns 32 random bytes, hex-encoded: the signing key of
+// jwt routes that have none (lockKeylessJWT). Nobody knows it, so no
+// token verifies.
+func newSentinelKey() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error()) // never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// lockKeylessJWT returns cfg, or when a jwt authorization has neither
+// data nor a master key to sign with, a copy in which such blocks verify
+// with key, which nobody knows: those routes answer 401 to every request,
+// as Aralez's do, instead of refusing the whole file. It also returns
+// the "host path" of every route so locked. cfg is not changed.
+//
+// Why here: the routing compiler (proxy) refuses a jwt route without a
+// key; accepting an empty key there (an auth.JWT with an empty key
+// already rejects every token) would make this unnecessary.
+func lockKeylessJWT(cfg *config.Config, key string) (*config.Config, []string) {
+	if cfg.Main.MasterKey != "" {
+		return cfg, nil
+	}
+	keyless := func(a *config.Auth) bool {
+		return a != nil && a.Type == "jwt" && (len(a.Data) == 0 || a.Data[0] == "")
+	}
+	up := &cfg.Upstreams
+	var routes []string
+	for _, h := range up.Hosts {
+		for _, p := range h.Paths {
+			for _, a := range []*config.Auth{p.Policy.Authorization, h.Policy.Authorization, up.Policy.Authorization} {
+				if a != nil {
+					if keyless(a) {
+						routes = append(routes, h.Name+" "+p.Prefix)
+					}
+					break
+				}
+			}
+		}
+	}
+	if len(routes) == 0 && !keyless(up.Policy.Authorization) {
+		return cfg, nil
+	}
+	c := cfg.Clone()
+	lock := func(a *config.Auth) {
+		if keyless(a) {
+			a.Data = []string{key}
+		}
+	}
+	lock(c.Upstreams.Policy.Authorization)
+	for i := range c.Upstreams.Hosts {
+		h := &c.Upstreams.Hosts[i]
+		lock(h.Policy.Authorization)
+		for j := range h.Paths {
+			lock(h.Paths[j].Policy.Authorization)
+		}
+	}
+	return c, routes
+}
+
+// keylessJWTWarning is the one warning about routes lockKeylessJWT
+// locked.
+func keylessJWTWarning(routes []string) string {
+	return fmt.Sprintf("jwt authorization without a key (no data and no master_key or JWT_KEY): %d route(s) answer 401 to every request: %s",
+		len(routes), strings.Join(routes, ", "))
+}
