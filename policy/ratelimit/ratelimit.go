@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"encoding/binary"
+	"log/slog"
 	"math"
 	"net/netip"
 	"slices"
@@ -14,7 +15,7 @@ import (
 
 const (
 	// DefaultMaxKeys is the hard cap on live keys when Options.MaxKeys is
-	// zero: 1<<20 keys, about 86 MB at most (see the package doc).
+	// zero: 1<<20 keys, about 94 MB at most (see the package doc).
 	DefaultMaxKeys = 1 << 20
 
 	// DefaultIdleTTL is how long a key stays after it went idle when
@@ -98,6 +99,12 @@ func (k Key) Client() netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(a), 64)
 }
 
+// Host returns the host part of k, as given to MakeKey.
+func (k Key) Host() uint64 { return k.host }
+
+// Route returns the route part of k, as given to MakeKey.
+func (k Key) Route() uint32 { return k.route }
+
 // hashKey is the hasher for the key map. It mixes every field with the
 // map's random seed (murmur3 finaliser rounds), so clients cannot aim for
 // one bucket.
@@ -134,6 +141,21 @@ type Options struct {
 	// token bucket refilled completely and its 4xx window ended. Zero or
 	// negative means DefaultIdleTTL.
 	IdleTTL time.Duration
+
+	// Store, when not nil, makes the limits hold for a fleet of
+	// instances sharing it (see "Fleet" in the package doc): Run then
+	// exchanges counts with it every SyncInterval.
+	Store Store
+	// SyncInterval is how often Run exchanges counts with Store. Zero or
+	// negative means DefaultSyncInterval.
+	SyncInterval time.Duration
+	// FleetSize is the number of instances assumed while Store is
+	// unreachable (each then enforces limit/FleetSize, rounded up) and
+	// before Store has counted them. Zero or negative means 1.
+	FleetSize int
+	// Logger receives one line when Store becomes unreachable and one
+	// when it is back. Nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // entry is the state of one key. Both words are only changed with
@@ -147,6 +169,8 @@ type entry struct {
 	// upper half and the count of 4xx responses in it in the lower half.
 	// deadX4 when removed.
 	x4 atomic.Uint64
+	// f is the fleet state; nil unless the Limiter has a Store.
+	f *fleetEntry
 }
 
 // lastActive returns when e stops mattering: the later of the bucket
@@ -180,6 +204,8 @@ type Limiter struct {
 	sample   []int64
 	running  atomic.Int32  // Run loops active
 	trimCh   chan struct{} // wakes Run to trim a full map
+
+	fleet *fleet // nil without Options.Store
 }
 
 // New returns a Limiter configured by o.
@@ -190,12 +216,16 @@ func New(o Options) *Limiter {
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = DefaultIdleTTL
 	}
-	return &Limiter{
+	l := &Limiter{
 		m:       xsync.NewMapOfWithHasher[Key, *entry](hashKey),
 		maxKeys: int64(o.MaxKeys),
 		idleTTL: int64(o.IdleTTL),
 		trimCh:  make(chan struct{}, 1),
 	}
+	if o.Store != nil {
+		l.fleet = newFleet(o)
+	}
+	return l
 }
 
 // Len returns the number of live keys. It is exact when no insert is in
@@ -230,7 +260,7 @@ func (l *Limiter) insert(k Key, now int64) *entry {
 				l.n.Add(-1)
 				return nil, true
 			}
-			return new(entry), false
+			return l.newEntry(k), false
 		})
 		if ok {
 			return e
@@ -274,8 +304,12 @@ func (l *Limiter) Allow(k Key, limit int, nowNanos int64) (ok bool, retryAfterSe
 		return true, 0 // full: fail open, see Options.MaxKeys
 	}
 	lim := min(int64(limit), maxLimit)
-	t := (second + lim - 1) / lim // emission interval, rounded up
-	tau := t * (lim - 1)          // burst tolerance
+	if l.fleet != nil && e.f != nil {
+		if lim = l.fleet.rateLimit(e, lim); lim == 0 {
+			return false, 1
+		}
+	}
+	t, tau := emission(lim) // emission interval (rounded up), burst tolerance
 	for {
 		old := e.tat.Load()
 		if old == deadTAT {
@@ -292,6 +326,9 @@ func (l *Limiter) Allow(k Key, limit int, nowNanos int64) (ok bool, retryAfterSe
 			return false, ceilSeconds(wait)
 		}
 		if e.tat.CompareAndSwap(old, tat+t) {
+			if e.f != nil {
+				l.fleet.admitted(e, lim)
+			}
 			return true, 0
 		}
 	}
@@ -300,21 +337,40 @@ func (l *Limiter) Allow(k Key, limit int, nowNanos int64) (ok bool, retryAfterSe
 // Blocked reports whether k is over its 4xx limit: more than limit 4xx
 // responses were counted for k in the current one-second window (windows
 // are aligned to whole seconds of nowNanos). A blocked key stays blocked
-// for the rest of that window; retryAfterSeconds is then 1. Blocked only
-// reads: it never creates a key. A limit of zero or less means no limit.
+// for the rest of that window; retryAfterSeconds is then 1. Without a
+// Store, Blocked only reads: it never creates a key; with one it creates
+// the key, so that the 4xx counted by the other instances reach it, and
+// adds their count to the local one. A limit of zero or less means no
+// limit.
 func (l *Limiter) Blocked(k Key, limit int, nowNanos int64) (blocked bool, retryAfterSeconds int) {
 	if limit <= 0 {
 		return false, 0
 	}
-	e := l.lookup(k)
+	var e *entry
+	if l.fleet == nil {
+		e = l.lookup(k)
+	} else {
+		// The other instances may have counted 4xx for a client new
+		// here: the key must exist to be exchanged.
+		e = l.get(k, nowNanos)
+	}
 	if e == nil {
 		return false, 0
 	}
-	x4 := e.x4.Load()
-	if x4 == deadX4 || x4>>32 != window(nowNanos) || x4&math.MaxUint32 <= uint64(limit) {
+	w := window(nowNanos)
+	lim := uint64(limit)
+	var n uint64
+	if x4 := e.x4.Load(); x4 != deadX4 && x4>>32 == w {
+		n = x4 & math.MaxUint32
+	}
+	if l.fleet != nil && e.f != nil {
+		lim = uint64(l.fleet.x4Limit(e, int64(limit)))
+		n += l.fleet.others(e, w)
+	}
+	if n <= lim {
 		return false, 0
 	}
-	return true, ceilSeconds((int64(x4>>32)+1)*second - nowNanos)
+	return true, ceilSeconds((int64(w)+1)*second - nowNanos)
 }
 
 // Count4xx counts one 4xx response for k in the window of nowNanos. The
@@ -339,6 +395,9 @@ func (l *Limiter) Count4xx(k Key, nowNanos int64) {
 			nw = old + 1
 		}
 		if e.x4.CompareAndSwap(old, nw) {
+			if e.f != nil {
+				l.fleet.counted4xx(e)
+			}
 			return
 		}
 	}
@@ -457,6 +516,14 @@ func (l *Limiter) Run(ctx context.Context, every time.Duration) {
 	}
 	l.running.Add(1)
 	defer l.running.Add(-1)
+	if f := l.fleet; f != nil && f.running.CompareAndSwap(false, true) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.exchangeLoop(ctx)
+		}()
+		defer func() { <-done; f.running.Store(false) }()
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
