@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -140,9 +141,20 @@ type Store struct {
 
 var _ ratelimit.Store = (*Store)(nil)
 
+// quiet discards the go-redis client's own log lines (a failed dial per
+// exchange during an outage); the Limiter logs one line per outage.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
+
 // New returns a Store for o. It does not connect: the first Exchange
-// does, and each later one reconnects as needed.
+// does, and each later one reconnects as needed. The first call silences
+// the go-redis client's process-wide log, which would print every failed
+// dial of an outage; exchange errors reach the Limiter instead.
 func New(o Options) (*Store, error) {
+	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	if _, _, err := net.SplitHostPort(o.Address); err != nil {
 		return nil, fmt.Errorf("redisstore: address %q: %w", o.Address, err)
 	}
