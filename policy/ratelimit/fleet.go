@@ -97,18 +97,35 @@ type FleetStats struct {
 }
 
 // fleetEntry is the fleet part of an entry: what was counted here since
-// the last exchange and what the fleet said at the last exchange.
+// the last exchange and what the fleet said at the last exchange. The
+// fields the request path reads come first, next to the entry's words.
 type fleetEntry struct {
-	key      Key
-	pending  atomic.Int64  // requests admitted since the last exchange
-	x4pend   atomic.Int64  // 4xx counted since the last exchange
-	x4others atomic.Uint64 // window<<32 | 4xx counted elsewhere in it
-	limit    atomic.Int32  // the rate limit last applied (req/s)
+	pending atomic.Int32  // requests admitted since the last exchange
+	flags   atomic.Uint32 // flagQueued | flagHot | flagHot4
+	limit   atomic.Int32  // the rate limit last applied (req/s)
+	report  atomic.Int32  // admissions kept unreported (see thresholds)
+	share   atomic.Int32  // admissions allowed while stale
+	synced  atomic.Uint32 // generation of the last exchange that applied
+
 	x4limit  atomic.Int32  // the 4xx limit last applied
-	queued   atomic.Bool   // waiting in the exchange queue
-	hot      atomic.Bool   // the fleet's bucket was less than half full
-	hot4     atomic.Bool   // the fleet's 4xx count was over half the limit
-	synced   atomic.Uint32 // generation of the last exchange that applied
+	x4pend   atomic.Int32  // 4xx counted since the last exchange
+	x4others atomic.Uint64 // window<<32 | 4xx counted elsewhere in it
+}
+
+// Bits of fleetEntry.flags.
+const (
+	flagQueued = 1 << iota // waiting in the exchange queue
+	flagHot                // the fleet's bucket was less than half full
+	flagHot4               // the fleet's 4xx count was over half the limit
+)
+
+// setFlag sets or clears bit in fe.flags.
+func (fe *fleetEntry) setFlag(bit uint32, on bool) {
+	if on {
+		fe.flags.Or(bit)
+	} else {
+		fe.flags.And(^bit)
+	}
 }
 
 // fleetPair is allocated for a key when the Limiter has a Store: one
@@ -118,13 +135,19 @@ type fleetPair struct {
 	fleetEntry
 }
 
+// queued is an item of the exchange queue.
+type queued struct {
+	k Key
+	e *entry
+}
+
 // fleet is the Limiter's link to a Store.
 type fleet struct {
 	store Store
 	every time.Duration
 	size  int64
 	log   *slog.Logger
-	q     *xsync.MPMCQueueOf[*entry]
+	q     *xsync.MPMCQueueOf[queued]
 
 	gen       atomic.Uint32 // exchange generation, bumped by each exchange
 	down      atomic.Bool   // the last exchange failed: local limits only
@@ -140,7 +163,7 @@ type fleet struct {
 
 func newFleet(o Options) *fleet {
 	f := &fleet{store: o.Store, every: o.SyncInterval, size: int64(o.FleetSize), log: o.Logger,
-		q: xsync.NewMPMCQueueOf[*entry](MaxSyncKeys)}
+		q: xsync.NewMPMCQueueOf[queued](MaxSyncKeys)}
 	if f.every <= 0 {
 		f.every = DefaultSyncInterval
 	}
@@ -154,31 +177,31 @@ func newFleet(o Options) *fleet {
 	return f
 }
 
-func (l *Limiter) newEntry(k Key) *entry {
+func (l *Limiter) newEntry() *entry {
 	if l.fleet == nil {
 		return new(entry)
 	}
 	p := &fleetPair{}
-	p.fleetEntry.key = k
 	p.entry.f = &p.fleetEntry
 	return &p.entry
 }
 
-// queue puts e in the exchange queue unless it is there already.
-func (f *fleet) queue(e *entry) {
+// queue puts k's entry e in the exchange queue unless it is there
+// already.
+func (f *fleet) queue(k Key, e *entry) {
 	fe := e.f
-	if fe.queued.Load() || !fe.queued.CompareAndSwap(false, true) {
+	if fe.flags.Load()&flagQueued != 0 || fe.flags.Or(flagQueued)&flagQueued != 0 {
 		return
 	}
-	if !f.q.TryEnqueue(e) {
-		fe.queued.Store(false)
+	if !f.q.TryEnqueue(queued{k, e}) {
+		fe.setFlag(flagQueued, false)
 		f.dropped.Add(1)
 	}
 }
 
-// rateLimit applies the fleet to a rate-limit decision for e: it returns
-// the limit to enforce here, or 0 when the request must be refused
-// before the local bucket is asked.
+// rateLimit applies the fleet to a rate-limit decision for k's entry e:
+// it returns the limit to enforce here, or 0 when the request must be
+// refused before the local bucket is asked.
 //
 // While the store is unreachable each instance enforces limit/size.
 // Otherwise a key that missed the last exchange (new here, or idle here
@@ -187,10 +210,10 @@ func (f *fleet) queue(e *entry) {
 // the limit, limit divided by the instances the store counted. A key
 // whose fleet bucket was less than half full at the last exchange is hot
 // and exchanged every interval while requests come.
-func (f *fleet) rateLimit(e *entry, lim int64) int64 {
+func (f *fleet) rateLimit(k Key, e *entry, lim int64) int64 {
 	fe := e.f
 	if int64(fe.limit.Load()) != lim {
-		fe.limit.Store(int32(lim))
+		f.thresholds(fe, lim)
 	}
 	if !f.running.Load() {
 		return lim // no exchange loop: nothing to wait for
@@ -198,43 +221,53 @@ func (f *fleet) rateLimit(e *entry, lim int64) int64 {
 	if f.down.Load() {
 		return ceilDiv(lim, f.size)
 	}
-	if fe.hot.Load() {
-		f.queue(e)
+	if fe.flags.Load()&flagHot != 0 {
+		f.queue(k, e)
 	}
-	if fe.synced.Load()+1 < f.gen.Load() && fe.pending.Load() >= f.share(lim) {
-		f.queue(e)
+	if fe.synced.Load()+1 < f.gen.Load() && fe.pending.Load() >= fe.share.Load() {
+		f.queue(k, e)
 		return 0
 	}
 	return lim
 }
 
-// admitted counts a request admitted for e and queues e for the next
-// exchange once it has a report's worth of admissions (see report).
-func (f *fleet) admitted(e *entry, lim int64) {
-	if e.f.pending.Add(1) >= f.report(lim) {
-		f.queue(e)
+// admitted counts a request admitted for k's entry e and queues it for
+// the next exchange once it has a report's worth of admissions.
+func (f *fleet) admitted(k Key, e *entry) {
+	if e.f.pending.Add(1) >= e.f.report.Load() {
+		f.queue(k, e)
 	}
 }
 
-// report is how many admissions (or 4xx) an instance keeps to itself
-// before it exchanges a key that is not hot: a quarter of the limit's
-// refill in one interval divided among the instances, at least 1. Below
-// it a key costs the store nothing; the fleet can miss at most this many
+// thresholds stores lim in fe with the numbers derived from it and the
+// instance count: the share a stale key may admit (lim/n, rounded up)
+// and the report, how many admissions an instance keeps to itself before
+// it exchanges a key that is not hot: a quarter of the limit's refill in
+// one interval divided among the instances, at least 1. Below the report
+// a key costs the store nothing; the fleet can miss at most this many
 // per instance, a quarter of one interval's refill in all.
-func (f *fleet) report(lim int64) int64 {
-	n := f.instances.Load()
-	if n <= 0 {
-		n = f.size
+func (f *fleet) thresholds(fe *fleetEntry, lim int64) {
+	n := f.n()
+	fe.share.Store(int32(ceilDiv(lim, n)))
+	fe.report.Store(int32(max(1, (lim*int64(f.every)+4*n*second-1)/(4*n*second))))
+	fe.limit.Store(int32(lim))
+}
+
+// n is the number of instances: as counted by the store, else the
+// configured fleet size.
+func (f *fleet) n() int64 {
+	if n := f.instances.Load(); n > 0 {
+		return n
 	}
-	return max(1, (lim*int64(f.every)+4*n*second-1)/(4*n*second))
+	return f.size
 }
 
 // x4Limit is rateLimit for the 4xx limit: it records the limit and
 // returns the limit to enforce here.
-func (f *fleet) x4Limit(e *entry, lim int64) int64 {
+func (f *fleet) x4Limit(k Key, e *entry, lim int64) int64 {
 	fe := e.f
 	if int64(fe.x4limit.Load()) != lim {
-		fe.x4limit.Store(int32(lim))
+		f.x4thresholds(fe, lim)
 	}
 	if !f.running.Load() {
 		return lim
@@ -242,29 +275,27 @@ func (f *fleet) x4Limit(e *entry, lim int64) int64 {
 	if f.down.Load() {
 		return ceilDiv(lim, f.size)
 	}
-	if fe.hot4.Load() {
-		f.queue(e)
+	if fe.flags.Load()&flagHot4 != 0 {
+		f.queue(k, e)
 	}
 	return lim
 }
 
-// counted4xx counts a 4xx response for e and queues e for the next
-// exchange once it has a report's worth.
-func (f *fleet) counted4xx(e *entry) {
-	fe := e.f
-	if fe.x4pend.Add(1) >= f.report4(int64(fe.x4limit.Load())) {
-		f.queue(e)
-	}
+// x4thresholds records a 4xx limit in fe.
+func (f *fleet) x4thresholds(fe *fleetEntry, lim int64) {
+	fe.x4limit.Store(int32(lim))
 }
 
-// report4 is report for a 4xx limit, which counts whole one-second
-// windows: a quarter of the limit divided among the instances.
-func (f *fleet) report4(lim int64) int64 {
-	n := f.instances.Load()
-	if n <= 0 {
-		n = f.size
+// counted4xx counts a 4xx response for k's entry e and queues it for the
+// next exchange once it has a report's worth: for a limit on whole
+// one-second windows, a quarter of the limit divided among the
+// instances, at least 1.
+func (f *fleet) counted4xx(k Key, e *entry) {
+	fe := e.f
+	n := 4 * f.n()
+	if int64(fe.x4pend.Add(1)) >= max(1, (int64(fe.x4limit.Load())+n-1)/n) {
+		f.queue(k, e)
 	}
-	return max(1, (lim+4*n-1)/(4*n))
 }
 
 // others returns the 4xx count the other instances made in window w, as
@@ -278,15 +309,6 @@ func (f *fleet) others(e *entry, w uint64) uint64 {
 		return 0
 	}
 	return o & math.MaxUint32
-}
-
-// share is one instance's part of lim.
-func (f *fleet) share(lim int64) int64 {
-	n := f.instances.Load()
-	if n <= 0 {
-		n = f.size
-	}
-	return ceilDiv(lim, n)
 }
 
 func ceilDiv(a, b int64) int64 {
@@ -336,16 +358,16 @@ func (f *fleet) exchange(ctx context.Context) {
 	w := window(time.Now().UnixNano())
 	f.ents, f.batch = f.ents[:0], f.batch[:0]
 	for len(f.ents) < MaxSyncKeys {
-		e, ok := f.q.TryDequeue()
+		qi, ok := f.q.TryDequeue()
 		if !ok {
 			break
 		}
-		fe := e.f
-		fe.queued.Store(false)
+		e, fe := qi.e, qi.e.f
+		fe.setFlag(flagQueued, false)
 		if e.tat.Load() == deadTAT {
 			continue // swept
 		}
-		it := Exchange{Key: fe.key, Admitted: fe.pending.Swap(0)}
+		it := Exchange{Key: qi.k, Admitted: int64(fe.pending.Swap(0))}
 		if lim := int64(fe.limit.Load()); lim > 0 {
 			t, tau := emission(lim)
 			it.Interval, it.MaxAhead = time.Duration(t), time.Duration(fleetMaxAhead(t, tau))
@@ -353,7 +375,7 @@ func (f *fleet) exchange(ctx context.Context) {
 		if xl := fe.x4limit.Load(); xl > 0 {
 			// Counts of an earlier window are not pushed: it is over.
 			it.X4Limit, it.X4Window = int(xl), uint32(w)
-			n := fe.x4pend.Swap(0)
+			n := int64(fe.x4pend.Swap(0))
 			if x4 := e.x4.Load(); x4 != deadX4 && x4>>32 == w {
 				it.X4Count, it.x4Local = n, x4&math.MaxUint32
 			}
@@ -399,19 +421,22 @@ func (f *fleet) apply(e *entry, it *Exchange, now int64, g uint32) {
 			}
 			// The fleet's TAT counts what this instance pushed; what it
 			// admitted since comes on top.
-			nt := max(old, min(fleetTAT+fe.pending.Load()*t, limit))
+			nt := max(old, min(fleetTAT+int64(fe.pending.Load())*t, limit))
 			if nt == old || e.tat.CompareAndSwap(old, nt) {
 				break
 			}
 		}
-		_, tau := emission(int64(fe.limit.Load()))
-		fe.hot.Store(2*int64(it.Ahead) > tau)
+		lim := int64(fe.limit.Load())
+		_, tau := emission(lim)
+		fe.setFlag(flagHot, 2*int64(it.Ahead) > tau)
+		f.thresholds(fe, lim)
 	}
 	if it.X4Limit > 0 && uint64(it.X4Window) == window(now) {
 		others := uint64(max(it.X4Fleet, 0))
 		others -= min(others, it.x4Local)
 		fe.x4others.Store(uint64(it.X4Window)<<32 | min(others, math.MaxUint32))
-		fe.hot4.Store(2*it.X4Fleet > int64(it.X4Limit))
+		fe.setFlag(flagHot4, 2*it.X4Fleet > int64(it.X4Limit))
+		f.x4thresholds(fe, int64(it.X4Limit))
 	}
 	fe.synced.Store(g)
 }

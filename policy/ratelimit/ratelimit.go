@@ -260,7 +260,7 @@ func (l *Limiter) insert(k Key, now int64) *entry {
 				l.n.Add(-1)
 				return nil, true
 			}
-			return l.newEntry(k), false
+			return l.newEntry(), false
 		})
 		if ok {
 			return e
@@ -305,7 +305,7 @@ func (l *Limiter) Allow(k Key, limit int, nowNanos int64) (ok bool, retryAfterSe
 	}
 	lim := min(int64(limit), maxLimit)
 	if l.fleet != nil && e.f != nil {
-		if lim = l.fleet.rateLimit(e, lim); lim == 0 {
+		if lim = l.fleet.rateLimit(k, e, lim); lim == 0 {
 			return false, 1
 		}
 	}
@@ -327,7 +327,7 @@ func (l *Limiter) Allow(k Key, limit int, nowNanos int64) (ok bool, retryAfterSe
 		}
 		if e.tat.CompareAndSwap(old, tat+t) {
 			if e.f != nil {
-				l.fleet.admitted(e, lim)
+				l.fleet.admitted(k, e)
 			}
 			return true, 0
 		}
@@ -364,7 +364,7 @@ func (l *Limiter) Blocked(k Key, limit int, nowNanos int64) (blocked bool, retry
 		n = x4 & math.MaxUint32
 	}
 	if l.fleet != nil && e.f != nil {
-		lim = uint64(l.fleet.x4Limit(e, int64(limit)))
+		lim = uint64(l.fleet.x4Limit(k, e, int64(limit)))
 		n += l.fleet.others(e, w)
 	}
 	if n <= lim {
@@ -396,7 +396,7 @@ func (l *Limiter) Count4xx(k Key, nowNanos int64) {
 		}
 		if e.x4.CompareAndSwap(old, nw) {
 			if e.f != nil {
-				l.fleet.counted4xx(e)
+				l.fleet.counted4xx(k, e)
 			}
 			return
 		}

@@ -39,28 +39,6 @@ func BenchmarkAllowSeenKeyDistinct(b *testing.B) {
 	})
 }
 
-// BenchmarkAllowNeverTriggered is an enabled limit far above the traffic:
-// one Allow per request against a large key set, as a proxy would see it.
-func BenchmarkAllowNeverTriggered(b *testing.B) {
-	const keys = 1 << 16
-	l := New(Options{})
-	ks := make([]Key, keys)
-	for i := range ks {
-		ks[i] = MakeKey(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1, 0)
-		l.Allow(ks[i], 1<<30, t0)
-	}
-	var next atomic.Uint32
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := next.Add(7919)
-		for pb.Next() {
-			i++
-			l.Allow(ks[i%keys], 1<<30, t0)
-		}
-	})
-}
-
 func BenchmarkBlockedSeenKey(b *testing.B) {
 	l := New(Options{})
 	k := MakeKey(addr("192.0.2.1"), 1, 0)
