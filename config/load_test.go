@@ -789,6 +789,44 @@ func TestClone(t *testing.T) {
 	}
 }
 
+// TestValidatePathMatch checks the path match kinds a discovery source
+// sets (issue 14): an exact and a prefix entry for one path coexist, two
+// of one kind do not, and an unknown kind is refused.
+func TestValidatePathMatch(t *testing.T) {
+	t.Parallel()
+	srv := []Server{{Address: "10.0.0.1:80", Weight: 1}}
+	path := func(prefix string, m PathMatch) Path {
+		return Path{Prefix: prefix, Match: m, Servers: srv, LoadBalance: DefaultLoadBalance}
+	}
+	tests := []struct {
+		name  string
+		paths []Path
+		want  string // "" = valid
+	}{
+		{"exact beside prefix", []Path{path("/a", MatchPrefix), path("/a", MatchExact)}, ""},
+		{"two exact", []Path{path("/a", MatchExact), path("/a", MatchExact)}, `upstreams.a.test.paths./a: path "/a" defined twice`},
+		{"two prefix", []Path{path("/a", ""), path("/a", MatchPrefix)}, `path "/a" defined twice`},
+		{"unknown kind", []Path{path("/a", "regex")}, `unknown path match "regex"; want "" or "exact"`},
+		{"exact path checked", []Path{path("a", MatchExact)}, `path "a" must start with "/"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			u := Upstreams{Provider: "file", Hosts: []Host{{Name: "a.test", Paths: tt.paths}}}
+			err := u.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("Validate() = %v; want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate() = %v; want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
 // TestValidateBuiltInCode checks Validate on values that did not come from
 // YAML.
 func TestValidateBuiltInCode(t *testing.T) {

@@ -297,6 +297,10 @@ type Host struct {
 type Path struct {
 	// Prefix is the path prefix, starting with "/".
 	Prefix string
+	// Match is how Prefix is compared with a request path; the zero
+	// value is MatchPrefix. upstreams.yaml has no key for it: only
+	// discovery sources (Kubernetes Ingress) set it.
+	Match PathMatch
 	// Servers are the backends; empty only when RedirectTo is set.
 	Servers []Server
 	// Policy holds path-level overrides.
@@ -319,6 +323,25 @@ type Path struct {
 	// Pos is where the path key appears.
 	Pos Pos
 }
+
+// PathMatch is how a path entry's Prefix is compared with the
+// (normalized) request path.
+type PathMatch string
+
+// The path match kinds.
+const (
+	// MatchPrefix, the zero value, matches the path and everything below
+	// it on a segment boundary: "/api" matches "/api" and "/api/x", not
+	// "/apix"; "/api/" matches only below "/api/"; the longest prefix
+	// wins. Kubernetes' pathType Prefix (element-wise, trailing "/"
+	// ignored) is this rule with the trailing "/" removed, and
+	// ImplementationSpecific is this rule as written.
+	MatchPrefix PathMatch = ""
+	// MatchExact matches only a request path equal to Prefix, byte for
+	// byte (Kubernetes' pathType Exact). On its host it is tried before
+	// every prefix.
+	MatchExact PathMatch = "exact"
+)
 
 // Server is one backend of a path entry, parsed from
 // "host:port [weight=N] [backup]".

@@ -167,16 +167,24 @@ func (u *Upstreams) Validate() error {
 		}
 		seen[h.Name] = h.Pos
 		e.policy(&h.Policy, h.Pos, hp)
-		paths := make(map[string]bool)
+		type pathKey struct {
+			prefix string
+			match  PathMatch
+		}
+		paths := make(map[pathKey]bool)
 		for _, p := range h.Paths {
 			pp := joinPath(hp, "paths."+p.Prefix)
 			if msg := checkPathPrefix(p.Prefix); msg != "" {
 				e.add(p.Pos, pp, "%s", msg)
 			}
-			if paths[p.Prefix] {
+			if p.Match != MatchPrefix && p.Match != MatchExact {
+				e.add(p.Pos, pp, "unknown path match %q; want %q or %q", p.Match, MatchPrefix, MatchExact)
+			}
+			key := pathKey{p.Prefix, p.Match}
+			if paths[key] {
 				e.add(p.Pos, pp, "path %q defined twice", p.Prefix)
 			}
-			paths[p.Prefix] = true
+			paths[key] = true
 			e.path(&p, pp)
 		}
 	}

@@ -3,7 +3,6 @@ package discovery
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,14 +16,6 @@ import (
 
 	"github.com/aralez-go/aralez/config"
 )
-
-// ErrNoDiscoveryConfig is returned by NewConsul and NewKubernetes when
-// the consul or kubernetes block is missing.
-var ErrNoDiscoveryConfig = errors.New("discovery: provider block missing")
-
-// ErrNoServices is returned by NewConsul and NewKubernetes when the
-// provider block maps no services.
-var ErrNoServices = errors.New("discovery: provider maps no services")
 
 // DefaultConsulInterval is Consul's default poll interval: the pause
 // after a failed round before retrying, and the least time between two
@@ -49,28 +40,42 @@ type ConsulOptions struct {
 	Logger *slog.Logger
 }
 
-// Consul discovers backends from Consul's health API. For every
-// consul.services entry it watches GET /v1/health/service/<upstream>
-// ?passing with blocking queries, and maps each passing instance to a
-// server "address:port" of the entry's host and path, where address is
-// the instance's Service.Address, else its Node.Address, and the weight
-// is the instance's Weights.Passing (default 1). Servers are sorted by
-// address so that the same instances always give the same table.
+// Consul discovers backends from Consul's health API, in one of two
+// modes.
 //
-// It emits complete tables: Merge of the file-defined table and the
-// discovered hosts. The first table is emitted once every service has
-// answered at least once; later ones only when the discovered set
-// changed (by Digest). A service with no passing instance keeps its path
-// with no servers, so that its host answers 503.
+// With a consul.services list, for every entry it watches GET
+// /v1/health/service/<upstream>?passing with blocking queries, and maps
+// each passing instance to a server "address:port" of the entry's host
+// and path, where address is the instance's Service.Address, else its
+// Node.Address, and the weight is the instance's Weights.Passing
+// (default 1). A service with no passing instance keeps its path with no
+// servers, so that its host answers 503.
+//
+// Without one (tag mode, as Aralez's newest releases), it watches GET
+// /v1/catalog/services and routes every service tagged
+// ConsulServiceTag: each of its instances that carries the tag declares
+// its host, path and policies in Aralez's aralez.* tags or in service
+// meta (see parseConsulTags), and the passing ones among them are the
+// servers. Tags are filtered here, not by a server-side filter
+// expression. An instance with bad tags is skipped with a log line
+// naming the service; the others keep serving. A service that loses the
+// tag, or its last instance, loses its routes.
+//
+// Servers are sorted by address so that the same instances always give
+// the same table. It emits complete tables: Merge of the file-defined
+// table and the discovered hosts. The first table is emitted once every
+// watched service has answered at least once; later ones only when the
+// discovered set changed (by Digest).
 //
 // When Consul fails (unreachable, 5xx, ACL denied) the failure is logged
 // once, nothing is emitted, and the last table keeps serving; the query
 // is retried every Interval and a recovery is logged. With several
 // servers a failed query moves on to the next one in order, and the
 // source stays on the one that answers. The ACL token is sent as
-// X-Consul-Token and never logged. Settings the consul block leaves
-// unset take the Consul client's environment variables
-// (CONSUL_HTTP_TOKEN, CONSUL_CACERT, CONSUL_HTTP_SSL, …).
+// X-Consul-Token on every call and never logged. Settings the consul
+// block leaves unset take the Consul client's environment variables
+// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, CONSUL_HTTP_SSL,
+// …).
 //
 // A Consul works off the request path; its goroutines end when Run's
 // context ends. Run may be called once at a time; SetBase at any time.
@@ -88,18 +93,15 @@ type Consul struct {
 var _ Source = (*Consul)(nil)
 
 // NewConsul returns a Consul source for c whose tables extend base (the
-// file-defined table; nil means empty). Empty c.Servers means the Consul
-// client's default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500. A server is
-// host:port (http) or an http, https or unix URL. It returns
-// ErrNoDiscoveryConfig when c is nil, ErrNoServices when c maps no
-// service, or an error naming the server whose address is malformed.
-// base and c must not be changed afterwards.
+// file-defined table; nil means empty). A nil c, or one without
+// services, means tag mode. Empty c.Servers means the Consul client's
+// default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500. A server is host:port
+// (http) or an http, https or unix URL. It returns an error naming the
+// server whose address is malformed; it does no network I/O. base and c
+// must not be changed afterwards.
 func NewConsul(base *config.Upstreams, c *config.Consul, o ConsulOptions) (*Consul, error) {
 	if c == nil {
-		return nil, fmt.Errorf("consul: %w", ErrNoDiscoveryConfig)
-	}
-	if len(c.Services) == 0 {
-		return nil, fmt.Errorf("consul: %w", ErrNoServices)
+		c = &config.Consul{}
 	}
 	s := &Consul{
 		services: c.Services,
@@ -151,9 +153,13 @@ type consulResult struct {
 	servers []config.Server
 }
 
-// Run watches every mapped service until ctx is done, then returns nil.
-// It never returns an error: an unreachable Consul is retried.
+// Run watches every mapped (or tagged) service until ctx is done, then
+// returns nil. It never returns an error: an unreachable Consul is
+// retried.
 func (c *Consul) Run(ctx context.Context, out chan<- Update) error {
+	if len(c.services) == 0 {
+		return c.runTagged(ctx, out)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -167,29 +173,14 @@ func (c *Consul) Run(ctx context.Context, out chan<- Update) error {
 	current := make([][]config.Server, len(c.services))
 	seen := make([]bool, len(c.services))
 	pending := len(c.services)
-	last := ""
-	// emit sends the merged table when the discovered set changed (or
-	// force is set) and reports whether ctx is still live.
-	emit := func(force bool) bool {
-		discovered := c.hosts(current)
-		d := Digest(&config.Upstreams{Hosts: discovered})
-		if d == last && !force {
-			return true
-		}
-		last = d
-		u := Update{Source: c.Name(), Upstreams: Merge(c.base.p.Load(), discovered)}
-		select {
-		case out <- u:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	em := emitter{source: c.Name(), base: &c.base, out: out}
+	emit := func(force bool) bool { return em.send(ctx, c.hosts(current), force) }
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-c.base.wake:
+			em.force = true
 			if pending == 0 && !emit(true) {
 				return nil
 			}
@@ -217,30 +208,50 @@ func (c *Consul) hosts(current [][]config.Server) []config.Host {
 	return serviceHosts(names, paths)
 }
 
-// watch runs the blocking-query loop of service i until ctx is done.
+// watch runs the blocking health query of service i until ctx is done.
 func (c *Consul) watch(ctx context.Context, i int, results chan<- consulResult) {
+	name := c.services[i].RealName
+	follow(ctx, c, name, func(ctx context.Context, cl *api.Client, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+		return cl.Health().Service(name, "", true, q)
+	}, func(entries []*api.ServiceEntry) bool {
+		select {
+		case results <- consulResult{i: i, servers: consulServers(entries)}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	})
+}
+
+// consulQuery is one blocking query of a Consul API: q carries the
+// index, the wait and the context.
+type consulQuery[T any] func(ctx context.Context, cl *api.Client, q *api.QueryOptions) (T, *api.QueryMeta, error)
+
+// follow runs the blocking-query loop of query until ctx is done,
+// handing every answer to deliver, which reports whether ctx is still
+// live. A failed query moves on to the next server in order; when every
+// server failed, the failure is logged once (naming what, never the
+// token) and retried every Interval while the last answer keeps
+// serving. A panic in the loop is logged and ends it.
+func follow[T any](ctx context.Context, c *Consul, what string, query consulQuery[T], deliver func(T) bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("consul watcher panicked", "service", c.services[i].RealName, "panic", r, "stack", string(debug.Stack()))
+			c.log.Error("consul watcher panicked", "service", what, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	name := c.services[i].RealName
 	server := 0
 	var index uint64
 	failing := ""
 	for ctx.Err() == nil {
 		start := time.Now()
-		entries, meta, err := c.query(ctx, server, name, index)
-		if ctx.Err() != nil {
-			return
-		}
+		v, meta, err := runQuery(ctx, c, server, index, query)
 		if err != nil {
 			// Try the remaining servers in order before giving up on
 			// this round.
 			for n := 1; n < len(c.clients) && err != nil && ctx.Err() == nil; n++ {
 				server = (server + 1) % len(c.clients)
 				index = 0
-				entries, meta, err = c.query(ctx, server, name, index)
+				v, meta, err = runQuery(ctx, c, server, index, query)
 			}
 		}
 		if ctx.Err() != nil {
@@ -249,7 +260,7 @@ func (c *Consul) watch(ctx context.Context, i int, results chan<- consulResult) 
 		if err != nil {
 			if msg := err.Error(); msg != failing {
 				failing = msg
-				c.log.Warn("consul query failed; keeping the last table", "service", name, "server", c.addrs[server], "err", err, "retry_seconds", c.interval.Seconds())
+				c.log.Warn("consul query failed; keeping the last table", "service", what, "server", c.addrs[server], "err", err, "retry_seconds", c.interval.Seconds())
 			}
 			index = 0
 			if !sleepCtx(ctx, c.interval) {
@@ -259,13 +270,11 @@ func (c *Consul) watch(ctx context.Context, i int, results chan<- consulResult) 
 		}
 		if failing != "" {
 			failing = ""
-			c.log.Info("consul query recovered", "service", name, "server", c.addrs[server])
+			c.log.Info("consul query recovered", "service", what, "server", c.addrs[server])
 		}
 		prev := index
 		index = nextIndex(prev, meta.LastIndex)
-		select {
-		case results <- consulResult{i: i, servers: consulServers(entries)}:
-		case <-ctx.Done():
+		if !deliver(v) {
 			return
 		}
 		// Pace the loop: a server that does not hold the query (or an
@@ -283,13 +292,13 @@ func (c *Consul) watch(ctx context.Context, i int, results chan<- consulResult) 
 	}
 }
 
-// query runs one blocking health query against server s.
-func (c *Consul) query(ctx context.Context, s int, name string, index uint64) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+// runQuery runs one blocking query against server s of c.
+func runQuery[T any](ctx context.Context, c *Consul, s int, index uint64, query consulQuery[T]) (T, *api.QueryMeta, error) {
 	// Bound the request: Consul may add up to wait/16 of jitter.
 	qctx, cancel := context.WithTimeout(ctx, c.wait+c.wait/8+c.interval)
 	defer cancel()
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.wait}).WithContext(qctx)
-	return c.clients[s].Health().Service(name, "", true, q)
+	return query(qctx, c.clients[s], q)
 }
 
 // nextIndex applies Consul's rules for blocking-query indexes: an index

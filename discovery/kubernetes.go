@@ -40,6 +40,11 @@ const DefaultServiceAccountCA = "/var/run/secrets/kubernetes.io/serviceaccount/c
 // written without one.
 const DefaultNamespace = "default"
 
+// ErrNoServices is returned by NewKubernetes when the kubernetes block
+// is missing or maps no services: such a block means the Ingress
+// controller (NewIngress) instead.
+var ErrNoServices = errors.New("discovery: provider maps no services")
+
 // ErrBadKubernetesService is returned (wrapped, naming the entry) by
 // NewKubernetes for an upstream that is not "[namespace/]name[:port]".
 var ErrBadKubernetesService = errors.New("discovery: bad kubernetes service name")
@@ -111,16 +116,12 @@ type k8sTarget struct {
 
 // NewKubernetes returns a Kubernetes source for k whose tables extend
 // base (the file-defined table; nil means empty). It returns
-// ErrNoDiscoveryConfig when k is nil, ErrNoServices when k maps no
-// service, ErrBadKubernetesService for a malformed upstream,
+// ErrNoServices when k is nil or maps no service, ErrBadKubernetesService for a malformed upstream,
 // rest.ErrNotInCluster (wrapped) without servers outside a cluster, and
 // an error when the token file cannot be read. base and k must not be
 // changed afterwards.
 func NewKubernetes(base *config.Upstreams, k *config.Kubernetes, o KubernetesOptions) (*Kubernetes, error) {
-	if k == nil {
-		return nil, fmt.Errorf("kubernetes: %w", ErrNoDiscoveryConfig)
-	}
-	if len(k.Services) == 0 {
+	if k == nil || len(k.Services) == 0 {
 		return nil, fmt.Errorf("kubernetes: %w", ErrNoServices)
 	}
 	s := &Kubernetes{services: k.Services, log: o.Logger, failing: make([]string, len(k.Services))}
@@ -243,18 +244,11 @@ func (k *Kubernetes) Run(ctx context.Context, out chan<- Update) error {
 		return nil
 	}
 
-	last := ""
+	em := emitter{source: k.Name(), base: &k.base, out: out}
 	force := false
 	for {
-		discovered := k.hosts(informers)
-		if d := Digest(&config.Upstreams{Hosts: discovered}); d != last || force {
-			last = d
-			u := Update{Source: k.Name(), Upstreams: Merge(k.base.p.Load(), discovered)}
-			select {
-			case out <- u:
-			case <-ctx.Done():
-				return nil
-			}
+		if !em.send(ctx, k.hosts(informers), force) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():

@@ -505,7 +505,7 @@ func TestNewKubernetesErrors(t *testing.T) {
 		want error
 		sub  string
 	}{
-		{"nil block", nil, ErrNoDiscoveryConfig, ""},
+		{"nil block", nil, ErrNoServices, ""},
 		{"no services", &config.Kubernetes{Servers: []string{"127.0.0.1:6443"}, Tokenpath: tok}, ErrNoServices, ""},
 		{"bad upstream", &config.Kubernetes{Servers: []string{"127.0.0.1:6443"}, Tokenpath: tok, Services: []config.KubernetesService{{Hostname: "a.example.com", Upstream: "a/b/c"}}}, ErrBadKubernetesService, "services[0]"},
 		{"missing token", &config.Kubernetes{Servers: []string{"127.0.0.1:6443"}, Tokenpath: filepath.Join(t.TempDir(), "none"), Services: svc}, os.ErrNotExist, "reading token"},

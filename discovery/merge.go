@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"context"
 	"slices"
 	"sync/atomic"
 
@@ -16,12 +17,13 @@ import (
 //   - A host defined in both keeps the file's host-level policy and gets
 //     the union of the paths: the file's paths first, in file order, then
 //     the discovered paths whose prefix the file does not define. On a
-//     conflict (same host, same prefix) the file's path wins and the
-//     discovered one is dropped, so a hand-written entry can pin or
-//     override a discovered service.
-//   - Within discovered, the first entry for a host+prefix wins; later
-//     duplicates are dropped, and later entries for an already seen host
-//     add their paths to it.
+//     conflict (same host, same prefix, whatever the match kind) the
+//     file's path wins and the discovered one is dropped, so a
+//     hand-written entry can pin or override a discovered service.
+//   - Within discovered, the first entry for a host+prefix+match kind
+//     wins; later duplicates are dropped (an exact and a prefix entry for
+//     one path both stay), and later entries for an already seen host add
+//     their paths to it.
 //
 // Merge never changes file or discovered. The result is a new value but
 // shares the unchanged parts (hosts that get no discovered path, server
@@ -40,10 +42,13 @@ func Merge(file *config.Upstreams, discovered []config.Host) *config.Upstreams {
 	hosts := make([]config.Host, len(out.Hosts), len(out.Hosts)+len(discovered))
 	copy(hosts, out.Hosts)
 	// owned marks hosts whose Paths slice is already a private copy, so
-	// appending to it cannot write into file's backing array.
+	// appending to it cannot write into file's backing array; fileN is
+	// how many of a host's paths come from the file.
 	owned := make([]bool, len(hosts), cap(hosts))
+	fileN := make([]int, len(hosts), cap(hosts))
 	index := make(map[string]int, cap(hosts))
 	for i := range hosts {
+		fileN[i] = len(hosts[i].Paths)
 		if _, dup := index[hosts[i].Name]; !dup {
 			index[hosts[i].Name] = i
 		}
@@ -55,12 +60,13 @@ func Merge(file *config.Upstreams, discovered []config.Host) *config.Upstreams {
 			h.Paths = nil
 			hosts = append(hosts, h)
 			owned = append(owned, true)
+			fileN = append(fileN, 0)
 			i = len(hosts) - 1
 			index[d.Name] = i
 		}
 		h := &hosts[i]
 		for _, p := range d.Paths {
-			if hasPrefix(h.Paths, p.Prefix) {
+			if hasPath(h.Paths[:fileN[i]], p.Prefix, "", false) || hasPath(h.Paths[fileN[i]:], p.Prefix, p.Match, true) {
 				continue
 			}
 			if !owned[i] {
@@ -74,10 +80,11 @@ func Merge(file *config.Upstreams, discovered []config.Host) *config.Upstreams {
 	return out
 }
 
-// hasPrefix reports whether paths holds an entry for prefix.
-func hasPrefix(paths []config.Path, prefix string) bool {
+// hasPath reports whether paths holds an entry for prefix, of match
+// kind m when byKind is set, else of any kind.
+func hasPath(paths []config.Path, prefix string, m config.PathMatch, byKind bool) bool {
 	for i := range paths {
-		if paths[i].Prefix == prefix {
+		if paths[i].Prefix == prefix && (!byKind || paths[i].Match == m) {
 			return true
 		}
 	}
@@ -114,6 +121,37 @@ func servicePath(prefix string, pol config.Policy, redirect string, servers []co
 		RedirectTo:  redirect,
 		LoadBalance: config.DefaultLoadBalance,
 		Pos:         pos,
+	}
+}
+
+// emitter sends a discovery source's merged tables: Merge of its
+// file-defined table and what it discovered, skipping a discovered set
+// whose Digest did not change unless forced (after SetBase).
+type emitter struct {
+	source string
+	base   *baseTable
+	out    chan<- Update
+	last   string
+	// force is set by a SetBase wake-up that came while the source
+	// could not send yet; the next send goes out even if unchanged.
+	force bool
+}
+
+// send emits the table for discovered unless it is unchanged and
+// neither force nor an earlier forced wake-up asks for it. It reports
+// whether ctx is still live.
+func (e *emitter) send(ctx context.Context, discovered []config.Host, force bool) bool {
+	e.force = e.force || force
+	d := Digest(&config.Upstreams{Hosts: discovered})
+	if d == e.last && !e.force {
+		return true
+	}
+	e.last, e.force = d, false
+	select {
+	case e.out <- Update{Source: e.source, Upstreams: Merge(e.base.p.Load(), discovered)}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -8,12 +8,17 @@ import (
 	"github.com/aralez-go/aralez/config"
 )
 
-// host builds a host whose paths are "prefix=server" pairs.
+// host builds a host whose paths are "prefix=server" pairs; a prefix
+// written "=/x" is an exact path.
 func host(name string, paths ...string) config.Host {
 	h := config.Host{Name: name}
 	for _, p := range paths {
+		m := config.MatchPrefix
+		if rest, ok := strings.CutPrefix(p, "="); ok {
+			p, m = rest, config.MatchExact
+		}
 		prefix, srv, _ := strings.Cut(p, "=")
-		path := config.Path{Prefix: prefix}
+		path := config.Path{Prefix: prefix, Match: m}
 		if srv != "" {
 			path.Servers = []config.Server{{Address: srv, Weight: 1}}
 		}
@@ -61,6 +66,21 @@ func TestMerge(t *testing.T) {
 				host("b.example.com", "/=127.0.0.1:9", "/x=127.0.0.1:3"),
 			},
 			want: "b.example.com /=127.0.0.1:2; b.example.com /x=127.0.0.1:3; c.example.com /=127.0.0.1:4",
+		},
+		{
+			// Issue 14: the file wins over Ingress even for an exact path.
+			name:       "file prefix wins over a discovered exact path",
+			file:       []config.Host{host("a.example.com", "/api=127.0.0.1:1")},
+			discovered: []config.Host{host("a.example.com", "=/api=127.0.0.1:2", "=/x=127.0.0.1:3")},
+			want:       "a.example.com /api=127.0.0.1:1; a.example.com =/x=127.0.0.1:3",
+		},
+		{
+			name: "discovered exact and prefix of one path coexist",
+			discovered: []config.Host{
+				host("b.example.com", "/api=127.0.0.1:2", "=/api=127.0.0.1:3"),
+				host("b.example.com", "=/api=127.0.0.1:8", "/api=127.0.0.1:9"),
+			},
+			want: "b.example.com /api=127.0.0.1:2; b.example.com =/api=127.0.0.1:3",
 		},
 		{
 			name:       "discovered path without servers is kept",

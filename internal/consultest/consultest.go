@@ -3,6 +3,12 @@
 // tests run the real github.com/hashicorp/consul/api client against a
 // Server on 127.0.0.1.
 //
+// Endpoints: GET /v1/health/service/{name} (every instance with its
+// node, service, tags, meta and one check; ?passing keeps the passing
+// ones) and GET /v1/catalog/services (service names and the union of
+// their instances' tags). Tests register instances with Set or
+// SetInstances and flip checks with SetCheck.
+//
 // It emulates Consul's blocking queries: every change bumps one global
 // index (real Consul keeps one per table; a shared one only wakes more
 // queries, which answer with unchanged data), and a request whose
@@ -23,8 +29,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/consul/api"
 )
 
 // Server is a Consul HTTP API emulator listening on 127.0.0.1. Its
@@ -36,8 +40,9 @@ type Server struct {
 	mu sync.Mutex // guards everything below
 	// index is the blocking-query index; it only grows.
 	index uint64
-	// services holds each service's instances as health entries.
-	services map[string][]*api.ServiceEntry
+	// services holds each service's instances; a service without
+	// instances is absent.
+	services map[string][]Instance
 	// status, when non-zero, is the status every answer fails with.
 	status  int
 	changed chan struct{} // closed and replaced on every change
@@ -79,12 +84,13 @@ func NewServerOn(tb testing.TB, ln net.Listener) *Server {
 	s := &Server{
 		mux:      http.NewServeMux(),
 		index:    10,
-		services: map[string][]*api.ServiceEntry{},
+		services: map[string][]Instance{},
 		changed:  make(chan struct{}),
 		counts:   Counts{Tokens: map[string]int{}},
 		quit:     make(chan struct{}),
 	}
 	s.mux.HandleFunc("GET /v1/health/service/{name}", s.health)
+	s.mux.HandleFunc("GET /v1/catalog/services", s.catalogServices)
 	s.mux.HandleFunc("/", s.unknown)
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Listener.Close()
@@ -113,29 +119,23 @@ func (s *Server) Close() {
 	s.srv.Close()
 }
 
-// Set replaces the instances of service name and wakes held queries.
-// An instance is "address:port", or "@address:port" for one registered
-// without a service address (its node's address is then address).
-// Instance i runs on node "node<i>".
+// Set replaces the instances of service name with passing, untagged
+// ones and wakes held queries. An instance is "address:port", or
+// "@address:port" for one registered without a service address (its
+// node's address is then address). Instance i runs on node "node<i>"
+// and has the ID name<i>.
 func (s *Server) Set(name string, instances ...string) {
-	var es []*api.ServiceEntry
-	for i, in := range instances {
+	ins := make([]Instance, 0, len(instances))
+	for _, in := range instances {
 		host, port, _ := net.SplitHostPort(in)
 		p, _ := strconv.Atoi(port)
-		e := &api.ServiceEntry{
-			Node:    &api.Node{Node: "node" + strconv.Itoa(i), Address: "10.9.9." + strconv.Itoa(i+1)},
-			Service: &api.AgentService{ID: name + strconv.Itoa(i), Service: name, Address: host, Port: p, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
-		}
+		i := Instance{Address: host, Port: p}
 		if node, ok := strings.CutPrefix(host, "@"); ok {
-			e.Node.Address = node
-			e.Service.Address = ""
+			i.Address, i.NodeAddress = "", node
 		}
-		es = append(es, e)
+		ins = append(ins, i)
 	}
-	s.mu.Lock()
-	s.services[name] = es
-	s.bumpLocked()
-	s.mu.Unlock()
+	s.SetInstances(name, ins...)
 }
 
 // SetStatus makes every answer fail with status (0: answer normally)
@@ -192,21 +192,10 @@ func (s *Server) unknown(w http.ResponseWriter, r *http.Request) {
 	http.NotFound(w, r)
 }
 
-// health answers GET /v1/health/service/{name}.
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	s.blocking(w, r, func() any {
-		es := s.services[name]
-		if es == nil {
-			es = []*api.ServiceEntry{}
-		}
-		return es
-	})
-}
-
 // blocking answers r as a Consul blocking query: it waits until the
 // index passes the request's ?index (or ?wait elapses), then writes
-// X-Consul-Index and the JSON of answer, which runs with s.mu held. It
+// X-Consul-Index and the JSON of answer, which runs with s.mu held and
+// must return values it does not share with later changes. It
 // answers with the emulated failure when one is set meanwhile, and
 // writes nothing when the client goes away or the Server closes.
 func (s *Server) blocking(w http.ResponseWriter, r *http.Request, answer func() any) {
