@@ -44,19 +44,16 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		err = bw.Flush()
 	}
 	hc.ReleaseWriter(bw)
+	var werr error
 	if err != nil {
-		hc.CloseConn(cc)
-		if reused && pipeline.IsReset(err) && !streamed {
-			hc.CloseIdleConnections()
-			return fmt.Errorf("%w: %w", pipeline.ErrStale, err)
+		if !upstreamReset(err) {
+			hc.CloseConn(cc)
+			return writeErr(hc, err, reused, streamed)
 		}
-		var op *net.OpError
-		if streamed && !errors.As(err, &op) && !isTimeout(err) {
-			// Not a network error: reading the client's streamed body
-			// failed (a malformed chunk), which is the client's fault.
-			return fmt.Errorf("%w: %w", pipeline.ErrClientBody, err)
-		}
-		return fastErr(err)
+		// The backend closed while the request was written: it may have
+		// answered first (a 413 right after the head, RFC 9112 §9.6).
+		// Its answer is relayed; without one the write error stands.
+		werr = err
 	}
 
 	br := hc.AcquireReader(conn)
@@ -69,13 +66,16 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
+		if werr != nil {
+			return writeErr(hc, werr, reused, streamed)
+		}
 		if reused && pipeline.IsReset(err) {
 			hc.CloseIdleConnections()
 			return fmt.Errorf("%w: %w", pipeline.ErrStale, err)
 		}
 		return fastErr(err)
 	}
-	closeConn := req.Header.ConnectionClose() || resp.Header.ConnectionClose()
+	closeConn := werr != nil || req.Header.ConnectionClose() || resp.Header.ConnectionClose()
 	cl := resp.Header.ContentLength()
 	if req.Header.IsHead() || noBody(resp.StatusCode()) {
 		resp.SkipBody = true
@@ -116,6 +116,25 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		hc.ReleaseConn(cc)
 	}
 	return nil
+}
+
+// writeErr classifies an error that ended writing a request upstream:
+// a reset on a reused connection is pipeline.ErrStale (and the backend's
+// other idle connections are closed), a failure to read the client's
+// streamed body is the client's (pipeline.ErrClientBody, or the body
+// limit's own error), else fastErr.
+func writeErr(hc *fasthttp.HostClient, err error, reused, streamed bool) error {
+	if reused && pipeline.IsReset(err) && !streamed {
+		hc.CloseIdleConnections()
+		return fmt.Errorf("%w: %w", pipeline.ErrStale, err)
+	}
+	var op *net.OpError
+	if streamed && !errors.As(err, &op) && !isTimeout(err) {
+		// Not a network error: reading the client's streamed body
+		// failed (a malformed chunk), which is the client's fault.
+		return fmt.Errorf("%w: %w", pipeline.ErrClientBody, err)
+	}
+	return fastErr(err)
 }
 
 // noBody reports whether a response with this status has no body

@@ -106,6 +106,9 @@ func (n *netUpstream) newTransport(kind int) *http.Transport {
 	if kind == trH2GRPC || kind == trH2CGRPC {
 		t.ResponseHeaderTimeout = 0
 	}
+	if kind == trH1 {
+		t.DialContext = n.dialEarly // an answer before the whole body (upstream_early.go)
+	}
 	if cfg, err := n.clientTLS(); err == nil {
 		t.TLSClientConfig = cfg.Clone()
 	} else {
