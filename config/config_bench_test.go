@@ -45,3 +45,27 @@ func BenchmarkClone(b *testing.B) {
 		_ = c.Clone()
 	}
 }
+
+// BenchmarkSyntaxError measures a syntax error in a 10,000-host
+// upstreams file, located by a few trial parses (syntax.go): at the end
+// of the file, and in the first host.
+func BenchmarkSyntaxError(b *testing.B) {
+	data := benchUpstreams(10000)
+	for _, c := range []struct {
+		name string
+		src  []byte
+	}{
+		{"at the end", append(append([]byte{}, data...), "  bad.test:\n   paths: {}\n"...)},
+		{"first host", append([]byte("upstreams:\n  a.test:\n paths: 1\n"), data[strings.Index(string(data), "upstreams:\n")+len("upstreams:\n"):]...)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.src)))
+			for b.Loop() {
+				if _, err := ParseUpstreams("b.yaml", c.src); err == nil {
+					b.Fatal("want a syntax error")
+				}
+			}
+		})
+	}
+}

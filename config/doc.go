@@ -22,8 +22,14 @@
 //     one document is bounded, so aliases cannot expand without limit.
 //   - A key written without a value (null) counts as absent.
 //   - Parsing time is linear in the input; nesting deeper than 10,000
-//     levels is an error. Syntax errors carry the parser's line; the
-//     column is exact for inputs up to 16 KiB and 1 otherwise.
+//     levels is an error. A syntax error is reported where it is, at
+//     any file size (syntax.go): an unclosed "[" or "{" at the bracket,
+//     a file that ends inside a value at its end, anything else on the
+//     first line that makes the file fail, found by a few trial parses
+//     (O(n log n) at worst, on the error path only). The column is the
+//     offending ":" for "mapping values are not allowed", else the
+//     line's first character, or, for inputs up to 16 KiB, where
+//     goccy/go-yaml places it.
 //   - Keys inherited from Aralez keep Aralez's types and units (hc_interval
 //     and sticky_sessions are whole seconds, rate_limit is requests per
 //     second). Keys added by this project take Go duration strings

@@ -34,7 +34,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		// YAML itself.
 		{name: "syntax with column", src: "client_headers: [\"a: b\"\n", pos: "1:17", msg: "YAML syntax"},
-		{name: "syntax", src: "provider: file\n  x: 1\n", pos: "2:1", msg: "YAML syntax"},
+		{name: "syntax", src: "provider: file\n  x: 1\n", pos: "2:4", msg: "YAML syntax: mapping values are not allowed"},
 		{name: "duplicate key", src: "rate_limit: 1\nrate_limit: 2\n", pos: "2:1", msg: `duplicate key "rate_limit" (first at line 1)`},
 		{name: "unknown alias", src: "rate_limit: *nope\n", pos: "1:13", msg: "alias *nope refers to no anchor"},
 		{name: "tag", src: "rate_limit: !!int 12\n", pos: "1:13", msg: "YAML tag !!int is not supported"},

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	goccyparser "github.com/goccy/go-yaml/parser"
-	"github.com/goccy/go-yaml/token"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -95,9 +93,9 @@ var (
 	yamlErrNoAnchor = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
 )
 
-// syntaxError records a parser error. The parser gives the line; the
-// column comes from a second parser when the input is small and that
-// parser fails on the same line, else it is 1.
+// syntaxError records a parser error at the place locateSyntax finds
+// (syntax.go): the parser's own line is often that of the enclosing
+// block.
 func (w *walker) syntaxError(data []byte, err error) {
 	pos := Pos{File: w.file, Line: 1, Col: 1}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
@@ -111,34 +109,12 @@ func (w *walker) syntaxError(data []byte, err error) {
 		return
 	}
 	if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
-		pos.Line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
-	if col := locateSyntaxError(data, pos.Line); col > 0 {
-		pos.Col = col
+	if !strings.HasPrefix(msg, "exceeded max depth") {
+		pos.Line, pos.Col = locateSyntax(data, msg)
 	}
 	w.errs = append(w.errs, &FieldError{Pos: pos, Msg: "YAML syntax: " + msg})
-}
-
-// locateSyntaxError returns the column goccy/go-yaml reports for a syntax
-// error on line, or 0.
-func locateSyntaxError(data []byte, line int) (col int) {
-	if len(data) > maxLocateBytes {
-		return 0
-	}
-	defer func() {
-		if recover() != nil {
-			col = 0
-		}
-	}()
-	_, err := goccyparser.ParseBytes(data, 0, goccyparser.AllowDuplicateMapKey())
-	var te interface{ GetToken() *token.Token }
-	if errors.As(err, &te) {
-		if tk := te.GetToken(); tk != nil && tk.Position != nil && tk.Position.Line == line {
-			return tk.Position.Column
-		}
-	}
-	return 0
 }
 
 // pos returns where n starts.
