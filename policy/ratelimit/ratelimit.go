@@ -54,24 +54,26 @@ const (
 )
 
 // Key identifies one counter: a client address, a host hash and a route
-// id. IPv4 clients are keyed by their full address, IPv6 clients by their
-// /64 (one subscriber's allocation, so rotating the interface identifier
-// does not escape the limit). Key is comparable, 24 bytes, holds no
-// pointers, and making one does not allocate. The zero Key is the key of
-// the zero netip.Addr with host 0 and route 0.
+// identity. IPv4 clients are keyed by their full address, IPv6 clients by
+// their /64 (one subscriber's allocation, so rotating the interface
+// identifier does not escape the limit). Key is comparable, 32 bytes,
+// holds no pointers, and making one does not allocate. The zero Key is the
+// key of the zero netip.Addr with host 0 and route 0.
 type Key struct {
 	addr  uint64 // IPv4 address, or the upper 64 bits of an IPv6 address
 	host  uint64
-	route uint32
+	route uint64
 	v6    bool
 }
 
 // MakeKey returns the key for client (IPv4-mapped IPv6 addresses count as
 // IPv4; the zone is ignored; the zero Addr is one shared client), host (a
-// hash of the virtual host name chosen by the caller) and route (the id of
-// the path entry the limit is set on, or 0 when the limit is set on the
-// host or globally).
-func MakeKey(client netip.Addr, host uint64, route uint32) Key {
+// hash of the virtual host name chosen by the caller) and route (an
+// identity of the path entry the limit is set on, or 0 when the limit is
+// set on the host or globally). With a Store, host and route must be the
+// same in every instance and across reloads (a hash of the host name, of
+// the host and path prefix), since the store names counters by them.
+func MakeKey(client netip.Addr, host uint64, route uint64) Key {
 	k := Key{host: host, route: route}
 	client = client.Unmap()
 	switch {
@@ -103,7 +105,7 @@ func (k Key) Client() netip.Prefix {
 func (k Key) Host() uint64 { return k.host }
 
 // Route returns the route part of k, as given to MakeKey.
-func (k Key) Route() uint32 { return k.route }
+func (k Key) Route() uint64 { return k.route }
 
 // hashKey is the hasher for the key map. It mixes every field with the
 // map's random seed (murmur3 finaliser rounds), so clients cannot aim for
@@ -111,11 +113,10 @@ func (k Key) Route() uint32 { return k.route }
 func hashKey(k Key, seed uint64) uint64 {
 	h := fmix(seed ^ k.addr)
 	h = fmix(h ^ k.host)
-	v := uint64(k.route) << 1
 	if k.v6 {
-		v |= 1
+		h = ^h
 	}
-	return fmix(h ^ v)
+	return fmix(h ^ k.route)
 }
 
 func fmix(h uint64) uint64 {

@@ -46,7 +46,8 @@ type Options struct {
 	// and X-Request-Id are kept). From any other peer every client copy
 	// of them is removed and replaced.
 	TrustedProxies []netip.Prefix
-	// LimiterOptions sizes the rate-limit counters.
+	// LimiterOptions sizes the rate-limit counters and, with a Store,
+	// shares them with the other instances of a fleet.
 	LimiterOptions ratelimit.Options
 	// ViaName is the pseudonym in the Via header added to upstream
 	// requests (RFC 9110 §7.6.3). Default "aralez".
@@ -98,8 +99,12 @@ func (p *Pipeline) Options() Options { return p.opts }
 func (p *Pipeline) Logger() *slog.Logger { return p.log }
 
 // Run sweeps idle rate-limit keys every ratelimit.DefaultSweepInterval
-// until ctx is done.
+// and, with a store, exchanges counts with it, until ctx is done.
 func (p *Pipeline) Run(ctx context.Context) { p.limiter.Run(ctx, ratelimit.DefaultSweepInterval) }
+
+// LimiterStats returns the counters of the rate limiter's exchanges with
+// its store (the zero value without one), for metrics.
+func (p *Pipeline) LimiterStats() ratelimit.FleetStats { return p.limiter.FleetStats() }
 
 // Responded is the last step: it records the status the client got (an
 // upstream's or the proxy's own) for the route's x4xx_limit. The proxy's

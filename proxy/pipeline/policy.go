@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"fmt"
-	"hash/maphash"
+	"hash/fnv"
 	"net/netip"
 	"strings"
 
@@ -25,10 +25,13 @@ const (
 // routePolicy is the compiled per-request policy of one route: the most
 // specific level (path > host > global) of each setting.
 type routePolicy struct {
-	hostHash uint64
+	// hostHash and rateRoute/x4xxRoute name the limits' counters by
+	// stable identities, the same in every process and across reloads,
+	// as a rate-limit store shared by a fleet needs (issue 17).
+	hostHash uint64 // FNV-1a 64 of the host name
 
 	rateLimit, x4xxLimit int
-	rateRoute, x4xxRoute uint32 // route ID + 1 when the limit is set on the path, else 0
+	rateRoute, x4xxRoute uint64 // Route.Key when the limit is set on the path, else 0
 
 	allow, deny []netip.Prefix
 
@@ -45,23 +48,23 @@ type routePolicy struct {
 	cookiePath   string
 }
 
-var hostSeed = maphash.MakeSeed()
-
 func compilePolicy(cfg *config.Config, h *config.Host, p *config.Path, r *Route, res Resolver) (routePolicy, error) {
 	up := &cfg.Upstreams
 	levels := [3]*config.Policy{&p.Policy, &h.Policy, &up.Policy}
-	rp := routePolicy{hostHash: maphash.String(hostSeed, h.Name)}
+	hh := fnv.New64a()
+	hh.Write([]byte(h.Name))
+	rp := routePolicy{hostHash: hh.Sum64()}
 	for i, l := range levels {
 		if rp.rateLimit == 0 && l.RateLimit > 0 {
 			rp.rateLimit = l.RateLimit
 			if i == 0 {
-				rp.rateRoute = r.ID + 1
+				rp.rateRoute = r.Key
 			}
 		}
 		if rp.x4xxLimit == 0 && l.X4xxLimit > 0 {
 			rp.x4xxLimit = l.X4xxLimit
 			if i == 0 {
-				rp.x4xxRoute = r.ID + 1
+				rp.x4xxRoute = r.Key
 			}
 		}
 		if rp.allow == nil && rp.deny == nil && (len(l.Allow) > 0 || len(l.Deny) > 0) {

@@ -279,7 +279,7 @@ func (s *Store) keyBase(k ratelimit.Key) string {
 	b = append(b, ',')
 	b = strconv.AppendUint(b, k.Host(), 16)
 	b = append(b, ',')
-	b = strconv.AppendUint(b, uint64(k.Route()), 16)
+	b = strconv.AppendUint(b, k.Route(), 16)
 	b = append(b, '}')
 	s.buf = b
 	return string(b)
