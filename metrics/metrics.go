@@ -110,6 +110,7 @@ type Metrics struct {
 
 	cache cacheMetrics
 	certs certMetrics
+	store storeMetrics
 
 	logErrors atomic.Pointer[func() uint64]
 	health    atomic.Pointer[func(emit func(addr string, up bool))]
@@ -200,7 +201,7 @@ func New() *Metrics {
 		m.requests, m.errors, m.responses, m.latency, byMethod, byVersion, m.byUpstream,
 		sessions, memory, openFiles, logErrors,
 		m.retries, m.rateLimited, m.authRejected, reloads, m.generation,
-		&healthCollector{m: m},
+		&healthCollector{m: m}, &m.store,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

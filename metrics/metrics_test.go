@@ -331,3 +331,27 @@ func TestCertificateMetrics(t *testing.T) {
 		t.Errorf("expiry series = %d; want 2", n)
 	}
 }
+
+// TestRateLimitStoreMetrics checks the aralez_ratelimit_store_* series
+// read from the callback at scrape time (issue 17).
+func TestRateLimitStoreMetrics(t *testing.T) {
+	t.Parallel()
+	m := New()
+	if _, ok := value(scrape(t, m), "aralez_ratelimit_store_up"); ok {
+		t.Error("aralez_ratelimit_store_up present without a store")
+	}
+	m.SetRateLimitStore(func() StoreStats {
+		return StoreStats{Up: false, Instances: 3, Exchanges: 40, Failures: 5, Outages: 1, Keys: 120, Dropped: 2}
+	})
+	fams := scrape(t, m)
+	for name, want := range map[string]float64{
+		"aralez_ratelimit_store_up": 0, "aralez_ratelimit_store_instances": 3,
+		"aralez_ratelimit_store_exchanges_total": 40, "aralez_ratelimit_store_errors_total": 5,
+		"aralez_ratelimit_store_outages_total": 1, "aralez_ratelimit_store_keys_total": 120,
+		"aralez_ratelimit_store_dropped_total": 2,
+	} {
+		if got, ok := value(fams, name); !ok || got != want {
+			t.Errorf("%s = %v, %v; want %v", name, got, ok, want)
+		}
+	}
+}

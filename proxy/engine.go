@@ -55,7 +55,8 @@ type Options struct {
 	// TrustedProxies are the peers whose forwarding headers are believed
 	// (see pipeline.Options.TrustedProxies).
 	TrustedProxies []netip.Prefix
-	// LimiterOptions sizes the rate-limit counters.
+	// LimiterOptions sizes the rate-limit counters and, with a Store,
+	// shares them with the other instances of a fleet.
 	LimiterOptions ratelimit.Options
 	// Metrics records every request (Prometheus); nil = none.
 	Metrics *metrics.Metrics

@@ -8,9 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aralez-go/aralez/internal/redistest"
 )
 
 // viaBalancer sends one GET to addr from 127.0.0.2, the load balancer of
@@ -85,4 +88,185 @@ func TestProxyProtocolAcrossUpgrade(t *testing.T) {
 	check("after the upgrade")
 	syscall.Kill(next, syscall.SIGTERM)
 	reap(t, next, 20*time.Second)
+}
+
+// storeUp reads aralez_ratelimit_store_up from the /metrics of the config
+// API at addr: 1, 0, or -1 when it cannot be read.
+func storeUp(addr string) int {
+	resp, err := httpClient.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "aralez_ratelimit_store_up "); ok {
+			if v == "1" {
+				return 1
+			}
+			return 0
+		}
+	}
+	return -1
+}
+
+// fleetLoad sends requests round robin over the proxies at a fixed pace
+// from a few goroutines until stop is closed, and records each answer.
+type fleetLoad struct {
+	mu      sync.Mutex
+	ok      []time.Time // 200s
+	other   int         // neither 200 nor 429, or a transport error
+	lastErr string
+	slowest time.Duration
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startFleetLoad(addrs []string, workers int, gap time.Duration) *fleetLoad {
+	l := &fleetLoad{stop: make(chan struct{})}
+	for w := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
+			defer c.CloseIdleConnections()
+			tk := time.NewTicker(gap)
+			defer tk.Stop()
+			for i := w; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				case <-tk.C:
+				}
+				start := time.Now()
+				resp, err := c.Get("http://" + addrs[i%len(addrs)] + "/")
+				took := time.Since(start)
+				status := 0
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				l.mu.Lock()
+				l.slowest = max(l.slowest, took)
+				switch {
+				case status == 200:
+					l.ok = append(l.ok, start)
+				case status != 429:
+					l.other++
+					l.lastErr = fmt.Sprintf("status %d, %v", status, err)
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// admittedSince counts the 200s at or after t0 and before t1.
+func (l *fleetLoad) admittedSince(t0, t1 time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, t := range l.ok {
+		if !t.Before(t0) && t.Before(t1) {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *fleetLoad) end() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// TestFleetRateLimit runs three proxy processes sharing a real
+// redis-server (rate_limit 100, rate_limit_sync 100ms,
+// rate_limit_fleet_size 3) with one client spread over all three: each
+// second after the first admits at most 100 plus the documented
+// allowance; with the server paused (SIGSTOP) and then killed, every
+// instance falls back to limit/3 and no request fails or waits on it;
+// with the server back, the fleet limit holds again (issue 17).
+func TestFleetRateLimit(t *testing.T) {
+	becomeSubreaper(t)
+	srv := redistest.Start(t)
+	const limit, sync = 100, 100 * time.Millisecond
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	var addrs, apis []string
+	for range 3 {
+		api := freeAddr(t)
+		dir, addr := proxyDir(t, strings.TrimPrefix(up.URL, "http://"), fmt.Sprintf(
+			"rate_limit_store: redis://%s\nrate_limit_sync: %v\nrate_limit_fleet_size: 3\nconfig_address: %q\n", srv.Addr, sync, api))
+		writeFile(t, dir+"/upstreams.yaml", "rate_limit: 100\n"+upstreamsYAML(strings.TrimPrefix(up.URL, "http://"), ""))
+		pid := startBinary(t, dir, nil)
+		defer syscall.Kill(pid, syscall.SIGTERM)
+		waitServing(t, addr, "ok")
+		addrs, apis = append(addrs, addr), append(apis, api)
+	}
+	allUp := func(want int) bool {
+		for _, a := range apis {
+			if storeUp(a) != want {
+				return false
+			}
+		}
+		return true
+	}
+	if !waitFor(10*time.Second, func() bool { return allUp(1) }) {
+		t.Fatal("aralez_ratelimit_store_up is not 1 on every instance")
+	}
+	load := startFleetLoad(addrs, 6, 10*time.Millisecond) // 600 requests per second
+	defer load.end()
+	a := 2*limit/10 + 3 // (3-1) × limit × 0.1 s + 3 × ⌈limit × 0.1 s / 12⌉
+	start := time.Now()
+	time.Sleep(3 * time.Second) //nolint:forbidigo // the load runs for a measured time
+	per := []int{load.admittedSince(start, start.Add(time.Second)),
+		load.admittedSince(start.Add(time.Second), start.Add(2*time.Second)),
+		load.admittedSince(start.Add(2*time.Second), start.Add(3*time.Second))}
+	t.Logf("fleet of 3, one client at 600 req/s: admitted per second %v (limit %d, allowance %d)", per, limit, a)
+	for i, c := range per[1:] {
+		if c > limit+a+limit/10 {
+			t.Errorf("second %d admitted %d; want at most %d + %d", i+2, c, limit, a)
+		}
+	}
+	if per[1]+per[2] < limit {
+		t.Errorf("seconds 2 and 3 admitted %d; want about %d", per[1]+per[2], 2*limit)
+	}
+
+	srv.Stop()
+	stopped := time.Now()
+	if !waitFor(5*time.Second, func() bool { return allUp(0) }) {
+		t.Fatal("aralez_ratelimit_store_up is still 1 somewhere 5 s after SIGSTOP")
+	}
+	fellBack := time.Since(stopped)
+	t.Logf("every instance fell back %v after SIGSTOP (sync interval %v)", fellBack, sync)
+	if fellBack > 10*sync {
+		t.Errorf("fallback took %v; want within a few sync intervals of %v", fellBack, sync)
+	}
+	time.Sleep(time.Second) //nolint:forbidigo // traffic during the outage
+	srv.Kill()
+	time.Sleep(500 * time.Millisecond) //nolint:forbidigo // traffic with the server gone
+	load.mu.Lock()
+	other, lastErr, slowest := load.other, load.lastErr, load.slowest
+	load.mu.Unlock()
+	t.Logf("outage: %d failed requests, slowest request %v", other, slowest)
+	if other != 0 {
+		t.Errorf("%d requests failed (last: %s); want only 200 and 429", other, lastErr)
+	}
+	if slowest > time.Second {
+		t.Errorf("slowest request %v; want no request waiting on the store", slowest)
+	}
+
+	srv.Restart()
+	if !waitFor(10*time.Second, func() bool { return allUp(1) }) {
+		t.Fatal("aralez_ratelimit_store_up is not back to 1 everywhere 10 s after the restart")
+	}
+	back := time.Now().Add(time.Second) // after the burst second
+	time.Sleep(2 * time.Second)         //nolint:forbidigo // the load runs for a measured time
+	if c := load.admittedSince(back, back.Add(time.Second)); c > limit+a+limit/10 {
+		t.Errorf("after the store came back: %d admitted in a second; want at most %d + %d", c, limit, a)
+	} else {
+		t.Logf("after the store came back: %d admitted in a second", c)
+	}
 }

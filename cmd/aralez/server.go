@@ -64,6 +64,8 @@ type server struct {
 	pidWrote bool
 	proc     *process // nil in-process: no upgrade, no privilege drop
 
+	store io.Closer // the shared rate-limit store; nil without one
+
 	acme       *acme.Manager // nil without a TLS listener
 	challenges challenges    // the pipeline's HTTP-01 answers, from acme
 	// domainsRead are the domains.json files read at start, domainsWrite
@@ -110,7 +112,13 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 			tlsPort, _ = strconv.Atoi(p)
 		}
 	}
+	lim, store, err := limiterOptions(m, log)
+	if err != nil {
+		return nil, err
+	}
+	s.store = store
 	s.engine = proxy.NewEngine(s.reg, proxy.Options{
+		LimiterOptions:      lim,
 		Challenges:          &s.challenges,
 		Logger:              log,
 		TLSPort:             tlsPort,
@@ -129,6 +137,9 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		Method:   m.HCMethod,
 		Logger:   log,
 	})
+	if store != nil {
+		s.metrics.SetRateLimitStore(storeStats(s.engine.Pipeline().LimiterStats))
+	}
 	s.metrics.SetUpstreamHealth(func(emit func(addr string, up bool)) {
 		s.reg.Backends().Range(func(b *balancer.Backend) bool {
 			emit(b.Addr(), b.Up())
@@ -508,6 +519,9 @@ func (s *server) shutdown() {
 	_ = s.access.Shutdown(ctx)
 	if s.acme != nil {
 		s.acme.Stop()
+	}
+	if s.store != nil {
+		_ = s.store.Close()
 	}
 	if s.pidWrote {
 		removePIDFile(s.cfg.Main.PIDFile)
