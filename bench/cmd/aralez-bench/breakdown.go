@@ -34,6 +34,11 @@ func renderCPU(w *bytes.Buffer, rows []*row, sysc map[string]*sysCount, tool str
 				calls = "not counted"
 			} else {
 				calls = fmt.Sprintf("%.2f", sc.total/sc.requests)
+				if sc.requests < fewRequests {
+					// The proxy's own timers and health checks weigh
+					// on so few requests (strace on a busy machine).
+					calls += fmt.Sprintf(" (only %.0f requests)", sc.requests)
+				}
 				top = topCalls(sc.calls, sc.requests, 4)
 			}
 		}
@@ -50,6 +55,10 @@ func renderCPU(w *bytes.Buffer, rows []*row, sysc map[string]*sysCount, tool str
 	}
 	fmt.Fprintln(w)
 }
+
+// fewRequests is the request count of a syscalls window below which its
+// per-request figure is marked as imprecise.
+const fewRequests = 1000
 
 func us(v float64) string {
 	if math.IsNaN(v) {

@@ -17,13 +17,16 @@ func TestRenderCPU(t *testing.T) {
 	sysc := map[string]*sysCount{
 		"h1 100B c50|nginx":  {tool: "perf", total: 20200, requests: 4000, calls: map[string]float64{"recvfrom": 8040, "writev": 8040, "getsockopt": 4000}},
 		"h1 100B c50|aralez": {tool: "perf", err: "perf exited"},
+		"h1 100B c50|caddy":  {tool: "strace", total: 1152, requests: 58, calls: map[string]float64{"nanosleep": 343}},
 	}
+	rows = append(rows, aggregate([]sample{kept(1, "h1 100B c50", "caddy", 1, 10000, 1, 1)})...)
 	var b bytes.Buffer
 	renderCPU(&b, rows, sysc, "perf")
 	out := b.String()
 	wantAll(t, "renderCPU", out,
 		"| h1 100B c50 | nginx | 10.0 | 15.0 | 25.0 | 5.05 | recvfrom 2.01, writev 2.01, getsockopt 1.00 |",
 		"| h1 100B c50 | aralez | 20.0 | 30.0 | 50.0 | not counted | - |",
+		"| h1 100B c50 | caddy | 40.0 | 60.0 | 100.0 | 19.86 (only 58 requests) | nanosleep 5.91 |",
 		"perf stat")
 	if strings.Contains(out, "| direct |") {
 		t.Errorf("renderCPU has a direct row:\n%s", out)

@@ -1199,7 +1199,7 @@ func (s *suite) measure(c tcase, t *target, round int) {
 		case sm.Why != "":
 			status = "kept, flagged: " + sm.Why
 		}
-		s.say("s%d %-22s r%d %-8s %9.0f req/s  p99 %7.2f ms  cpu %5.2f s  %s", c.scen, c.id, round, t.name, sm.RPS, sm.P99us/1000, sm.ProxyCPU, status)
+		s.say("s%d %-22s r%d %-11s %9.0f req/s  p99 %7.2f ms  cpu %5.2f s  %s", c.scen, c.id, round, t.name, sm.RPS, sm.P99us/1000, sm.ProxyCPU, status)
 		if sm.Non2xx > 0 || sm.Errors > 0 {
 			detail := ""
 			if sm.ErrText != "" {
