@@ -391,9 +391,6 @@ func (s *suite) describeMachine() {
 			continue
 		}
 		label := fmt.Sprintf("%-8s ", t.name)
-		if t.name == baseName {
-			label = baseName + " "
-		}
 		if _, err := os.Stat(t.bin); err == nil {
 			s.versions = append(s.versions, label+firstLine(t.bin, "-version"))
 		} else {
