@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"net"
 	"strconv"
 	"strings"
@@ -36,6 +37,12 @@ type pathBench struct {
 }
 
 func newPathBench(tb testing.TB, cfg *config.Config, rawReq string, respBody []byte) *pathBench {
+	return newPathBenchWith(tb, cfg, rawReq, respBody, Options{})
+}
+
+// newPathBenchWith is newPathBench with engine options; the engine's Run
+// loop (limiter sweeps and store exchanges) runs until the test ends.
+func newPathBenchWith(tb testing.TB, cfg *config.Config, rawReq string, respBody []byte, o Options) *pathBench {
 	tb.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
@@ -44,7 +51,11 @@ func newPathBench(tb testing.TB, cfg *config.Config, rawReq string, respBody []b
 	}}
 	go up.Serve(ln) //nolint:errcheck
 	reg := NewRegistry(UpstreamOptions{})
-	e := NewEngine(reg, Options{})
+	e := NewEngine(reg, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
 	snap, err := Compile(cfg, reg)
 	if err != nil {
 		tb.Fatal(err)

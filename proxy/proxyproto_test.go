@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -304,4 +307,86 @@ func TestProxyProtocolRateLimit(t *testing.T) {
 			t.Errorf("client %s: statuses %v; want [200 200 429]", client, codes)
 		}
 	}
+}
+
+// TestProxyProtocolBehindHAProxy puts a real HAProxy in TCP mode with
+// send-proxy-v2 in front of both listeners: a client connecting to
+// HAProxy from 127.0.0.3 reaches the backend with X-Forwarded-For
+// 127.0.0.3, over HTTP/1.1 and over TLS with h2, while the proxy's peer
+// is HAProxy on 127.0.0.1 (issue 17).
+func TestProxyProtocolBehindHAProxy(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("ARALEZ_CI") != "" {
+			t.Fatalf("haproxy not found, and ARALEZ_CI is set (.ci/run installs it): %v", err)
+		}
+		t.Skip("haproxy is not installed (Debian package haproxy); skipping")
+	}
+	f, _ := ppFronts(t, 2*time.Second, nil)
+	plain, tlsFront := freeLoopback(t), freeLoopback(t)
+	cfg := fmt.Sprintf(`global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend plain
+    bind %s
+    default_backend aralez_plain
+frontend tls
+    bind %s
+    default_backend aralez_tls
+backend aralez_plain
+    server a %s send-proxy-v2
+backend aralez_tls
+    server a %s send-proxy-v2
+`, plain, tlsFront, f.plain, f.tls)
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	clients := ppClients("127.0.0.3", nil)
+	for _, c := range []struct{ name, url string }{{"http1", "http://" + plain}, {"h2", "https://" + tlsFront}} {
+		var resp *http.Response
+		var body string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			// HAProxy binds its ports shortly after it starts.
+			r, err := clients[c.name].Get(c.url + "/")
+			if err == nil {
+				b, _ := io.ReadAll(r.Body)
+				r.Body.Close()
+				resp, body = r, string(b)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s through HAProxy: %v; HAProxy said:\n%s", c.name, err, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if resp.StatusCode != 200 || !strings.HasSuffix(body, " 127.0.0.3") {
+			t.Errorf("%s through HAProxy = %d %q; want 200 and X-Forwarded-For 127.0.0.3", c.name, resp.StatusCode, body)
+		}
+	}
+}
+
+// freeLoopback returns a free 127.0.0.1 port (closed again, for a server
+// that binds it itself).
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
