@@ -9,7 +9,7 @@ FUZZTIME  ?= 10s
 
 REV       ?= HEAD~1
 
-.PHONY: help build run test vet lint deps fmt fuzz bench bench-setup bench-go bench-base bench-ab clean
+.PHONY: help build run first-build-note test vet lint deps fmt fuzz bench bench-setup bench-go bench-base bench-ab clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,8 +17,18 @@ help: ## list targets
 build: ## build bin/aralez
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aralez
 
-run: build ## build and run the proxy on etc/main.yaml (http://127.0.0.1:6193/)
+run: first-build-note build ## build and run the proxy on etc/main.yaml (http://127.0.0.1:6193/)
 	./$(BIN) -c $(CONFIG)
+
+# first-build-note says, before a build that must first download and
+# compile the dependencies, that the first build takes minutes: the Go
+# tools print nothing while they work. A dependency that is not
+# downloaded, or not compiled in the build cache, means a cold build.
+first-build-note:
+	@if ! $(GO) list -m -f '{{.Dir}}' github.com/valyala/fasthttp 2>/dev/null | grep -q . || \
+	   [ "$$($(GO) list -f '{{.Stale}}' github.com/valyala/fasthttp 2>/dev/null)" != false ]; then \
+	  echo "aralez: first build: downloading and compiling the dependencies (several minutes the first time; later builds take seconds)"; \
+	fi
 
 test: ## run every test with the race detector (unit + integration)
 	$(GO) test $(TEST_FLAGS) ./...
