@@ -11,13 +11,16 @@ import (
 // TestRequestPathAllocs guards the zero-allocation contract of the request
 // path (STYLE §4): parse, route, pick, rewrite and forward a request whose
 // bodies are under the buffer threshold.
-// It covers the plain path, a rate limit that never triggers and a cached
-// JWT check.
+// It covers the plain path, a rate limit that never triggers, a cached
+// JWT check and a response cache hit (issue 15).
 func TestRequestPathAllocs(t *testing.T) {
 	for _, v := range policyVariants(t) {
-		pb := newPathBench(t, v.cfg, v.req, benchBody)
+		pb := newPathBench(t, v.cfg, v.req, benchBody).withCache(t, v.cfg)
 		for i := 0; i < 100; i++ { // warm pools and the upstream connection
 			pb.do(t)
+		}
+		if xc := string(pb.ctx.Response.Header.Peek("X-Cache")); v.cfg.Main.CacheSizeMB > 0 && xc != "HIT" {
+			t.Fatalf("%s: X-Cache = %q; want HIT", v.name, xc)
 		}
 		allocs := testing.AllocsPerRun(1000, func() {
 			if st := pb.do(t); st != 200 {

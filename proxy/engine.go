@@ -10,6 +10,7 @@ import (
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/metrics"
 	"github.com/aralez-go/aralez/policy/ratelimit"
+	"github.com/aralez-go/aralez/proxy/cache"
 	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
@@ -68,6 +69,11 @@ type Options struct {
 	// Challenges answers ACME HTTP-01 challenges before routing; nil =
 	// none.
 	Challenges pipeline.HTTPChallenger
+	// Cache is the response cache (cache_size_mb); nil = none.
+	Cache *cache.Cache
+	// CacheStatusHeader names the cache status response header
+	// (cache_status_header); empty = none.
+	CacheStatusHeader string
 }
 
 // DefaultBodyBufferBytes is Options.BodyBufferBytes when zero: 64 KiB.
@@ -103,6 +109,8 @@ func NewEngine(reg *Registry, o Options) *Engine {
 		LimiterOptions:      o.LimiterOptions,
 		ViaName:             o.ViaName,
 		Challenges:          o.Challenges,
+		Cache:               o.Cache,
+		CacheStatusHeader:   o.CacheStatusHeader,
 	}
 	if o.Metrics != nil {
 		po.Recorder = o.Metrics

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/proxy/cache"
 	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
@@ -109,6 +110,10 @@ type state struct {
 	dec  pipeline.Decision
 	plan pipeline.Plan
 
+	cache    pipeline.CacheState
+	fields   cache.Fields // the upstream response's lines, for the cache
+	bufLimit int          // the largest upstream body read into memory
+
 	leased bool   // a streamed response body owns the backend's in-flight count
 	upIdx  int    // metrics index of the backend that answered, -1 = none
 	upAddr string // its address (or the one that failed), for the access log
@@ -133,6 +138,8 @@ func (e *Engine) acquireState(ctx *fasthttp.RequestCtx) *state {
 	st.leased, st.upIdx, st.upAddr = false, -1, ""
 	st.req.Reset()
 	st.dec.Reset()
+	st.cache.Reset()
+	st.bufLimit = e.opts.BodyBufferBytes
 	return st
 }
 
@@ -234,6 +241,14 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	defer releaseState(st)
 	defer e.finishFast(ctx, st, start)
 	d := &st.dec
+	if d.Action == pipeline.ActForward && !pipeline.IsWebSocket(&st.req) {
+		e.pl.CacheLookup(&st.req, d, (*fastPeeker)(&ctx.Request.Header), &st.cache, start.UnixNano())
+		defer e.pl.CacheDone(&st.cache)
+		if st.cache.Serve != nil {
+			e.serveCachedFast(ctx, st, start.UnixNano())
+			return
+		}
+	}
 	if d.Action != pipeline.ActForward {
 		e.replyFast(ctx, st)
 		return
@@ -253,6 +268,7 @@ func (e *Engine) replyFast(ctx *fasthttp.RequestCtx, st *state) {
 		ctx.SetConnectionClose() // the rest of the request cannot be trusted
 	}
 	e.pl.PlanReply(d, &st.plan)
+	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	resp := &ctx.Response
 	resp.Reset()
 	applyResp(&resp.Header, &st.plan)
@@ -267,6 +283,8 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	d := &st.dec
 	req, resp := &ctx.Request, &ctx.Response
 	e.pl.PlanRequest(&st.req, d, &st.plan)
+	e.pl.PlanCacheRequest(&st.cache, &st.plan, time.Now().UnixNano())
+	st.bufLimit = e.pl.CacheBodyLimit(&st.cache, e.opts.BodyBufferBytes)
 	applyReq(req, &st.plan)
 	body := pipeline.BodyNone
 	if req.IsBodyStream() {
@@ -278,6 +296,15 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	if out.Backend == nil {
 		if out.Failed != nil {
 			st.upAddr = out.Failed.Addr()
+		}
+		if out.Status != 0 {
+			if now := time.Now().UnixNano(); st.cache.Upstream() {
+				e.pl.CacheFailed(&st.cache, now)
+				if st.cache.Serve != nil { // stale-if-error
+					e.serveCachedFast(ctx, st, now)
+					return
+				}
+			}
 		}
 		resp.Reset()
 		if out.Status == 0 {
@@ -293,7 +320,24 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	if !st.leased {
 		out.Backend.Release() // the body is in memory: the exchange is over
 	}
+	if st.cache.Upstream() {
+		now := time.Now().UnixNano()
+		st.fields = appendFastFields(st.fields[:0], &resp.Header)
+		var b []byte
+		if !st.leased {
+			b = resp.Body()
+		}
+		e.pl.CacheResponse(&st.req, &st.cache, resp.StatusCode(), st.fields, b, st.leased, now)
+		if st.cache.Serve != nil {
+			// A revalidated or stale entry, or a 304 to the client's own
+			// conditions: answered from the cache (a streamed body is
+			// closed by the Reset).
+			e.serveCachedFast(ctx, st, now)
+			return
+		}
+	}
 	e.pl.PlanResponse(d, out.Backend, resp.Header.PeekBytes(strConnection), &st.plan)
+	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	applyResp(&resp.Header, &st.plan)
 	resp.Header.ResetConnectionClose()
 	e.pl.Responded(d, resp.StatusCode())
@@ -311,7 +355,7 @@ func (st *state) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 		req.Header.SetHost(u.hc.Addr)
 	}
 	resp.Reset()
-	err := u.roundTripFast(req, resp, st.e.opts.BodyBufferBytes, b)
+	err := u.roundTripFast(req, resp, st.bufLimit, b)
 	st.leased = err == nil && resp.IsBodyStream()
 	return err
 }

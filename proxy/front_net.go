@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/proxy/cache"
 	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
@@ -39,6 +40,10 @@ type netState struct {
 	res  *http.Response
 	grpc bool
 
+	cache  pipeline.CacheState
+	peek   netPeeker
+	fields cache.Fields // the upstream response's lines, for the cache
+
 	opaque, rawQuery string // the forwarded path and query
 	upIdx            int    // metrics index of the answering backend, -1 = none
 	upAddr           string // its address (or the one that failed), for the access log
@@ -60,10 +65,11 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.upIdx, st.upAddr = -1, ""
 	st.req.Reset()
 	st.dec.Reset()
+	st.cache.Reset()
 	st.rec = statusRecorder{ResponseWriter: rw}
 	st.grpc = isGRPC(r.Header)
 	defer func() {
-		st.r, st.snap, st.res, st.out = nil, nil, nil, http.Request{}
+		st.r, st.snap, st.res, st.out, st.peek.h = nil, nil, nil, http.Request{}, nil
 		netStatePool.Put(st)
 	}()
 	defer e.finishNet(r, st, start)
@@ -73,6 +79,15 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	} else {
 		e.pl.Route(st.snap, &st.req, d)
 		e.pl.Admit(r.Context(), &st.req, d)
+	}
+	if d.Action == pipeline.ActForward {
+		st.peek.h = r.Header
+		e.pl.CacheLookup(&st.req, d, &st.peek, &st.cache, start.UnixNano())
+		defer e.pl.CacheDone(&st.cache)
+		if st.cache.Serve != nil {
+			e.serveCachedNet(st, start.UnixNano())
+			return
+		}
 	}
 	if d.Action != pipeline.ActForward {
 		e.replyNet(st)
@@ -127,6 +142,7 @@ func (e *Engine) replyNet(st *netState) {
 	d := &st.dec
 	w := &st.rec
 	e.pl.PlanReply(d, &st.plan)
+	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	h := w.Header()
 	applyNet(h, &st.plan)
 	e.pl.Responded(d, d.Status)
@@ -151,6 +167,7 @@ func (e *Engine) forwardNet(st *netState) {
 	d := &st.dec
 	r := st.r
 	e.pl.PlanRequest(&st.req, d, &st.plan)
+	e.pl.PlanCacheRequest(&st.cache, &st.plan, time.Now().UnixNano())
 	out := &st.out
 	*out = *r // shallow: the header map is shared and owned by this handler
 	out.RequestURI = ""
@@ -174,6 +191,13 @@ func (e *Engine) forwardNet(st *netState) {
 		if o.Status == 0 {
 			return // the client went away; nobody to answer
 		}
+		if now := time.Now().UnixNano(); st.cache.Upstream() {
+			e.pl.CacheFailed(&st.cache, now)
+			if st.cache.Serve != nil { // stale-if-error
+				e.serveCachedNet(st, now)
+				return
+			}
+		}
 		d.Action, d.Status = pipeline.ActRespond, o.Status
 		e.replyNet(st)
 		return
@@ -183,11 +207,28 @@ func (e *Engine) forwardNet(st *netState) {
 	defer res.Body.Close()
 	u := o.Upstream.(*upstream)
 	st.upIdx, st.upAddr = u.metricIdx, o.Backend.Addr()
+	if st.cache.Upstream() {
+		body, buffered, err := e.readForCache(st, res)
+		if err != nil {
+			e.pl.Logger().Debug("upstream body failed", "route", d.Route.Name, "err", err)
+			d.Action, d.Status = pipeline.ActRespond, http.StatusBadGateway
+			e.replyNet(st)
+			return
+		}
+		now := time.Now().UnixNano()
+		st.fields = appendNetFields(st.fields[:0], res.Header)
+		e.pl.CacheResponse(&st.req, &st.cache, res.StatusCode, st.fields, body, !buffered, now)
+		if st.cache.Serve != nil {
+			e.serveCachedNet(st, now)
+			return
+		}
+	}
 	var conn []byte
 	if v := res.Header["Connection"]; len(v) > 0 {
 		conn = []byte(strings.Join(v, ", "))
 	}
 	e.pl.PlanResponse(d, o.Backend, conn, &st.plan)
+	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	e.pl.Responded(d, res.StatusCode)
 	e.relayNet(st, res)
 }

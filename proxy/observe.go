@@ -42,6 +42,17 @@ type finished struct {
 	upAddr                    string
 	req                       *pipeline.Request
 	dec                       *pipeline.Decision
+	cache                     *pipeline.CacheState
+}
+
+// cacheMetric maps the pipeline's cache statuses to the metrics
+// package's (CacheOff is not counted).
+var cacheMetric = [...]metrics.CacheStatus{
+	pipeline.CacheHit:         metrics.CacheHit,
+	pipeline.CacheMiss:        metrics.CacheMiss,
+	pipeline.CacheStale:       metrics.CacheStale,
+	pipeline.CacheRevalidated: metrics.CacheRevalidated,
+	pipeline.CacheBypass:      metrics.CacheBypass,
 }
 
 // record feeds one finished request to the metrics and the access log.
@@ -59,6 +70,9 @@ func (e *Engine) record(f *finished) {
 				m.AuthRejected()
 			}
 		}
+		if cs := f.cache; cs != nil && cs.Status != pipeline.CacheOff && int(cs.Status) < len(cacheMetric) {
+			m.ObserveCache(cs.MetricIdx, cacheMetric[cs.Status])
+		}
 	}
 	if al.Enabled(f.status) {
 		r := accesslog.AcquireRecord()
@@ -74,6 +88,9 @@ func (e *Engine) record(f *finished) {
 		r.Upstream = append(r.Upstream, f.upAddr...)
 		r.UserAgent = append(r.UserAgent, f.ua...)
 		r.RequestID = append(r.RequestID, f.rid...)
+		if f.cache != nil {
+			r.Cache = append(r.Cache, f.cache.Status.Bytes()...)
+		}
 		al.Log(r)
 	}
 }
@@ -89,7 +106,7 @@ func (e *Engine) finishFast(ctx *fasthttp.RequestCtx, st *state, start time.Time
 	e.record(&finished{
 		start: start, status: ctx.Response.StatusCode(), bytes: int64(ctx.Response.Header.ContentLength()),
 		proto: protoOf(st.req.Proto), method: h.Method(), protocol: h.Protocol(), ua: h.UserAgent(), rid: st.dec.RequestID,
-		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec,
+		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec, cache: &st.cache,
 	})
 }
 
@@ -145,6 +162,6 @@ func (e *Engine) finishNet(r *http.Request, st *netState, start time.Time) {
 	e.record(&finished{
 		start: start, status: status, bytes: st.rec.bytes, proto: proto,
 		method: st.req.Method, protocol: []byte(r.Proto), ua: []byte(r.UserAgent()), rid: st.dec.RequestID,
-		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec,
+		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec, cache: &st.cache,
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/proxy/cache"
 	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
@@ -118,6 +119,8 @@ func policyVariants(tb testing.TB) []struct {
 		tb.Fatal(err)
 	}
 	jwtReq := strings.Replace(benchRequest, "Accept: */*\r\n", "Accept: */*\r\nAuthorization: Bearer "+tok+"\r\n", 1)
+	cached := benchConfig(1)
+	cached.Main.CacheSizeMB = 16
 	return []struct {
 		name string
 		cfg  *config.Config
@@ -126,16 +129,36 @@ func policyVariants(tb testing.TB) []struct {
 		{"plain", plain, benchRequest},
 		{"ratelimit", rl, benchRequest},
 		{"jwt", jw, jwtReq},
+		{"cache_hit", cached, benchRequest},
 	}
+}
+
+// withCache gives pb's engine a response cache when cfg asks for one
+// (the cache_hit variant): the upstream's answer (cacheable by cache_ttl)
+// is stored by the first request and every later one is a hit.
+func (pb *pathBench) withCache(tb testing.TB, cfg *config.Config) *pathBench {
+	if cfg.Main.CacheSizeMB == 0 {
+		return pb
+	}
+	c, err := cache.New(cache.Options{MaxBytes: int64(cfg.Main.CacheSizeMB) << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	e := NewEngine(pb.e.reg, Options{Cache: c, CacheStatusHeader: "X-Cache"})
+	e.Swap(pb.e.Snapshot())
+	pb.e = e
+	return pb
 }
 
 // BenchmarkRequestPath measures the whole fasthttp request path with a
 // 100 B response, without policies and with a never-triggered rate limit
-// or a cached JWT check; allocs/op must stay 0 (TestRequestPathAllocs).
+// or a cached JWT check, and a response cache hit (no upstream request);
+// allocs/op must stay 0 (TestRequestPathAllocs).
 func BenchmarkRequestPath(b *testing.B) {
 	for _, v := range policyVariants(b) {
 		b.Run(v.name, func(b *testing.B) {
-			pb := newPathBench(b, v.cfg, v.req, benchBody)
+			pb := newPathBench(b, v.cfg, v.req, benchBody).withCache(b, v.cfg)
 			b.ReportAllocs()
 			for b.Loop() {
 				if st := pb.do(b); st != 200 {

@@ -99,6 +99,18 @@ func (r *Registry) Upstream(addr string, verify bool) (*balancer.Backend, pipeli
 	return u.backend, u
 }
 
+// CacheRouteIndex returns the per-route cache metrics index of route
+// (metrics.CacheRouteIndex), or -1 without metrics. It allocates: the
+// pipeline calls it when it compiles a cached route.
+func (r *Registry) CacheRouteIndex(route string) int {
+	if r.opts.Metrics == nil {
+		return -1
+	}
+	return r.opts.Metrics.CacheRouteIndex(route)
+}
+
+var _ pipeline.CacheRouteIndexer = (*Registry)(nil)
+
 // ForwardAuth returns a forward-auth client for url (policy/auth/forward).
 // It implements pipeline.Resolver; errors wrap auth.ErrForwardURL.
 func (r *Registry) ForwardAuth(url string, o auth.ForwardOptions) (pipeline.ForwardAuthorizer, error) {

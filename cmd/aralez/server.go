@@ -28,6 +28,7 @@ import (
 	"github.com/aralez-go/aralez/discovery"
 	"github.com/aralez-go/aralez/metrics"
 	"github.com/aralez-go/aralez/proxy"
+	"github.com/aralez-go/aralez/proxy/cache"
 	edgetls "github.com/aralez-go/aralez/tls"
 	"github.com/aralez-go/aralez/tls/acme"
 )
@@ -48,6 +49,7 @@ type server struct {
 	engine  *proxy.Engine
 	health  *health.HealthChecker
 	metrics *metrics.Metrics
+	cache   *cache.Cache // nil when cache_size_mb is 0
 	access  *accesslog.Logger
 	push    *discovery.Push
 	admin   *admin.Server // nil without config_address and config_tls_address
@@ -117,6 +119,20 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		return nil, err
 	}
 	s.store = store
+	if m.CacheSizeMB > 0 {
+		s.cache, err = cache.New(cache.Options{
+			MaxBytes:       int64(m.CacheSizeMB) << 20,
+			MaxObjectBytes: m.CacheMaxObjectBytes,
+			DefaultTTL:     time.Duration(m.CacheTTL) * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cache_size_mb: %w", err)
+		}
+		s.metrics.SetCacheStats(func() metrics.CacheStats {
+			st := s.cache.Stats()
+			return metrics.CacheStats{SizeBytes: st.SizeBytes, Items: st.Items, EvictedBytes: st.EvictedBytes, EvictedItems: st.EvictedItems}
+		})
+	}
 	s.engine = proxy.NewEngine(s.reg, proxy.Options{
 		LimiterOptions:      lim,
 		Challenges:          &s.challenges,
@@ -128,6 +144,8 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		TrustedProxies:      m.TrustedProxies,
 		Metrics:             s.metrics,
 		AccessLog:           s.access,
+		Cache:               s.cache,
+		CacheStatusHeader:   m.CacheStatusHeader,
 	})
 	s.health = health.NewHealthChecker(health.HealthOptions{
 		Interval: healthInterval(m),
@@ -323,6 +341,11 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	defer hcancel()
 	go s.health.Run(hctx)
 	go s.engine.Run(hctx)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); s.cache != nil && !set {
+		// The cache's churn would otherwise cost up to twice its size
+		// (proxy/cache.GovernMemory); the operator's GOMEMLIMIT wins.
+		go cache.GovernMemory(hctx, s.cache, cache.DefaultMemoryInterval)
+	}
 	s.serveAdmin(&wg, errc)
 
 	updates := make(chan discovery.Update, 1)
@@ -517,6 +540,9 @@ func (s *server) shutdown() {
 		_ = s.admin.Shutdown(ctx)
 	}
 	_ = s.access.Shutdown(ctx)
+	if s.cache != nil {
+		s.cache.Close() // after the listeners: no request uses it any more
+	}
 	if s.acme != nil {
 		s.acme.Stop()
 	}
@@ -580,7 +606,7 @@ func (s *server) listenAdmin(m *config.Main) error {
 	if m.ConfigAddress == "" && m.ConfigTLSAddress == "" {
 		return nil
 	}
-	s.admin = admin.NewServer(admin.Options{
+	ao := admin.Options{
 		MasterKey:        m.MasterKey,
 		ConfigAPIEnabled: m.ConfigAPIEnabled,
 		UpstreamsConf:    m.UpstreamsConf,
@@ -589,7 +615,11 @@ func (s *server) listenAdmin(m *config.Main) error {
 		ACME:             s.acmeAdmin(),
 		Metrics:          s.metrics.Handler(),
 		Logger:           s.log,
-	})
+	}
+	if s.cache != nil { // a nil *cache.Cache would be a non-nil CachePurger
+		ao.Cache = s.cache
+	}
+	s.admin = admin.NewServer(ao)
 	var err error
 	if m.ConfigAddress != "" {
 		if s.adminLn, err = s.listen(m.ConfigAddress); err != nil {

@@ -138,6 +138,9 @@ func New(o Options) (*Cache, error) {
 	return c, nil
 }
 
+// MaxObjectBytes returns the largest body the cache stores.
+func (c *Cache) MaxObjectBytes() int { return c.o.MaxObjectBytes }
+
 // Close stops the storage's maintenance goroutine. The Cache must not be
 // used afterwards.
 func (c *Cache) Close() { c.store.StopAllGoroutines() }

@@ -20,11 +20,15 @@
 //  3. Admit (exactly once per request, with the request's context): 4xx
 //     limit and rate limit (429) → authorization (401, 403, a forward-auth
 //     redirect, 503 when forward auth is unavailable) → sticky cookie;
-//  4. PlanRequest: the upstream target, Host and header rewrite (the
+//  4. CacheLookup (routes with the response cache, cache.go): a hit is
+//     answered from the cache (PlanHit) and skips the rest; a miss or a
+//     revalidation goes on, with PlanCacheRequest after PlanRequest and
+//     CacheResponse (or CacheFailed) after Attempt;
+//  5. PlanRequest: the upstream target, Host and header rewrite (the
 //     hop-by-hop and forwarding-header rules are documented there);
-//  5. Attempt: the one attempt loop (pick, in-flight count, one error
+//  6. Attempt: the one attempt loop (pick, in-flight count, one error
 //     classifier, one retry rule) over the front end's Transport;
-//  6. PlanResponse (or PlanReply for the proxy's own answers) and
+//  7. PlanResponse (or PlanReply for the proxy's own answers) and
 //     Responded, which feeds the x4xx_limit.
 //
 // Because Route is pure, an "Expect: 100-continue" request can be routed

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aralez-go/aralez/policy/ratelimit"
+	"github.com/aralez-go/aralez/proxy/cache"
 )
 
 // HTTPChallenger answers ACME HTTP-01 challenges (RFC 8555 §8.3).
@@ -57,12 +58,19 @@ type Options struct {
 	Challenges HTTPChallenger
 	// Recorder receives retries; nil = none.
 	Recorder Recorder
+	// Cache is the response cache (cache_size_mb); nil = none. Routes
+	// compiled with cache_size_mb > 0 use it unless they say cache:
+	// false.
+	Cache *cache.Cache
+	// CacheStatusHeader names the response header that carries the
+	// cache status on cached routes (cache_status_header); empty = none.
+	CacheStatusHeader string
 }
 
 // Pipeline is the front-end-neutral request path: the steps every front
 // end runs on each request, in this order (see doc.go):
 //
-//	Route → Admit → PlanRequest → Attempt → PlanResponse → Responded
+//	Route → Admit → CacheLookup → PlanRequest → Attempt → CacheResponse → PlanResponse → Responded
 //
 // It owns the state that must outlive a routing snapshot (the rate-limit
 // counters). A Pipeline is safe for concurrent use; it must not be
@@ -74,6 +82,8 @@ type Pipeline struct {
 	limiter *ratelimit.Limiter // rate_limit and x4xx_limit counters, kept across reloads
 
 	via [2]Field // Via: "1.1 <name>", "2 <name>"
+
+	cacheStatus [len(cacheStatusText)]Field // the cache status header per CacheStatus
 }
 
 // New returns a Pipeline configured by o.
@@ -89,6 +99,8 @@ func New(o Options) *Pipeline {
 		log:     o.Logger,
 		limiter: ratelimit.New(o.LimiterOptions),
 		via:     [2]Field{field("Via", "1.1 "+o.ViaName), field("Via", "2 "+o.ViaName)},
+
+		cacheStatus: cacheStatusFields(o.CacheStatusHeader),
 	}
 }
 

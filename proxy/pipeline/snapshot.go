@@ -110,6 +110,7 @@ type Route struct {
 	upstreams map[*balancer.Backend]Upstream
 
 	policy routePolicy
+	cache  *routeCache // nil: not cached
 }
 
 // Pool returns the route's balancer pool (nil for a redirect-only route).
@@ -253,6 +254,7 @@ func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host
 		return nil, err
 	}
 	r.policy = pol
+	r.cache = compileCache(cfg, p, r, res)
 	r.protected = protectedNames(r)
 	s.Routes = append(s.Routes, r)
 	return r, nil
