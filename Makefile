@@ -48,7 +48,8 @@ deps: ## fail on an import edge STYLE.md forbids (self-test first)
 
 fuzz: ## time-boxed native fuzzing of the parsers
 	$(GO) test -run '^$$' -fuzz FuzzParseUpstreams -fuzztime $(FUZZTIME) ./config/
-	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./proxy/pipeline/
+	$(GO) test -run '^$$' -fuzz FuzzRoutePathSpellings -fuzztime $(FUZZTIME) ./proxy/pipeline/
 	$(GO) test -run '^$$' -fuzz FuzzServeFastHTTP -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzParseMain -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz FuzzBasicCheck -fuzztime $(FUZZTIME) ./policy/auth/

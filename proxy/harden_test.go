@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,6 +158,81 @@ func TestFrontEndsEarlyUpstreamAnswer(t *testing.T) {
 				}
 				if answered.Load() == before {
 					t.Errorf("the backend saw no request")
+				}
+			})
+		}
+	}
+}
+
+// TestFrontEndsPathParameters: routes and their policies apply to the
+// path a servlet backend serves: a segment's ";parameters" are not routed
+// on but forwarded; encoded control bytes are refused; encoded "?", "#"
+// and ";" are refused when decoding them would change the route, and
+// forwarded as they are otherwise (issue 11).
+func TestFrontEndsPathParameters(t *testing.T) {
+	t.Parallel()
+	pub, ps := newUpstream(t, "public", nil)
+	adm, as := newUpstream(t, "admin", nil)
+	cfg := &config.Config{}
+	app := config.Host{Name: "app.test", Paths: []config.Path{
+		{Prefix: "/", Servers: []config.Server{{Address: addrOf(pub), Weight: 1}}},
+		{Prefix: "/admin", Servers: []config.Server{{Address: addrOf(adm), Weight: 1}}},
+	}}
+	app.Paths[1].Policy.Authorization = &config.Auth{Type: "basic", Data: []string{"u:p"}}
+	cfg.Upstreams.Hosts = []config.Host{app}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	tests := []struct {
+		target string
+		auth   bool
+		status int
+		upURI  string // "" = no upstream request; "admin:" prefix = the admin backend
+	}{
+		{"/admin;v=1/x", false, 401, ""},
+		{"/admin;x", false, 401, ""},
+		{"/%61dmin;jsessionid=1/x", false, 401, ""},
+		{"/admin;v=1/x", true, 200, "admin:/admin;v=1/x"},
+		{"/%61dmin;jsessionid=1/x?q=1", true, 200, "admin:/admin;jsessionid=1/x?q=1"},
+		{"/admin%3Bv=1/x", false, 400, ""},
+		{"/x/..;/admin", false, 400, ""},
+		{"/admin%00/x", false, 400, ""},
+		{"/a%0Ab", false, 400, ""},
+		{"/a%7f", false, 400, ""},
+		{"/admin%3F/x", false, 400, ""},
+		{"/admin%23/x", false, 400, ""},
+		{"/public;v=1/x", false, 200, "/public;v=1/x"},
+		{"/files/report%3F.txt", false, 200, "/files/report%3F.txt"},
+		{"/files/a%23b", false, 200, "/files/a%23b"},
+		{"/files/a%3Bb", false, 200, "/files/a%3Bb"},
+	}
+	for _, fe := range frontEnds {
+		for _, tt := range tests {
+			name := fe.name + tt.target
+			if tt.auth {
+				name += " with credentials"
+			}
+			t.Run(name, func(t *testing.T) {
+				hdr := map[string]string{"Host": "app.test"}
+				if tt.auth {
+					hdr["Authorization"] = "Basic dTpw"
+				}
+				before := ps.hits.Load() + as.hits.Load()
+				resp, body := doReq(t, fe.client, "GET", fe.base(f), tt.target, hdr, nil)
+				if resp.StatusCode != tt.status {
+					t.Fatalf("GET %s = %d %q; want %d", tt.target, resp.StatusCode, body, tt.status)
+				}
+				after := ps.hits.Load() + as.hits.Load()
+				if tt.upURI == "" {
+					if after != before {
+						t.Errorf("upstream hits went %d → %d; want no upstream request", before, after)
+					}
+					return
+				}
+				s, uri := ps, tt.upURI
+				if u, ok := strings.CutPrefix(uri, "admin:"); ok {
+					s, uri = as, u
+				}
+				if r := s.last(); r == nil || r.RequestURI != uri {
+					t.Errorf("upstream RequestURI = %v; want %q on that backend", r, uri)
 				}
 			})
 		}

@@ -14,9 +14,11 @@
 //  1. SetTarget and See: parse the target and the headers into the
 //     Request view (400, 414 for malformed input);
 //  2. Route (pure, no side effects): ACME HTTP-01 challenge → body size
-//     limit (413) → host and longest path prefix (404) → encoded
-//     separators that would route elsewhere (400) → client address and
-//     allow/deny (403) → to_https / redirect_to (301) → no backend (503);
+//     limit (413) → host and longest path prefix of the routing path
+//     (404; a ";parameter" that makes a dot-segment, 400) → encoded
+//     delimiters that would route elsewhere (400) → client address and
+//     allow/deny (403) → to_https / redirect_to (301, 308) → no backend
+//     (503);
 //  3. Admit (exactly once per request, with the request's context): 4xx
 //     limit and rate limit (429) → authorization (401, 403, a forward-auth
 //     redirect, 503 when forward auth is unavailable) → sticky cookie;
@@ -41,12 +43,26 @@
 // unreserved characters are decoded (RFC 3986 §6.2.2.2), every other
 // escape is kept with upper-case hex (so %2F and %5C stay encoded and
 // never become separators), dot-segments are removed (§5.2.4) and runs of
-// "/" are merged. The normalized path is both the path routed on and the
-// path forwarded, so "/public/../admin" or "/%61dmin" can never be routed
-// by one rule and reach the upstream as another. A malformed escape, a
-// control byte or a target that is not an absolute path gets 400. The
-// query string is forwarded byte for byte, minus parameters the proxy
-// consumed (araleztoken).
+// "/" are merged. The normalized path is the path forwarded and, with one
+// exception, the path routed on, so "/public/../admin" or "/%61dmin" can
+// never be routed by one rule and reach the upstream as another. A
+// malformed escape, a control byte (raw or encoded, %00–%1F and %7F) or a
+// target that is not an absolute path gets 400. The query string is
+// forwarded byte for byte, minus parameters the proxy consumed
+// (araleztoken).
+//
+// The exception: a segment's ";parameters" are ignored for routing
+// (AppendRoutingPath), because servlet containers and Spring strip them
+// before serving: "/admin;v=1/x" is routed (and authorized) as
+// "/admin/x", and forwarded as "/admin;v=1/x". A segment that is "." or
+// ".." once its parameters are dropped ("/x/..;/admin") gets 400.
+//
+// Delimiters that stay encoded are forwarded as they are, unless an
+// upstream that decodes them would see a path of another route: %2F, %5C
+// and a raw "" (as "/"), %3B (as ";", then dropped with its parameter),
+// %3F and %23 (ending the path there). Then the request gets 400, so
+// "/admin%2Fx", "/admin%3Bv=1/x" or "/admin%3F/x" never reach /admin's
+// content through the policies of "/"; "/files/a%3Fb" still works.
 //
 // # Guarantees
 //

@@ -1,10 +1,15 @@
 package pipeline
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // ErrBadPath is returned by AppendNormalizedPath for a request target that
 // is not an absolute path: it does not start with "/", holds a malformed
-// percent-encoding, or holds a NUL, CR, LF or other control byte.
+// percent-encoding, or holds a NUL, CR, LF or other control byte, raw or
+// percent-encoded (%00–%1F, %7F: no backend serves a file name with one,
+// and some cut the path at a NUL, issue 11).
 var ErrBadPath = errors.New("proxy: malformed request path")
 
 // AppendNormalizedPath appends the normalized form of the absolute path p
@@ -14,7 +19,7 @@ var ErrBadPath = errors.New("proxy: malformed request path")
 //  1. percent-encoded unreserved characters (ALPHA, DIGIT, "-", ".", "_",
 //     "~") are decoded, RFC 3986 §6.2.2.2; every other percent-encoding,
 //     %2F and %5C included, stays encoded with upper-case hex digits
-//     (§6.2.2.1);
+//     (§6.2.2.1), except control bytes, which are an error;
 //  2. dot-segments are removed, RFC 3986 §5.2.4;
 //  3. runs of "/" are merged into one.
 //
@@ -44,6 +49,9 @@ func AppendNormalizedPath(dst, p []byte) ([]byte, error) {
 					return dst[:start], ErrBadPath
 				}
 				v := unhex(p[i+1])<<4 | unhex(p[i+2])
+				if v < 0x20 || v == 0x7f {
+					return dst[:start], ErrBadPath
+				}
 				if isUnreserved(v) {
 					dst = append(dst, v)
 				} else {
@@ -90,6 +98,44 @@ func AppendNormalizedPath(dst, p []byte) ([]byte, error) {
 		dst = dst[:n-1]
 	}
 	return dst, nil
+}
+
+// AppendRoutingPath appends the path that routes are matched on for a
+// normalized path p (the output of AppendNormalizedPath): p with every
+// segment's ";parameters" dropped, as servlet containers and Spring do
+// before they serve a path (Servlet 4.0 §3.5: "/admin;v=1/x" is served as
+// "/admin/x"), a segment left empty being merged with the next. The
+// forwarded path keeps them. It reports false when dropping parameters
+// turns a segment into "." or ".." ("/x/..;/admin"): servlet backends
+// resolve it as a dot-segment and others as a name, so no one route is
+// right for it. It allocates only when dst lacks capacity.
+func AppendRoutingPath(dst, p []byte) ([]byte, bool) {
+	start := len(dst)
+	for i := 0; i < len(p); {
+		j := i + 1
+		for j < len(p) && p[j] != '/' {
+			j++
+		}
+		seg := p[i+1 : j]
+		if k := bytes.IndexByte(seg, ';'); k >= 0 {
+			seg = seg[:k]
+			if isDotSegment(seg) {
+				return dst[:start], false
+			}
+			if len(seg) == 0 && j < len(p) {
+				i = j // "/a/;x/b" is "/a/b"
+				continue
+			}
+		}
+		dst = append(dst, '/')
+		dst = append(dst, seg...)
+		i = j
+	}
+	return dst, true
+}
+
+func isDotSegment(s []byte) bool {
+	return len(s) == 1 && s[0] == '.' || len(s) == 2 && s[0] == '.' && s[1] == '.'
 }
 
 const upperHex = "0123456789ABCDEF"

@@ -32,6 +32,12 @@ func TestAppendNormalizedPath(t *testing.T) {
 		{name: "no leading slash", in: "a/b", bad: true},
 		{name: "empty", in: "", bad: true},
 		{name: "control byte", in: "/a\x01b", bad: true},
+		// Issue 11: encoded control bytes are refused like raw ones.
+		{name: "encoded NUL", in: "/admin%00/x", bad: true},
+		{name: "encoded unit separator", in: "/a%1fb", bad: true},
+		{name: "encoded DEL", in: "/a%7Fb", bad: true},
+		{name: "encoded space kept", in: "/a%20b", want: "/a%20b"},
+		{name: "parameters kept", in: "/admin;v=1/x", want: "/admin;v=1/x"},
 		{name: "space", in: "/a b", bad: true},
 	}
 	for _, tt := range tests {
@@ -51,6 +57,45 @@ func TestAppendNormalizedPath(t *testing.T) {
 			again, err := AppendNormalizedPath(nil, got)
 			if err != nil || string(again) != string(got) {
 				t.Fatalf("AppendNormalizedPath(%q) = %q, %v; not idempotent", got, again, err)
+			}
+		})
+	}
+}
+
+// TestAppendRoutingPath: a segment's ";parameters" are not routed on
+// (issue 11).
+func TestAppendRoutingPath(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+		bad            bool
+	}{
+		{name: "none", in: "/admin/x", want: "/admin/x"},
+		{name: "root", in: "/", want: "/"},
+		{name: "mid segment", in: "/admin;v=1/x", want: "/admin/x"},
+		{name: "last segment", in: "/admin;x", want: "/admin"},
+		{name: "jsessionid", in: "/admin;jsessionid=1/x", want: "/admin/x"},
+		{name: "every segment", in: "/a;1/b;2/c;3", want: "/a/b/c"},
+		{name: "empty name merged", in: "/a/;x/b", want: "/a/b"},
+		{name: "empty name last", in: "/a/;x", want: "/a/"},
+		{name: "only parameters", in: "/;x", want: "/"},
+		{name: "trailing slash kept", in: "/a;x/", want: "/a/"},
+		{name: "dotdot with parameters", in: "/x/..;/admin", bad: true},
+		{name: "dot with parameters", in: "/.;x/admin", bad: true},
+		{name: "dotdot name kept", in: "/x/..a;b", want: "/x/..a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := AppendRoutingPath([]byte("keep"), []byte(tt.in))
+			if tt.bad {
+				if ok || string(got) != "keep" {
+					t.Fatalf("AppendRoutingPath(%q) = %q, %v; want failure, dst unchanged", tt.in, got, ok)
+				}
+				return
+			}
+			if !ok || string(got) != "keep"+tt.want {
+				t.Fatalf("AppendRoutingPath(%q) = %q, %v; want %q", tt.in, got[4:], ok, tt.want)
 			}
 		})
 	}

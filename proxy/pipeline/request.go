@@ -315,13 +315,14 @@ type Decision struct {
 	rid      []byte // RequestID's buffer
 	buf      []byte // Location and separator-decoding scratch
 	qbuf     []byte // Query scratch
+	rpath    []byte // routing path scratch (AppendRoutingPath)
 }
 
 // Reset clears d for a new request, keeping its buffers, and gives it a
 // fresh RequestID.
 func (d *Decision) Reset() {
-	buf, qbuf, rid := d.buf[:0], d.qbuf[:0], d.rid[:0]
-	*d = Decision{buf: buf, qbuf: qbuf}
+	buf, qbuf, rid, rpath := d.buf[:0], d.qbuf[:0], d.rid[:0], d.rpath[:0]
+	*d = Decision{buf: buf, qbuf: qbuf, rpath: rpath}
 	d.rid = accesslog.AppendRequestID(rid)
 	d.RequestID = d.rid
 }

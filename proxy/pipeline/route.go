@@ -17,9 +17,12 @@ var acmeChallengePrefix = []byte("/.well-known/acme-challenge/")
 //     authorization, before anything else (no route, list or auth may
 //     block certificate issuance);
 //   - a declared body over max_request_body_bytes → 413;
-//   - host and longest path prefix → 404 when nothing matches;
-//   - %2F, %5C or "\" in the path that, decoded, would route elsewhere
-//     → 400;
+//   - host and longest path prefix of the routing path (the path without
+//     its segments' ";parameters", AppendRoutingPath) → 404 when nothing
+//     matches; a segment that is "." or ".." once its parameters are
+//     dropped → 400;
+//   - %2F, %5C, "\", %3B, %3F or %23 in the path that, decoded, would
+//     route elsewhere → 400 (else the path is forwarded as it is);
 //   - the client address (trusted_proxies), then allow/deny → 403;
 //   - to_https and redirect_to → 301;
 //   - no backend → 503;
@@ -44,19 +47,32 @@ func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
 		d.Status = 413
 		return
 	}
-	rt := s.Match(r.Host, r.Path)
+	path := r.Path
+	if bytes.IndexByte(path, ';') >= 0 {
+		// Servlet backends serve "/admin;v=1/x" as "/admin/x": route
+		// (and so authorize) on that, forward the path unchanged.
+		rp, ok := AppendRoutingPath(d.rpath[:0], path)
+		d.rpath = rp
+		if !ok {
+			d.Status = 400
+			return
+		}
+		path = rp
+	}
+	rt := s.Match(r.Host, path)
 	if rt == nil {
 		d.Status = 404
 		return
 	}
-	if hasEncodedSeparator(r.Path) {
-		// An upstream that decodes %2F or %5C (or treats "\" as "/")
-		// would see another path than the one routed on; refuse when that
-		// path belongs to another route, so /admin%2Fx can never bypass
-		// /admin's policies through the "/" route.
-		alt, err := appendDecodedSeparators(d.buf[:0], r.Path)
+	if hasEncodedDelimiter(r.Path) {
+		// An upstream that decodes %2F or %5C (or treats "\" as "/"),
+		// %3B, or %3F and %23 (then cutting the path there) would see
+		// another path than the one routed on; refuse when that path
+		// belongs to another route, so /admin%2Fx or /admin%3F/x can
+		// never bypass /admin's policies through the "/" route.
+		alt, ok := appendDecodedPath(d.buf[:0], r.Path)
 		d.buf = alt[:0]
-		if err != nil || s.Match(r.Host, alt) != rt {
+		if !ok || s.Match(r.Host, alt) != rt {
 			d.Status = 400
 			return
 		}
@@ -127,31 +143,63 @@ func redirectQuery(q []byte, d *Decision) []byte {
 	return d.qbuf
 }
 
-// hasEncodedSeparator reports whether a normalized path holds %2F, %5C
-// (normalization upper-cases escapes) or a raw backslash.
-func hasEncodedSeparator(p []byte) bool {
-	return bytes.Contains(p, []byte("%2F")) || bytes.Contains(p, []byte("%5C")) || bytes.IndexByte(p, '\\') >= 0
+// hasEncodedDelimiter reports whether a normalized path holds %2F, %5C,
+// %3B, %3F or %23 (normalization upper-cases escapes) or a raw backslash.
+func hasEncodedDelimiter(p []byte) bool {
+	if bytes.IndexByte(p, '\\') >= 0 {
+		return true
+	}
+	for {
+		i := bytes.IndexByte(p, '%')
+		if i < 0 || i+2 >= len(p) {
+			return false
+		}
+		switch string(p[i+1 : i+3]) {
+		case "2F", "5C", "3B", "3F", "23":
+			return true
+		}
+		p = p[i+3:]
+	}
 }
 
-// appendDecodedSeparators appends the normalized form of p after %2F, %5C
-// and "\" became "/": the path an upstream that decodes them would see.
-func appendDecodedSeparators(dst, p []byte) ([]byte, error) {
+// appendDecodedPath appends the routing path (AppendRoutingPath) of the
+// path an upstream that decodes delimiters would see for the normalized
+// path p: %2F, %5C and "\" become "/", %3B becomes ";", and %3F or %23
+// ends the path (the rest would be a query or a fragment). It reports
+// false when that path cannot be routed at all.
+func appendDecodedPath(dst, p []byte) ([]byte, bool) {
 	start := len(dst)
+decode:
 	for i := 0; i < len(p); i++ {
-		switch {
-		case p[i] == '%' && i+2 < len(p) && (p[i+1] == '2' && p[i+2] == 'F' || p[i+1] == '5' && p[i+2] == 'C'):
-			dst = append(dst, '/')
-			i += 2
-		case p[i] == '\\':
-			dst = append(dst, '/')
-		default:
-			dst = append(dst, p[i])
+		c := p[i]
+		if c == '%' && i+2 < len(p) {
+			switch string(p[i+1 : i+3]) {
+			case "2F", "5C":
+				dst = append(dst, '/')
+				i += 2
+				continue
+			case "3B":
+				dst = append(dst, ';')
+				i += 2
+				continue
+			case "3F", "23":
+				break decode
+			}
 		}
+		if c == '\\' {
+			c = '/'
+		}
+		dst = append(dst, c)
 	}
 	n := len(dst)
 	dst, err := AppendNormalizedPath(dst, dst[start:n])
 	if err != nil {
-		return dst[:start], err
+		return dst[:start], false
 	}
-	return append(dst[:start], dst[n:]...), nil
+	m := len(dst)
+	dst, ok := AppendRoutingPath(dst, dst[n:m])
+	if !ok {
+		return dst[:start], false
+	}
+	return append(dst[:start], dst[m:]...), true
 }

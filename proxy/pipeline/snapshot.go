@@ -186,6 +186,9 @@ func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host
 	if norm, err := AppendNormalizedPath(nil, []byte(p.Prefix)); err != nil || string(norm) != p.Prefix {
 		return nil, fmt.Errorf("%s: path %q can never match: request paths are normalized (want %q)", p.Pos, p.Prefix, norm)
 	}
+	if strings.IndexByte(p.Prefix, ';') >= 0 {
+		return nil, fmt.Errorf("%s: path %q can never match: routes match paths without their segments' ;parameters", p.Pos, p.Prefix)
+	}
 	r := &Route{
 		ID:         uint32(len(s.Routes)),
 		Key:        RouteKey(h.Name, p.Prefix),
