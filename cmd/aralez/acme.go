@@ -196,7 +196,12 @@ func (s *server) newACME(m *config.Main, base string) (*acme.Manager, error) {
 	}
 	switch a.Storage {
 	case config.ACMEStorageConsul:
-		return nil, errors.New("acme_storage consul: not in this build yet")
+		st, err := acme.NewConsulStorage(acme.ConsulOptions{Address: a.ConsulAddress, Prefix: a.ConsulPrefix, Token: a.ConsulToken})
+		if err != nil {
+			return nil, fmt.Errorf("acme_storage consul: %w", err)
+		}
+		o.Storage = st
+		s.log.Warn("acme: private keys are kept in Consul's KV store (acme_storage: consul)", "prefix", a.ConsulPrefix)
 	default:
 		o.StorageDir = filepath.Join(base, "acme")
 	}
@@ -237,6 +242,13 @@ func (s *server) setupACME(m *config.Main) error {
 	}
 	s.acme = mgr
 	s.challenges.m.Store(mgr)
+	// The listeners are bound: a CA's validation connection waits in the
+	// accept queue until they serve. Managing the names before then also
+	// lets this instance answer, from the shared storage, challenges that
+	// another instance of a fleet started.
+	if err := mgr.Manage(s.acmeNames(s.cfg)); err != nil {
+		s.log.Error("acme: some names get no certificate", "err", err)
+	}
 	return nil
 }
 

@@ -371,11 +371,6 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 		s.admin.SetReady(true)
 	}
 	s.ready()
-	if s.acme != nil {
-		if err := s.acme.Manage(s.acmeNames(s.cfg)); err != nil {
-			s.log.Error("acme: some names get no certificate", "err", err)
-		}
-	}
 	s.log.Info("aralez started", "version", version, "http", s.frontLn.Addr().String(), "tls", m.ProxyAddressTLS,
 		"config_api", m.ConfigAddress, "file_server", m.FileServerAddress, "pid", os.Getpid(), "gomaxprocs", runtimeProcs())
 

@@ -9,6 +9,10 @@
 // their instances' tags). Tests register instances with Set or
 // SetInstances and flip checks with SetCheck.
 //
+// It also serves the KV store with sessions (create, renew, destroy,
+// info; KV acquire, release and cas) that consul/api's KV methods and
+// its Lock use, for ACME storage shared by a fleet.
+//
 // It emulates Consul's blocking queries: every change bumps one global
 // index (real Consul keeps one per table; a shared one only wakes more
 // queries, which answer with unchanged data), and a request whose
@@ -29,6 +33,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 )
 
 // Server is a Consul HTTP API emulator listening on 127.0.0.1. Its
@@ -43,6 +49,9 @@ type Server struct {
 	// services holds each service's instances; a service without
 	// instances is absent.
 	services map[string][]Instance
+	// kv is the KV store; sessions the live sessions by ID.
+	kv       map[string]*api.KVPair
+	sessions map[string]*api.SessionEntry
 	// status, when non-zero, is the status every answer fails with.
 	status  int
 	changed chan struct{} // closed and replaced on every change
@@ -60,6 +69,9 @@ type Counts struct {
 	// Unknown is the number of requests for an endpoint the Server does
 	// not emulate.
 	Unknown int
+	// KVWrites is the number of KV PUT requests (values, acquire,
+	// release), Sessions the number of sessions created.
+	KVWrites, Sessions int
 	// Tokens counts requests by their X-Consul-Token header ("" when
 	// absent).
 	Tokens map[string]int
@@ -85,12 +97,15 @@ func NewServerOn(tb testing.TB, ln net.Listener) *Server {
 		mux:      http.NewServeMux(),
 		index:    10,
 		services: map[string][]Instance{},
+		kv:       map[string]*api.KVPair{},
+		sessions: map[string]*api.SessionEntry{},
 		changed:  make(chan struct{}),
 		counts:   Counts{Tokens: map[string]int{}},
 		quit:     make(chan struct{}),
 	}
 	s.mux.HandleFunc("GET /v1/health/service/{name}", s.health)
 	s.mux.HandleFunc("GET /v1/catalog/services", s.catalogServices)
+	s.kvRoutes()
 	s.mux.HandleFunc("/", s.unknown)
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Listener.Close()
@@ -218,8 +233,12 @@ func (s *Server) blocking(w http.ResponseWriter, r *http.Request, answer func() 
 			v := answer()
 			cur := s.index
 			s.mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("X-Consul-Index", strconv.FormatUint(cur, 10))
+			if _, nf := v.(notFound); nf {
+				w.WriteHeader(http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(v)
 			return
 		}
