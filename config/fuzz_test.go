@@ -34,6 +34,8 @@ func addSeeds(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	files, _ := filepath.Glob("../etc/*.yaml")
+	more, _ := filepath.Glob("testdata/aralez/*/*.y*ml")
+	files = append(files, more...)
 	for _, p := range files {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
