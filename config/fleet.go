@@ -48,6 +48,37 @@ type Redis struct {
 	KeyPrefix string
 }
 
+// proxyProtocolVersions are the values of a path's send_proxy_protocol.
+var proxyProtocolVersions = []string{"v1", "v2"}
+
+// sendProxyConsistent reports a server address that one path reaches
+// with send_proxy_protocol and another without it (or with the other
+// version): a backend port either expects the PROXY header or not, and
+// its health checks and protocol detection must speak the same way.
+func (e *errs) sendProxyConsistent(u *Upstreams) {
+	type use struct {
+		version, path string
+	}
+	first := make(map[string]use)
+	for _, h := range u.Hosts {
+		for _, p := range h.Paths {
+			pp := joinPath(joinPath("upstreams", h.Name), "paths."+p.Prefix)
+			for i, s := range p.Servers {
+				f, ok := first[s.Address]
+				if !ok {
+					first[s.Address] = use{p.SendProxyProtocol, pp}
+					continue
+				}
+				if f.version != p.SendProxyProtocol {
+					e.add(s.Pos, indexPath(joinPath(pp, "servers"), i),
+						"server %q is used with send_proxy_protocol %q here and %q at %s; a backend either expects the PROXY header or not",
+						s.Address, p.SendProxyProtocol, f.version, f.path)
+				}
+			}
+		}
+	}
+}
+
 // fleetKeys adds the main.yaml keys for running several instances behind
 // one address: PROXY protocol on the listeners and the shared rate-limit
 // store.

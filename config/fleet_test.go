@@ -120,3 +120,41 @@ func TestFleetValidateBuiltInCode(t *testing.T) {
 		}
 	}
 }
+
+// TestSendProxyProtocol checks the path key send_proxy_protocol: v1 and
+// v2 are read, anything else is an error, and a server address reached
+// with two settings is an error at the second (issue 17).
+func TestSendProxyProtocol(t *testing.T) {
+	t.Parallel()
+	up := func(paths string) string { return "upstreams:\n  a.test:\n    paths:\n" + paths }
+	u, err := ParseUpstreams("u.yaml", []byte(up(`      "/":
+        servers: ["10.0.0.1:80"]
+        send_proxy_protocol: v2
+      "/v1":
+        servers: ["10.0.0.2:80"]
+        send_proxy_protocol: v1
+      "/same":
+        servers: ["10.0.0.1:80"]
+        send_proxy_protocol: v2
+`)))
+	if err != nil {
+		t.Fatalf("ParseUpstreams: %v", err)
+	}
+	got := map[string]string{}
+	for _, p := range u.Hosts[0].Paths {
+		got[p.Prefix] = p.SendProxyProtocol
+	}
+	if got["/"] != "v2" || got["/v1"] != "v1" || got["/same"] != "v2" {
+		t.Errorf("send_proxy_protocol = %v; want / v2, /v1 v1, /same v2", got)
+	}
+	for _, tt := range []struct{ name, src, want string }{
+		{"bad value", up("      \"/\":\n        servers: [\"10.0.0.1:80\"]\n        send_proxy_protocol: v3\n"),
+			`u.yaml:6:30: upstreams.a.test.paths./.send_proxy_protocol: unknown send_proxy_protocol "v3"`},
+		{"two settings", up("      \"/\":\n        servers: [\"10.0.0.1:80\"]\n        send_proxy_protocol: v2\n      \"/x\":\n        servers: [\"10.0.0.1:80\"]\n"),
+			`u.yaml:8:19: upstreams.a.test.paths./x.servers[0]: server "10.0.0.1:80" is used with send_proxy_protocol "" here and "v2" at upstreams.a.test.paths./`},
+	} {
+		if _, err := ParseUpstreams("u.yaml", []byte(tt.src)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: ParseUpstreams error = %v; want %q", tt.name, err, tt.want)
+		}
+	}
+}

@@ -316,6 +316,11 @@ type Path struct {
 	// AuthResponseHeaders names the forward-auth response headers copied
 	// onto the upstream request. nil means DefaultAuthResponseHeaders.
 	AuthResponseHeaders []string
+	// SendProxyProtocol is "v1" or "v2" to open every upstream
+	// connection with a PROXY protocol header naming the client, as
+	// HAProxy's send-proxy does; empty means none. A server address has
+	// one setting in the whole table.
+	SendProxyProtocol string
 	// CacheTTL replaces Main.CacheTTL for this path: whole seconds of
 	// freshness for cacheable responses without freshness information.
 	// Zero means not set.

@@ -27,7 +27,7 @@ var (
 		"x4xx_limit", "healthcheck", "redirect_to", "authorization",
 		"load_balance", "allow", "deny", "tls_verify", "forward_credentials",
 		"auth_response_headers", "headers", "ssl", "cache", "cache_bypass",
-		"cache_ttl",
+		"cache_ttl", "send_proxy_protocol",
 	}
 	serviceKeys = []string{
 		"hostname", "upstream", "path", "to_https", "rate_limit", "x4xx_limit",
@@ -475,6 +475,14 @@ func (p *upParser) path(pt *Path, pe entry) {
 		case "cache_ttl":
 			if n, ok := p.integer(e.val, e.path, 1, math.MaxInt32); ok {
 				pt.CacheTTL = int(n)
+			}
+		case "send_proxy_protocol":
+			if s, ok := p.str(e.val, e.path); ok {
+				if !slices.Contains(proxyProtocolVersions, s) {
+					p.errorf(e.val, e.path, "%s", enumMsg("send_proxy_protocol", s, proxyProtocolVersions...))
+				} else {
+					pt.SendProxyProtocol = s
+				}
 			}
 		case "auth_response_headers":
 			items, _ := p.list(e.val, e.path)

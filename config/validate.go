@@ -188,6 +188,7 @@ func (u *Upstreams) Validate() error {
 			e.path(&p, pp)
 		}
 	}
+	e.sendProxyConsistent(u)
 	if u.Consul != nil {
 		for i, s := range u.Consul.Services {
 			e.service(s.Proxy, s.Path, s.RealName, s.RedirectTo, &s.Policy, s.Pos, indexPath("consul.services", i))
@@ -229,6 +230,9 @@ func (e *errs) path(p *Path, pp string) {
 	}
 	if p.CacheTTL < 0 {
 		e.add(p.Pos, joinPath(pp, "cache_ttl"), "must be a positive integer, got %d", p.CacheTTL)
+	}
+	if p.SendProxyProtocol != "" && !slices.Contains(proxyProtocolVersions, p.SendProxyProtocol) {
+		e.add(p.Pos, joinPath(pp, "send_proxy_protocol"), "%s", enumMsg("send_proxy_protocol", p.SendProxyProtocol, proxyProtocolVersions...))
 	}
 	e.policy(&p.Policy, p.Pos, pp)
 }
