@@ -116,10 +116,11 @@ type Backend struct {
 
 	_ pad
 
-	failures  atomic.Uint32 // consecutive passive failures
-	ejections atomic.Uint64
-	lastCheck atomic.Int64 // unix nanos of the last finished active probe
-	lastError atomic.Pointer[string]
+	failures    atomic.Uint32 // consecutive passive failures
+	proxyHeader atomic.Uint32 // PROXY protocol version it expects; 0 = none
+	ejections   atomic.Uint64
+	lastCheck   atomic.Int64 // unix nanos of the last finished active probe
+	lastError   atomic.Pointer[string]
 }
 
 // NewBackend returns the state for addr (host:port), up, not ejected,
@@ -245,6 +246,16 @@ func (b *Backend) Proto() Proto { return Proto(b.proto.Load()) }
 
 // SetProto records the detected upstream protocol.
 func (b *Backend) SetProto(p Proto) { b.proto.Store(uint32(p)) }
+
+// ProxyHeader returns the PROXY protocol version (1 or 2) the backend
+// expects at the start of every connection (a route's
+// send_proxy_protocol), or 0 for none. Health probes and protocol
+// detection then open with a LOCAL (v2) or UNKNOWN (v1) header.
+func (b *Backend) ProxyHeader() uint8 { return uint8(b.proxyHeader.Load()) }
+
+// SetProxyHeader records the PROXY protocol version b expects (0, 1 or
+// 2); compiling a routing table sets it.
+func (b *Backend) SetProxyHeader(v uint8) { b.proxyHeader.Store(uint32(v)) }
 
 // BackendStatus is a point-in-time copy of a Backend's state for the
 // status API and `aralez -t`.

@@ -115,7 +115,7 @@
 // server_headers, rate_limit, x4xx_limit, healthcheck, redirect_to,
 // authorization, load_balance, allow, deny, tls_verify,
 // forward_credentials, auth_response_headers, cache, cache_ttl,
-// cache_bypass}.
+// cache_bypass, send_proxy_protocol}.
 //
 //   - servers: "host:port [weight=N] [backup]"; the port is 1–65535 and
 //     an IPv6 host is bracketed ("[::1]:8080"). A path needs servers
@@ -128,6 +128,8 @@
 //     http or https URL). data is a string or a list of strings.
 //   - allow and deny are CIDRs or bare IPs; deny wins.
 //   - load_balance is round_robin (default), least_conn or random.
+//   - send_proxy_protocol is v1 or v2; a server address has one setting
+//     in the whole table.
 //   - auth_response_headers defaults to DefaultAuthResponseHeaders.
 //   - cache is a boolean; cache_ttl is a positive integer of seconds;
 //     cache_bypass is a list of header names and "cookie:NAME" entries.

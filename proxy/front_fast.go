@@ -355,7 +355,7 @@ func (st *state) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 		req.Header.SetHost(u.hc.Addr)
 	}
 	resp.Reset()
-	err := u.roundTripFast(req, resp, st.bufLimit, b)
+	err := u.roundTripFast(req, resp, st.bufLimit, b, st.ctx.RemoteAddr(), st.ctx.LocalAddr())
 	st.leased = err == nil && resp.IsBodyStream()
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -254,6 +255,10 @@ func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 	out.URL = &url.URL{Scheme: scheme, Host: b.Addr(), Opaque: st.opaque, RawQuery: st.rawQuery}
 	if len(st.plan.Host) == 0 {
 		out.Host = b.Addr()
+	}
+	if u.net.proxyProto != 0 {
+		dst, _ := st.r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		out = out.WithContext(withPeer(out.Context(), tcpAddr(st.r.RemoteAddr), dst))
 	}
 	res, err := tr.RoundTrip(out)
 	if err != nil {

@@ -6,13 +6,16 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/pires/go-proxyproto"
 	"golang.org/x/net/http2"
 
+	"github.com/aralez-go/aralez/balancer/health"
 	"github.com/aralez-go/aralez/config"
 )
 
@@ -389,4 +393,132 @@ func freeLoopback(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// ppBackend is a backend that requires a PROXY header on every
+// connection (go-proxyproto's REQUIRE) and answers with the client
+// address it carried; it counts connections and requests.
+type ppBackend struct {
+	addr        string
+	conns, reqs atomic.Int64
+}
+
+func startPPBackend(t *testing.T, tlsToo bool) *ppBackend {
+	t.Helper()
+	pb := &ppBackend{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &proxyproto.Listener{Listener: &countingListener{Listener: ln, n: &pb.conns},
+		ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
+	up := websocket.Upgrader{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PRI" {
+			// The HTTP/2 preface of h2c detection, not a request.
+			w.WriteHeader(http.StatusHTTPVersionNotSupported)
+			return
+		}
+		pb.reqs.Add(1)
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if websocket.IsWebSocketUpgrade(r) {
+			c, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_ = c.WriteMessage(websocket.TextMessage, []byte(host))
+			return
+		}
+		io.WriteString(w, host)
+	}))
+	srv.Listener = pl
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if tlsToo {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	pb.addr = ln.Addr().String()
+	return pb
+}
+
+// countingListener counts accepted connections.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// TestSendProxyProtocol routes two clients (127.0.0.2 and 127.0.0.3)
+// through every front end to backends that require a PROXY header
+// (send_proxy_protocol v1 and v2, cleartext and TLS): each request
+// reaches the backend on a connection of its own whose header names its
+// client, so no upstream connection is shared across clients, and a
+// WebSocket tunnel carries its client's header too (issue 17).
+func TestSendProxyProtocol(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		version string
+		tls     bool
+	}{{"v1", "v1", false}, {"v2-tls", "v2", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			be := startPPBackend(t, tt.tls)
+			h := oneRoute("DEFAULT", "/", be.addr)
+			h.Paths[0].SendProxyProtocol = tt.version
+			cfg := &config.Config{}
+			cfg.Upstreams.Hosts = []config.Host{h}
+			f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+			// Detection as the health checker would run it, with the
+			// backend's LOCAL/UNKNOWN header.
+			snap := f.e.Snapshot()
+			for _, r := range snap.Routes {
+				for _, m := range r.Pool().Members() {
+					b := m.Backend
+					p, err := health.DetectBackend(context.Background(), b, "", 2*time.Second)
+					if err != nil {
+						t.Fatalf("DetectBackend: %v", err)
+					}
+					b.SetProto(p)
+				}
+			}
+			want := 0
+			for _, client := range []string{"127.0.0.2", "127.0.0.3"} {
+				for name, c := range ppClients(client, nil) {
+					for range 2 {
+						resp, body := doReq(t, c, "GET", f.url(name), "/", nil, nil)
+						want++
+						if resp.StatusCode != 200 || body != client {
+							t.Errorf("%s from %s: %d %q; want 200 and the backend seeing %s", name, client, resp.StatusCode, body, client)
+						}
+					}
+				}
+				d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+					NetDialContext: func(ctx context.Context, _, a string) (net.Conn, error) { return dialFrom(ctx, client, a, nil) }}
+				c, _, err := d.Dial("ws://"+f.plain+"/ws", nil)
+				if err != nil {
+					t.Fatalf("WebSocket from %s: %v", client, err)
+				}
+				want++
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, msg, err := c.ReadMessage(); err != nil || string(msg) != client {
+					t.Errorf("WebSocket from %s: backend saw %q, %v; want %s", client, msg, err, client)
+				}
+				c.Close()
+			}
+			if r, n := be.reqs.Load(), be.conns.Load(); r != int64(want) || n < r {
+				t.Errorf("backend: %d requests over %d connections; want %d requests, each on its own connection", r, n, want)
+			}
+		})
+	}
 }

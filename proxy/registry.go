@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -91,11 +92,14 @@ func NewRegistry(o UpstreamOptions) *Registry {
 func (r *Registry) Backends() *balancer.Set { return r.set }
 
 // Upstream returns the balancer state of addr and its connection pools
-// with upstream certificate verification on or off (tls_verify); the
-// balancer state is shared by every pool of the address. It implements
-// pipeline.Resolver.
-func (r *Registry) Upstream(addr string, verify bool) (*balancer.Backend, pipeline.Upstream) {
-	u := r.get(addr, verify)
+// for the route settings o: certificate verification on or off
+// (tls_verify), and the PROXY protocol version its connections open with
+// (send_proxy_protocol), which it also records on the backend for health
+// probes; the balancer state is shared by every pool of the address. It
+// implements pipeline.Resolver.
+func (r *Registry) Upstream(addr string, o pipeline.PoolOptions) (*balancer.Backend, pipeline.Upstream) {
+	u := r.get(addr, o.TLSVerify, o.ProxyProtocol)
+	u.backend.SetProxyHeader(o.ProxyProtocol)
 	return u.backend, u
 }
 
@@ -125,12 +129,15 @@ var _ pipeline.Resolver = (*Registry)(nil)
 
 // get returns the connection pools for addr with upstream certificate
 // verification on or off.
-func (r *Registry) get(addr string, verify bool) *upstream {
+func (r *Registry) get(addr string, verify bool, proxyProto uint8) *upstream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	key := addr
 	if verify {
-		key = addr + " verify"
+		key += " verify"
+	}
+	if proxyProto != 0 {
+		key += " proxy-v" + strconv.Itoa(int(proxyProto))
 	}
 	if u, ok := r.upstreams[key]; ok {
 		return u
@@ -142,6 +149,7 @@ func (r *Registry) get(addr string, verify bool) *upstream {
 		u.metricIdx = opts.Metrics.UpstreamIndex(addr)
 	}
 	u.net = newNetUpstream(addr, u.backend, opts)
+	u.net.proxyProto = proxyProto
 	u.hc.Dial = withTimeout(u.net.dialHostClient, opts.Timeout) // TLS when the backend was detected as TLS
 	r.upstreams[key] = u
 	return u

@@ -29,6 +29,9 @@ type netUpstream struct {
 	backend *balancer.Backend
 	opts    UpstreamOptions
 	dialer  net.Dialer
+	// proxyProto is the PROXY protocol version each connection opens
+	// with (send_proxy_protocol); 0 = none (upstream_proxy.go).
+	proxyProto uint8
 
 	tlsOnce sync.Once
 	tlsCfg  *tls.Config // ALPN left empty; cloned per transport
@@ -109,6 +112,10 @@ func (n *netUpstream) newTransport(kind int) *http.Transport {
 	if kind == trH1 {
 		t.DialContext = n.dialEarly // an answer before the whole body (upstream_early.go)
 	}
+	if n.proxyProto != 0 {
+		// One client's request per connection: the header names it.
+		t.DialContext, t.DisableKeepAlives = n.dialProxied, true
+	}
 	if cfg, err := n.clientTLS(); err == nil {
 		t.TLSClientConfig = cfg.Clone()
 	} else {
@@ -125,6 +132,13 @@ func (n *netUpstream) transport(grpc bool) (http.RoundTripper, string) {
 	p := n.backend.Proto()
 	kind, scheme := trH1, "http"
 	switch {
+	case n.proxyProto != 0:
+		// HTTP/1.1 only, cleartext or TLS: each connection carries one
+		// request (see upstream_proxy.go).
+		if p.Has(balancer.ProtoTLS) {
+			scheme = "https"
+		}
+		grpc = false
 	case p.Has(balancer.ProtoH2):
 		kind, scheme = trH2, "https"
 	case p.Has(balancer.ProtoH2C) || (p == balancer.ProtoUnknown && grpc):
@@ -146,13 +160,25 @@ func (n *netUpstream) transport(grpc bool) (http.RoundTripper, string) {
 // through the net/http transports: the backend speaks only HTTP/2.
 func (n *netUpstream) usesNet() bool {
 	p := n.backend.Proto()
-	return p.Has(balancer.ProtoH2) || p.Has(balancer.ProtoH2C)
+	return n.proxyProto != 0 || p.Has(balancer.ProtoH2) || p.Has(balancer.ProtoH2C)
 }
 
 // dialHostClient is the fasthttp.HostClient dialer: TCP, then TLS with
 // ALPN http/1.1 when the backend was detected as TLS.
 func (n *netUpstream) dialHostClient(addr string) (net.Conn, error) {
+	return n.dialTunnel(addr, nil, nil)
+}
+
+// dialTunnel is dialHostClient for one client's connection from src to
+// dst: on a send_proxy_protocol route the PROXY header naming it goes
+// first (a WebSocket tunnel).
+func (n *netUpstream) dialTunnel(addr string, src, dst net.Addr) (net.Conn, error) {
 	c, err := n.dialer.Dial("tcp", addr)
+	if err == nil && n.proxyProto != 0 {
+		if err = n.writeProxyHeaderFor(c, src, dst); err != nil {
+			c.Close()
+		}
+	}
 	if err != nil || !n.backend.Proto().Has(balancer.ProtoTLS) {
 		return c, err
 	}
@@ -190,14 +216,20 @@ func (n *netUpstream) closeIdle() {
 // roundTripFast sends a request of the fasthttp front end to the backend
 // and reads the response headers into resp: over the fasthttp pool
 // (roundTrip) for HTTP/1.1 backends, over the net/http HTTP/2 transport
-// for backends that speak only h2 or h2c. A streamed body holds lease's
+// for backends that speak only h2 or h2c, and over the net/http
+// HTTP/1.1 transport with the PROXY header for the client connection
+// from src to dst on a send_proxy_protocol route. A streamed body holds lease's
 // in-flight count and releases it on Close. Errors are as for roundTrip.
-func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend) error {
+func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend, src, dst net.Addr) error {
 	if u.net == nil || !u.net.usesNet() {
 		return roundTrip(u.hc, req, resp, bufLimit, lease)
 	}
 	tr, scheme := u.net.transport(false)
-	hr, err := http.NewRequest(string(req.Header.Method()), scheme+"://"+u.net.addr+string(req.RequestURI()), nil)
+	ctx := context.Background()
+	if u.net.proxyProto != 0 {
+		ctx = withPeer(ctx, src, dst)
+	}
+	hr, err := http.NewRequestWithContext(ctx, string(req.Header.Method()), scheme+"://"+u.net.addr+string(req.RequestURI()), nil)
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func (a *wsAttempt) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 	if len(a.st.plan.Host) == 0 {
 		req.Header.SetHost(u.hc.Addr)
 	}
-	bc, err := u.net.dialHostClient(b.Addr())
+	bc, err := u.net.dialTunnel(b.Addr(), a.st.ctx.RemoteAddr(), a.st.ctx.LocalAddr())
 	if err != nil {
 		return err
 	}

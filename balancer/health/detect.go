@@ -51,9 +51,32 @@ func (pc *probeConn) Close() {
 	pc.conn.Close()
 }
 
-// dial opens a TCP connection to addr bound to ctx: the context's
-// deadline becomes the connection's, and cancelling it unblocks reads.
-func dial(ctx context.Context, addr string) (*probeConn, error) {
+// PROXY protocol headers a probe opens with when its backend expects
+// one (Backend.ProxyHeader, a route's send_proxy_protocol): the
+// connection is the proxy's own, so v2 says LOCAL and v1 UNKNOWN, and the
+// backend uses the connection's real addresses (HAProxy's
+// proxy-protocol.txt, sections 2.1 and 2.2).
+var (
+	proxyV1Unknown = []byte("PROXY UNKNOWN\r\n")
+	proxyV2Local   = []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
+)
+
+// localHeader returns the header for a backend expecting PROXY protocol
+// version v, or nil for none.
+func localHeader(v uint8) []byte {
+	switch v {
+	case 1:
+		return proxyV1Unknown
+	case 2:
+		return proxyV2Local
+	}
+	return nil
+}
+
+// dial opens a TCP connection to addr bound to ctx and writes hdr (a
+// PROXY header, or nil) first: the context's deadline becomes the
+// connection's, and cancelling it unblocks reads.
+func dial(ctx context.Context, addr string, hdr []byte) (*probeConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -61,6 +84,12 @@ func dial(ctx context.Context, addr string) (*probeConn, error) {
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
+	}
+	if len(hdr) > 0 {
+		if _, err := c.Write(hdr); err != nil {
+			c.Close()
+			return nil, &dialError{err}
+		}
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	return &probeConn{conn: c, stop: stop}, nil
@@ -94,12 +123,23 @@ func serverNameOf(host string) string {
 // dialed or when the backend rejects the TLS handshake with an alert
 // (it speaks TLS, but not with us).
 func Detect(ctx context.Context, addr, serverName string, timeout time.Duration) (balancer.Proto, error) {
+	return detectWith(ctx, addr, serverName, nil, timeout)
+}
+
+// DetectBackend is Detect for b: each connection opens with a LOCAL (v2)
+// or UNKNOWN (v1) PROXY protocol header when b expects one
+// (Backend.ProxyHeader).
+func DetectBackend(ctx context.Context, b *balancer.Backend, serverName string, timeout time.Duration) (balancer.Proto, error) {
+	return detectWith(ctx, b.Addr(), serverName, localHeader(b.ProxyHeader()), timeout)
+}
+
+func detectWith(ctx context.Context, addr, serverName string, hdr []byte, timeout time.Duration) (balancer.Proto, error) {
 	if timeout <= 0 {
 		timeout = DefaultDetectTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p, pc, err := detect(ctx, addr, serverName, timeout)
+	p, pc, err := detect(ctx, addr, serverName, hdr, timeout)
 	pc.Close()
 	return p, err
 }
@@ -107,8 +147,8 @@ func Detect(ctx context.Context, addr, serverName string, timeout time.Duration)
 // detect is Detect that keeps the connection for a probe when it can:
 // after a TLS handshake (not yet used for HTTP) and after h2c detection
 // (preface sent). For ProtoHTTP1 it returns no connection.
-func detect(ctx context.Context, addr, serverName string, timeout time.Duration) (balancer.Proto, *probeConn, error) {
-	pc, err := dial(ctx, addr)
+func detect(ctx context.Context, addr, serverName string, hdr []byte, timeout time.Duration) (balancer.Proto, *probeConn, error) {
+	pc, err := dial(ctx, addr, hdr)
 	if err != nil {
 		return balancer.ProtoUnknown, nil, err
 	}
@@ -138,7 +178,7 @@ func detect(ctx context.Context, addr, serverName string, timeout time.Duration)
 	}
 
 	// Not TLS: try HTTP/2 prior knowledge (RFC 9113 section 3.3).
-	pc, err = dial(ctx, addr)
+	pc, err = dial(ctx, addr, hdr)
 	if err != nil {
 		return balancer.ProtoUnknown, nil, err
 	}
@@ -382,8 +422,8 @@ func probeOn(pc *probeConn, p balancer.Proto, r probeRequest) (int, error) {
 // ALPN "h2" and "http/1.1". For TLS it returns the protocol the
 // handshake negotiated, which may differ from p: ALPN is detection for
 // free on every probe.
-func dialProto(ctx context.Context, addr, serverName string, p balancer.Proto) (*probeConn, balancer.Proto, error) {
-	pc, err := dial(ctx, addr)
+func dialProto(ctx context.Context, addr, serverName string, hdr []byte, p balancer.Proto) (*probeConn, balancer.Proto, error) {
+	pc, err := dial(ctx, addr, hdr)
 	if err != nil {
 		return nil, p, err
 	}

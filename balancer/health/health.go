@@ -429,12 +429,13 @@ func (h *HealthChecker) probe(ctx context.Context, st *hcState, t Target) (int, 
 		}
 		// Detect again.
 	}
-	p, pc, err := detect(ctx, b.Addr(), sni, h.o.Timeout)
+	hdr := localHeader(b.ProxyHeader())
+	p, pc, err := detect(ctx, b.Addr(), sni, hdr, h.o.Timeout)
 	if err != nil {
 		return 0, balancer.ProtoUnknown, err
 	}
 	if pc == nil { // ProtoHTTP1: detection used its connection up
-		if pc, err = dial(ctx, b.Addr()); err != nil {
+		if pc, err = dial(ctx, b.Addr(), hdr); err != nil {
 			return 0, p, err
 		}
 	}
@@ -457,7 +458,7 @@ func isDialError(err error) bool {
 }
 
 func (h *HealthChecker) probeWith(ctx context.Context, b *balancer.Backend, t Target, sni string, known balancer.Proto) (int, balancer.Proto, error) {
-	pc, p, err := dialProto(ctx, b.Addr(), sni, known)
+	pc, p, err := dialProto(ctx, b.Addr(), sni, localHeader(b.ProxyHeader()), known)
 	if err != nil {
 		return 0, p, err
 	}

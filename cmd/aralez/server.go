@@ -693,7 +693,7 @@ func detectUnchecked(log *slog.Logger, snap *proxy.Snapshot) {
 			continue
 		}
 		host, _, _ := net.SplitHostPort(b.Addr())
-		p, err := health.Detect(context.Background(), b.Addr(), host, 0)
+		p, err := health.DetectBackend(context.Background(), b, host, 0)
 		if err != nil {
 			log.Debug("protocol detection failed; HTTP/1.1 assumed", "backend", b.Addr(), "err", err)
 			continue

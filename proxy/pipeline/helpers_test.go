@@ -14,7 +14,7 @@ type testResolver struct{ set *balancer.Set }
 
 func newTestResolver() *testResolver { return &testResolver{set: balancer.NewSet()} }
 
-func (r *testResolver) Upstream(addr string, _ bool) (*balancer.Backend, Upstream) {
+func (r *testResolver) Upstream(addr string, _ PoolOptions) (*balancer.Backend, Upstream) {
 	return r.set.Get(addr), addr
 }
 

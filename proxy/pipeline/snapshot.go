@@ -44,13 +44,24 @@ type ForwardAuthorizer interface {
 // forward-auth clients. proxy.Registry implements it.
 type Resolver interface {
 	// Upstream returns the balancer state of addr (host:port) and its
-	// connection pools with upstream certificate verification on or off.
-	Upstream(addr string, tlsVerify bool) (*balancer.Backend, Upstream)
+	// connection pools for the route settings in o.
+	Upstream(addr string, o PoolOptions) (*balancer.Backend, Upstream)
 	// Sticky returns the sticky-cookie signer for the main config.
 	Sticky(m config.Main) *balancer.Sticky
 	// ForwardAuth returns a forward-auth client for url. Errors wrap
 	// auth.ErrForwardURL.
 	ForwardAuth(url string, o auth.ForwardOptions) (ForwardAuthorizer, error)
+}
+
+// PoolOptions are the route settings that need connection pools of
+// their own for one backend address.
+type PoolOptions struct {
+	// TLSVerify verifies the backend's certificate (tls_verify).
+	TLSVerify bool
+	// ProxyProtocol is the PROXY protocol version (1 or 2) every
+	// upstream connection opens with (send_proxy_protocol); 0 = none.
+	// Such connections carry one client's requests only.
+	ProxyProtocol uint8
 }
 
 // Snapshot is an immutable, compiled routing table: host maps, prefix
@@ -129,6 +140,17 @@ func (r *Route) matches(p []byte) bool {
 		return false
 	}
 	return r.dirPrefix || len(p) == n || p[n] == '/' || n == 1
+}
+
+// proxyVersion maps send_proxy_protocol to its version number.
+func proxyVersion(s string) uint8 {
+	switch s {
+	case "v1":
+		return 1
+	case "v2":
+		return 2
+	}
+	return 0
 }
 
 // RouteKey returns the stable identity of the route host+prefix (see
@@ -233,7 +255,7 @@ func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host
 			if _, _, err := net.SplitHostPort(sv.Address); err != nil {
 				return nil, fmt.Errorf("server %q: %w", sv.Address, err)
 			}
-			b, u := res.Upstream(sv.Address, verify)
+			b, u := res.Upstream(sv.Address, PoolOptions{TLSVerify: verify, ProxyProtocol: proxyVersion(p.SendProxyProtocol)})
 			s.backends[b] = u
 			r.upstreams[b] = u
 			w := sv.Weight
