@@ -245,6 +245,9 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		e.pl.CacheLookup(&st.req, d, (*fastPeeker)(&ctx.Request.Header), &st.cache, start.UnixNano())
 		defer e.pl.CacheDone(&st.cache)
 		if st.cache.Serve != nil {
+			if rf := e.pl.TakeRefresh(&st.cache); rf != nil {
+				e.refreshFromFast(ctx, st, rf)
+			}
 			e.serveCachedFast(ctx, st, start.UnixNano())
 			return
 		}

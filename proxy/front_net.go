@@ -86,6 +86,9 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		e.pl.CacheLookup(&st.req, d, &st.peek, &st.cache, start.UnixNano())
 		defer e.pl.CacheDone(&st.cache)
 		if st.cache.Serve != nil {
+			if rf := e.pl.TakeRefresh(&st.cache); rf != nil {
+				e.refreshFromNet(st, rf)
+			}
 			e.serveCachedNet(st, start.UnixNano())
 			return
 		}

@@ -52,7 +52,8 @@
 //     revalidated with its ETag and Last-Modified; a 304 refreshes it
 //     (§4.3.4). must-revalidate, proxy-revalidate and s-maxage forbid
 //     serving stale. stale-while-revalidate serves stale while one
-//     request revalidates in the background; stale-if-error serves stale
+//     request revalidates in the background (Result.Fill on a stale Hit;
+//     the proxy runs it); stale-if-error serves stale
 //     in place of a failure (no answer, 500, 502, 503, 504) within its
 //     window (RFC 5861).
 //   - Conditional requests: a client's If-None-Match (weak comparison) or,

@@ -324,6 +324,73 @@ func (p *Pipeline) CacheFailed(cs *CacheState, now int64) {
 	}
 }
 
+// Refresh is a stale hit's background revalidation (RFC 5861
+// stale-while-revalidate), detached from its request: it owns the fill
+// and copies of what the cache needs, so it outlives the handler.
+type Refresh struct {
+	// Request is the cache's view of the request; its Header must be set
+	// to a Peeker over the detached upstream request.
+	Request cache.Request
+	// Fill is the key's fill, finished by Done.
+	Fill *cache.Fill
+	// Stale is the entry being revalidated; its validators go upstream.
+	Stale *cache.Entry
+	// SentAt is when the request went upstream (Unix ns).
+	SentAt int64
+}
+
+// TakeRefresh returns the background revalidation a stale hit was elected
+// for (nil when none: a fresh hit, or another request is revalidating),
+// taking the fill out of cs so that CacheDone leaves it alone. The
+// caller sends the request upstream (with Stale's validators) outside
+// the handler and ends with Refreshed.
+func (p *Pipeline) TakeRefresh(cs *CacheState) *Refresh {
+	f := cs.Result.Fill
+	if f == nil || cs.Serve == nil {
+		return nil
+	}
+	cs.Result.Fill = nil
+	r := &Refresh{Request: cs.req, Fill: f, Stale: cs.Serve}
+	// Nothing may point into the handler's buffers.
+	r.Request.Key = append([]byte(nil), cs.key...)
+	r.Request.Method = strGET
+	r.Request.Header = nil
+	return r
+}
+
+// Refreshed ends a background revalidation with the upstream's answer:
+// a 304 refreshes the stale entry, a server error keeps it (stale-if-error
+// permitting or not, the next request after the window revalidates
+// again), any other answer replaces it (or, when it cannot be stored,
+// leaves a hit-for-miss marker). status 0 means no upstream answered.
+func (p *Pipeline) Refreshed(r *Refresh, status int, h cache.Fields, body []byte, streamed bool, now int64) {
+	c := p.opts.Cache
+	switch {
+	case c == nil:
+		r.Fill.Abandon()
+	case status == 304:
+		c.Revalidated(&r.Request, r.Fill, r.Stale, &cache.Response{Status: status, Header: h, RequestTime: r.SentAt, ResponseTime: now})
+	case status == 0 || status >= 500:
+		r.Fill.Abandon()
+	default:
+		c.Store(&r.Request, r.Fill, &cache.Response{Status: status, Header: h, Body: body, Streamed: streamed, RequestTime: r.SentAt, ResponseTime: now})
+	}
+}
+
+// PlanRefresh adds a background revalidation's conditional headers to a
+// request plan made by PlanRequest: the client's own If-None-Match and
+// If-Modified-Since are removed, the stale entry's ETag and Last-Modified
+// sent.
+func (p *Pipeline) PlanRefresh(r *Refresh, pl *Plan) {
+	pl.Del = append(pl.Del, hdrIfNoneMatch, hdrIfModifiedSince)
+	if v := r.Stale.ETag(); v != nil {
+		pl.Set = append(pl.Set, Field{Name: hdrIfNoneMatch.Name, Key: hdrIfNoneMatch.Key, Value: v})
+	}
+	if v := r.Stale.LastModified(); v != nil {
+		pl.Set = append(pl.Set, Field{Name: hdrIfModifiedSince.Name, Key: hdrIfModifiedSince.Key, Value: v})
+	}
+}
+
 // CacheDone ends the request's part in the cache: a fill it still holds
 // is abandoned, so that requests waiting on it go upstream (its answer
 // was never handed over: the client went away, the body streamed, or a
