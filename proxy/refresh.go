@@ -33,7 +33,9 @@ func (t *refreshTransport) RoundTrip(b *balancer.Backend, up pipeline.Upstream) 
 		t.req.Header.SetHost(u.hc.Addr)
 	}
 	t.resp.Reset()
-	err := u.roundTripFast(t.req, t.resp, max(t.e.opts.BodyBufferBytes, t.e.opts.Cache.MaxObjectBytes()), b)
+	// No client connection: on a send_proxy_protocol route the header
+	// is LOCAL / UNKNOWN, as for health probes (the proxy's own request).
+	err := u.roundTripFast(t.req, t.resp, max(t.e.opts.BodyBufferBytes, t.e.opts.Cache.MaxObjectBytes()), b, nil, nil)
 	t.leased = err == nil && t.resp.IsBodyStream()
 	return err
 }
