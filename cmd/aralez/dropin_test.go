@@ -516,3 +516,24 @@ func TestLogReopen(t *testing.T) {
 		t.Errorf("exit = %v; want 0", ws)
 	}
 }
+
+// TestBindRetry: after a handover, an address the old process did not
+// pass (a Pingora-based Aralez passes only its proxy listeners) is bound
+// as soon as the old process lets it go.
+func TestBindRetry(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := held.Addr().String()
+	bind := func() (net.Listener, error) { return net.Listen("tcp", addr) }
+	if _, err := bindRetry(bind, 0); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("bindRetry(no wait) on a held address = %v; want EADDRINUSE", err)
+	}
+	time.AfterFunc(200*time.Millisecond, func() { held.Close() })
+	ln, err := bindRetry(bind, 10*time.Second)
+	if err != nil {
+		t.Fatalf("bindRetry() once the address is released = %v; want a listener", err)
+	}
+	ln.Close()
+}

@@ -61,16 +61,14 @@ func (p *process) listen(addr string, ka net.KeepAliveConfig) (net.Listener, err
 		p.keep(addr, ln)
 		return withKeepAlive(ln, ka), nil
 	}
-	bind := func() (net.Listener, error) {
-		return p.upg.Fds.ListenWithCallback("tcp", addr, func(network, addr string) (net.Listener, error) {
-			return lc.Listen(context.Background(), network, addr)
-		})
-	}
 	wait := time.Duration(0)
 	if p.upgrade {
 		wait = handoverBindWait
 	}
-	if ln, err = bindRetry(bind, wait); err != nil {
+	ln, err = p.upg.Fds.ListenWithCallback("tcp", addr, func(network, addr string) (net.Listener, error) {
+		return bindRetry(func() (net.Listener, error) { return lc.Listen(context.Background(), network, addr) }, wait)
+	})
+	if err != nil {
 		return nil, err
 	}
 	p.keep(addr, ln)
