@@ -109,7 +109,8 @@ type CacheState struct {
 	MetricIdx int
 
 	req        cache.Request
-	h          cache.Peeker // the front end's request header lines
+	h          cache.Peeker  // the front end's request header lines
+	seen       *CacheHeaders // the same, as Request.See recorded them
 	key, age   []byte
 	loc        []byte
 	inm, ims   []byte // the client's If-None-Match and If-Modified-Since
@@ -125,6 +126,31 @@ type CacheState struct {
 // (PlanCacheRequest saves them first), so that a stored answer is still
 // checked against the client's conditions.
 func (cs *CacheState) Peek(name []byte) []byte {
+	if !cs.saved && cs.seen != nil {
+		// Before the plan touches the front end's headers, the lines
+		// See recorded answer without a search.
+		switch len(name) {
+		case 5:
+			if equalFold(name, "Range") {
+				return cs.seen.Range
+			}
+		case 6:
+			if equalFold(name, "Pragma") {
+				return cs.seen.Pragma
+			}
+		case 13:
+			if equalFold(name, "Cache-Control") {
+				return cs.seen.CacheControl
+			}
+			if equalFold(name, "If-None-Match") {
+				return cs.seen.IfNoneMatch
+			}
+		case 17:
+			if equalFold(name, "If-Modified-Since") {
+				return cs.seen.IfModifiedSince
+			}
+		}
+	}
 	if cs.saved {
 		switch {
 		case equalFold(name, "If-None-Match"):
@@ -182,7 +208,7 @@ func (p *Pipeline) CacheLookup(r *Request, d *Decision, h cache.Peeker, cs *Cach
 	if c == nil || rc == nil {
 		return
 	}
-	cs.MetricIdx, cs.h = rc.metricIdx, h
+	cs.MetricIdx, cs.h, cs.seen = rc.metricIdx, h, &r.Cache
 	cs.key = cache.AppendKey(cs.key[:0], r.TLS, r.Host, r.Path, d.Query)
 	cs.req = cache.Request{Method: r.Method, Key: cs.key, Credentials: rc.credentials || r.Authorization != nil, TTL: rc.ttl, Header: cs}
 	if !rc.bypass.Empty() && rc.bypass.Match(h) {

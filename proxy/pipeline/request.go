@@ -89,12 +89,22 @@ type Request struct {
 	// Underscored lists the names of header lines holding "_" (see
 	// Plan's underscore rule).
 	Underscored [][]byte
+	// Cache holds the first value of the request headers the response
+	// cache reads on every lookup (cache.go), so that a hit needs no
+	// search of the front end's headers.
+	Cache CacheHeaders
 
 	underscored [maxUnderscored][]byte
 	bufs        requestBufs
 	badHeader   bool
 
 	nCookie, nConn, nTE, nVia, nXFF, nUnd int
+}
+
+// CacheHeaders are the request header values the response cache reads on
+// every lookup: the first line of each, nil when absent.
+type CacheHeaders struct {
+	CacheControl, Pragma, Range, IfNoneMatch, IfModifiedSince []byte
 }
 
 // requestBufs are the scratch buffers of a Request, kept across Reset.
@@ -153,10 +163,16 @@ func (r *Request) See(name, value []byte) bool {
 			r.bufs.viaBuf = joinLine(r.bufs.viaBuf, value, ", ", &r.nVia)
 			r.Via = r.bufs.viaBuf
 		}
+	case 5:
+		if r.Cache.Range == nil && equalFold(name, "Range") {
+			r.Cache.Range = value
+		}
 	case 6:
 		if equalFold(name, "Cookie") {
 			r.bufs.cookieBuf = joinLine(r.bufs.cookieBuf, value, "; ", &r.nCookie)
 			r.Cookie = r.bufs.cookieBuf
+		} else if r.Cache.Pragma == nil && equalFold(name, "Pragma") {
+			r.Cache.Pragma = value
 		}
 	case 7:
 		if r.Upgrade == nil && equalFold(name, "Upgrade") {
@@ -176,8 +192,17 @@ func (r *Request) See(name, value []byte) bool {
 			r.RequestID = value
 		}
 	case 13:
-		if r.Authorization == nil && equalFold(name, "Authorization") {
+		switch {
+		case r.Authorization == nil && equalFold(name, "Authorization"):
 			r.Authorization = value
+		case r.Cache.CacheControl == nil && equalFold(name, "Cache-Control"):
+			r.Cache.CacheControl = value
+		case r.Cache.IfNoneMatch == nil && equalFold(name, "If-None-Match"):
+			r.Cache.IfNoneMatch = value
+		}
+	case 17:
+		if r.Cache.IfModifiedSince == nil && equalFold(name, "If-Modified-Since") {
+			r.Cache.IfModifiedSince = value
 		}
 	case 15:
 		if equalFold(name, "X-Forwarded-For") {
