@@ -102,9 +102,7 @@ type Kubernetes struct {
 	targets  []k8sTarget
 	client   discoveryclient.DiscoveryV1Interface
 	log      *slog.Logger
-
-	mu      sync.Mutex // guards failing
-	failing []string   // per service: the last logged failure, "" when healthy
+	health   watchHealth
 }
 
 var _ Source = (*Kubernetes)(nil)
@@ -124,10 +122,11 @@ func NewKubernetes(base *config.Upstreams, k *config.Kubernetes, o KubernetesOpt
 	if k == nil || len(k.Services) == 0 {
 		return nil, fmt.Errorf("kubernetes: %w", ErrNoServices)
 	}
-	s := &Kubernetes{services: k.Services, log: o.Logger, failing: make([]string, len(k.Services))}
+	s := &Kubernetes{services: k.Services, log: o.Logger}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.health.log = s.log
 	s.base.init(base)
 	for i, svc := range k.Services {
 		t, err := parseK8sTarget(svc.Upstream)
@@ -267,64 +266,103 @@ func (k *Kubernetes) informer(i int, changed chan<- struct{}) cache.SharedIndexI
 	t := k.targets[i]
 	selector := discoveryv1.LabelServiceName + "=" + t.name
 	slices := k.client.EndpointSlices(t.namespace)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	return k.health.informer(k.services[i].Upstream, &discoveryv1.EndpointSlice{},
+		func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			opts.LabelSelector = selector
 			return slices.List(ctx, opts)
 		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+		func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.LabelSelector = selector
 			return slices.Watch(ctx, opts)
+		}, nil, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+}
+
+// listFunc and watchFunc are an informer's list and watch calls.
+type (
+	listFunc  func(context.Context, metav1.ListOptions) (runtime.Object, error)
+	watchFunc func(context.Context, metav1.ListOptions) (watch.Interface, error)
+)
+
+// informer builds an informer over list and watch whose failures and
+// recoveries w logs under what; every event calls changed.
+func (w *watchHealth) informer(what string, obj runtime.Object, list listFunc, watchFn watchFunc, idx cache.Indexers, changed func()) cache.SharedIndexInformer {
+	if idx == nil {
+		idx = cache.Indexers{}
+	}
+	// A list or watch the API server answered ends a failure.
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			obj, err := list(ctx, o)
+			if err == nil {
+				w.ok(what)
+			}
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			wi, err := watchFn(ctx, o)
+			if err == nil {
+				w.ok(what)
+			}
+			return wi, err
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
-	notify := func() {
-		k.recovered(i)
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
+	inf := cache.NewSharedIndexInformer(lw, obj, 0, idx)
 	// Errors from AddEventHandler and SetWatchErrorHandler only report
 	// an informer that already started; this one has not.
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
+		AddFunc:    func(any) { changed() },
+		UpdateFunc: func(any, any) { changed() },
+		DeleteFunc: func(any) { changed() },
 	})
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		k.watchFailed(i, err)
+		w.failed(what, err)
 	})
 	return inf
 }
 
-// watchFailed logs a list/watch failure of service i once per distinct
-// error. A watch the server closed normally or an expired resource
-// version is routine (the reflector lists again) and logged at debug.
-func (k *Kubernetes) watchFailed(i int, err error) {
-	svc := k.services[i].Upstream
+// watchHealth logs informer list/watch failures once per distinct error
+// and the first answer after a failure. It is safe for concurrent use.
+type watchHealth struct {
+	log     *slog.Logger
+	mu      sync.Mutex        // guards failing
+	failing map[string]string // watch → the last logged failure
+}
+
+// failed logs a list/watch failure of the watch named what, once per
+// distinct error. A watch the server closed normally or an expired
+// resource version is routine (the reflector lists again) and logged at
+// debug.
+func (w *watchHealth) failed(what string, err error) {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-		k.log.Debug("kubernetes watch restarted", "service", svc, "err", err)
+		w.log.Debug("kubernetes watch restarted", "watch", what, "err", err)
 		return
 	}
 	msg := err.Error()
-	k.mu.Lock()
-	first := k.failing[i] != msg
-	k.failing[i] = msg
-	k.mu.Unlock()
+	w.mu.Lock()
+	if w.failing == nil {
+		w.failing = map[string]string{}
+	}
+	first := w.failing[what] != msg
+	w.failing[what] = msg
+	w.mu.Unlock()
 	if first {
-		k.log.Warn("kubernetes watch failed; keeping the last table", "service", svc, "err", err)
+		w.log.Warn("kubernetes watch failed; keeping the last table", "watch", what, "err", err)
 	}
 }
 
-// recovered logs the first event of service i after a failure.
-func (k *Kubernetes) recovered(i int) {
-	k.mu.Lock()
-	was := k.failing[i] != ""
-	k.failing[i] = ""
-	k.mu.Unlock()
+// ok logs the first answer to the watch named what after a failure.
+func (w *watchHealth) ok(what string) {
+	w.mu.Lock()
+	_, was := w.failing[what]
+	delete(w.failing, what)
+	w.mu.Unlock()
 	if was {
-		k.log.Info("kubernetes watch recovered", "service", k.services[i].Upstream)
+		w.log.Info("kubernetes watch recovered", "watch", what)
 	}
 }
 

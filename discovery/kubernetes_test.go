@@ -1,17 +1,13 @@
 package discovery
 
 import (
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,47 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/internal/kubetest"
 )
-
-// fakeAPI emulates the EndpointSlice list and watch endpoints of a
-// Kubernetes API server, including watch-list streams
-// (sendInitialEvents ending with an initial-events-end bookmark) and
-// watches resumed from a resource version.
-type fakeAPI struct {
-	mu       sync.Mutex
-	rv       int
-	objs     map[string]*discoveryv1.EndpointSlice // by namespace/name
-	history  []fakeEvent
-	changed  chan struct{}
-	status   int
-	auth     map[string]int
-	requests int
-	lists    int // plain list requests
-	streams  int // watch-list requests (sendInitialEvents)
-	// noWatchList refuses watch-list requests with 422, as an API
-	// server without the WatchList feature does.
-	noWatchList bool
-	quit        chan struct{}
-	quitOnce    sync.Once
-}
-
-type fakeEvent struct {
-	rv  int
-	typ string
-	obj *discoveryv1.EndpointSlice
-}
-
-func newFakeAPI() *fakeAPI {
-	return &fakeAPI{
-		rv:      100,
-		objs:    map[string]*discoveryv1.EndpointSlice{},
-		changed: make(chan struct{}),
-		auth:    map[string]int{},
-		quit:    make(chan struct{}),
-	}
-}
-
-func (f *fakeAPI) stop() { f.quitOnce.Do(func() { close(f.quit) }) }
 
 // endpoint is a test endpoint: "10.0.0.1" is ready, "!10.0.0.1" is not.
 func slice(ns, name, service string, ports map[string]int32, endpoints ...string) *discoveryv1.EndpointSlice {
@@ -85,199 +42,6 @@ func slice(ns, name, service string, ports map[string]int32, endpoints ...string
 		})
 	}
 	return es
-}
-
-// put adds or replaces a slice and wakes watches.
-func (f *fakeAPI) put(es *discoveryv1.EndpointSlice) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	key := es.Namespace + "/" + es.Name
-	typ := "ADDED"
-	if _, ok := f.objs[key]; ok {
-		typ = "MODIFIED"
-	}
-	f.rv++
-	c := es.DeepCopy()
-	c.ResourceVersion = strconv.Itoa(f.rv)
-	f.objs[key] = c
-	f.history = append(f.history, fakeEvent{rv: f.rv, typ: typ, obj: c})
-	f.wakeLocked()
-}
-
-// remove deletes a slice and wakes watches.
-func (f *fakeAPI) remove(ns, name string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	key := ns + "/" + name
-	old, ok := f.objs[key]
-	if !ok {
-		return
-	}
-	delete(f.objs, key)
-	f.rv++
-	c := old.DeepCopy()
-	c.ResourceVersion = strconv.Itoa(f.rv)
-	f.history = append(f.history, fakeEvent{rv: f.rv, typ: "DELETED", obj: c})
-	f.wakeLocked()
-}
-
-// setStatus makes every request fail with status (0 = normal) and ends
-// open watches.
-func (f *fakeAPI) setStatus(status int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.status = status
-	f.wakeLocked()
-}
-
-func (f *fakeAPI) wakeLocked() {
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *fakeAPI) authCounts() map[string]int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return copyCounts(f.auth)
-}
-
-func matches(es *discoveryv1.EndpointSlice, ns, selector string) bool {
-	if es.Namespace != ns {
-		return false
-	}
-	k, v, ok := strings.Cut(selector, "=")
-	return !ok || es.Labels[k] == v
-}
-
-func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rest, ok := strings.CutPrefix(r.URL.Path, "/apis/discovery.k8s.io/v1/namespaces/")
-	ns, res, _ := strings.Cut(rest, "/")
-	f.mu.Lock()
-	f.requests++
-	f.auth[r.Header.Get("Authorization")]++
-	st := f.status
-	f.mu.Unlock()
-	if !ok || res != "endpointslices" {
-		http.NotFound(w, r)
-		return
-	}
-	if st != 0 {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(st)
-		_ = json.NewEncoder(w).Encode(metav1.Status{
-			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-			Status:   metav1.StatusFailure, Code: int32(st), Message: "emulated failure",
-		})
-		return
-	}
-	q := r.URL.Query()
-	selector := q.Get("labelSelector")
-	if f.noWatchList && q.Get("sendInitialEvents") == "true" {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnprocessableEntity)
-		_ = json.NewEncoder(w).Encode(metav1.Status{
-			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-			Status:   metav1.StatusFailure, Code: http.StatusUnprocessableEntity,
-			Reason: metav1.StatusReasonInvalid, Message: "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
-		})
-		return
-	}
-	if q.Get("watch") == "true" || q.Get("watch") == "1" {
-		f.watch(w, r, ns, selector)
-		return
-	}
-	f.mu.Lock()
-	f.lists++
-	list := discoveryv1.EndpointSliceList{
-		TypeMeta: metav1.TypeMeta{Kind: "EndpointSliceList", APIVersion: "discovery.k8s.io/v1"},
-		ListMeta: metav1.ListMeta{ResourceVersion: strconv.Itoa(f.rv)},
-		Items:    []discoveryv1.EndpointSlice{},
-	}
-	for _, es := range f.objs {
-		if matches(es, ns, selector) {
-			list.Items = append(list.Items, *es)
-		}
-	}
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(list)
-}
-
-func (f *fakeAPI) watch(w http.ResponseWriter, r *http.Request, ns, selector string) {
-	q := r.URL.Query()
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Transfer-Encoding", "chunked")
-	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
-	send := func(typ string, obj *discoveryv1.EndpointSlice) {
-		_ = enc.Encode(map[string]any{"type": typ, "object": obj})
-		if fl != nil {
-			fl.Flush()
-		}
-	}
-
-	f.mu.Lock()
-	sent, _ := strconv.Atoi(q.Get("resourceVersion"))
-	var initial []*discoveryv1.EndpointSlice
-	if q.Get("sendInitialEvents") == "true" {
-		f.streams++
-		for _, es := range f.objs {
-			if matches(es, ns, selector) {
-				initial = append(initial, es)
-			}
-		}
-		sent = f.rv
-	}
-	f.mu.Unlock()
-	if q.Get("sendInitialEvents") == "true" {
-		for _, es := range initial {
-			send("ADDED", es)
-		}
-		send("BOOKMARK", &discoveryv1.EndpointSlice{
-			TypeMeta: metav1.TypeMeta{Kind: "EndpointSlice", APIVersion: "discovery.k8s.io/v1"},
-			ObjectMeta: metav1.ObjectMeta{
-				ResourceVersion: strconv.Itoa(sent),
-				Annotations:     map[string]string{metav1.InitialEventsAnnotationKey: "true"},
-			},
-		})
-	}
-
-	timeout := time.Minute
-	if s, err := strconv.Atoi(q.Get("timeoutSeconds")); err == nil && s > 0 {
-		timeout = time.Duration(s) * time.Second
-	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		f.mu.Lock()
-		var evs []fakeEvent
-		for _, ev := range f.history {
-			if ev.rv > sent && matches(ev.obj, ns, selector) {
-				evs = append(evs, ev)
-			}
-		}
-		st, ch := f.status, f.changed
-		if n := len(f.history); n > 0 {
-			sent = max(sent, f.history[n-1].rv)
-		}
-		f.mu.Unlock()
-		for _, ev := range evs {
-			send(ev.typ, ev.obj)
-		}
-		if st != 0 {
-			return
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			return
-		case <-r.Context().Done():
-			return
-		case <-f.quit:
-			return
-		}
-	}
 }
 
 func tokenFile(t *testing.T, token string) string {
@@ -306,18 +70,17 @@ func TestKubernetesWatchesEndpointSlices(t *testing.T) {
 }
 
 func testKubernetesWatches(t *testing.T, noWatchList bool) {
-	fa := newFakeAPI()
-	fa.noWatchList = noWatchList
-	fa.put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "10.0.0.2", "10.0.0.1", "!10.0.0.9"))
-	fa.put(slice("shop", "api-a", "api", map[string]int32{"metrics": 9090, "http": 8081}, "10.1.0.1"))
-	fa.put(slice("other", "web-x", "web", map[string]int32{"http": 1}, "10.9.9.9")) // another namespace
-	srv := httptest.NewServer(fa)
-	t.Cleanup(srv.Close)
-	t.Cleanup(fa.stop)
+	fa := kubetest.NewServer(t)
+	if noWatchList {
+		fa.NoWatchList()
+	}
+	fa.Put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "10.0.0.2", "10.0.0.1", "!10.0.0.9"))
+	fa.Put(slice("shop", "api-a", "api", map[string]int32{"metrics": 9090, "http": 8081}, "10.1.0.1"))
+	fa.Put(slice("other", "web-x", "web", map[string]int32{"http": 1}, "10.9.9.9")) // another namespace
 
 	var logs logBuffer
 	kc := &config.Kubernetes{
-		Servers:   []string{srv.URL},
+		Servers:   []string{fa.URL()},
 		Tokenpath: tokenFile(t, "k8s-t0ken"),
 		Services: []config.KubernetesService{
 			{Hostname: "app.example.com", Path: "/", Upstream: "web"},
@@ -341,23 +104,23 @@ func testKubernetesWatches(t *testing.T, noWatchList bool) {
 	}
 
 	// A second slice of the same service adds endpoints.
-	fa.put(slice("default", "web-b", "web", map[string]int32{"http": 8080}, "10.0.0.3"))
+	fa.Put(slice("default", "web-b", "web", map[string]int32{"http": 8080}, "10.0.0.3"))
 	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), base+"app.example.com /=10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080; app.example.com /api=10.1.0.1:8081; db.example.com /="; got != want {
 		t.Fatalf("table after add = %q; want %q", got, want)
 	}
 
 	// An endpoint turning unready and a deleted slice remove servers.
-	fa.put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "!10.0.0.2", "10.0.0.1"))
+	fa.Put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "!10.0.0.2", "10.0.0.1"))
 	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), base+"app.example.com /=10.0.0.1:8080,10.0.0.3:8080; app.example.com /api=10.1.0.1:8081; db.example.com /="; got != want {
 		t.Fatalf("table after unready = %q; want %q", got, want)
 	}
-	fa.remove("shop", "api-a")
+	fa.Delete("endpointslices", "shop", "api-a")
 	if got, want := describe(recv(t, out, 5*time.Second).Upstreams), base+"app.example.com /=10.0.0.1:8080,10.0.0.3:8080; app.example.com /api=; db.example.com /="; got != want {
 		t.Fatalf("table after delete = %q; want %q", got, want)
 	}
 
 	// A change in another namespace emits nothing.
-	fa.put(slice("other", "web-x", "web", map[string]int32{"http": 1}, "10.9.9.8"))
+	fa.Put(slice("other", "web-x", "web", map[string]int32{"http": 1}, "10.9.9.8"))
 	noUpdate(t, out, 200*time.Millisecond)
 
 	// A reloaded file table is merged with the last discovered set.
@@ -366,13 +129,19 @@ func testKubernetesWatches(t *testing.T, noWatchList bool) {
 		t.Fatalf("table after SetBase = %q; want %q", got, want)
 	}
 
-	fa.mu.Lock()
-	lists, streams := fa.lists, fa.streams
-	fa.mu.Unlock()
+	lists, streams := 0, 0
+	for _, r := range fa.Requests() {
+		switch {
+		case r.Verb == "list":
+			lists++
+		case r.WatchList:
+			streams++
+		}
+	}
 	if (noWatchList && lists == 0) || (!noWatchList && streams == 0) {
 		t.Errorf("list requests %d, watch-list streams %d; want the %s path used", lists, streams, map[bool]string{true: "list", false: "watch-list"}[noWatchList])
 	}
-	if auth := fa.authCounts(); len(auth) != 1 || auth["Bearer k8s-t0ken"] == 0 {
+	if auth := fa.Authorizations(); len(auth) != 1 || auth["Bearer k8s-t0ken"] == 0 {
 		t.Errorf("Authorization headers = %v; want only the bearer token", auth)
 	}
 	if strings.Contains(logs.String(), "k8s-t0ken") {
@@ -382,15 +151,12 @@ func testKubernetesWatches(t *testing.T, noWatchList bool) {
 
 func TestKubernetesFailureKeepsTableAndRecovers(t *testing.T) {
 	t.Parallel()
-	fa := newFakeAPI()
-	fa.put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "10.0.0.1"))
-	srv := httptest.NewServer(fa)
-	t.Cleanup(srv.Close)
-	t.Cleanup(fa.stop)
+	fa := kubetest.NewServer(t)
+	fa.Put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "10.0.0.1"))
 
 	var logs logBuffer
 	kc := &config.Kubernetes{
-		Servers:   []string{srv.URL},
+		Servers:   []string{fa.URL()},
 		Tokenpath: tokenFile(t, "tok"),
 		Services:  []config.KubernetesService{{Hostname: "app.example.com", Path: "/", Upstream: "default/web"}},
 	}
@@ -403,14 +169,14 @@ func TestKubernetesFailureKeepsTableAndRecovers(t *testing.T) {
 		t.Fatalf("first table = %q; want %q", got, want)
 	}
 
-	fa.setStatus(http.StatusInternalServerError)
+	fa.SetStatus(http.StatusInternalServerError)
 	waitFor(t, 15*time.Second, "a failure log line", func() bool {
 		return strings.Contains(logs.String(), "kubernetes watch failed")
 	})
 	noUpdate(t, out, 200*time.Millisecond)
 
-	fa.setStatus(0)
-	fa.put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "10.0.0.1", "10.0.0.5"))
+	fa.SetStatus(0)
+	fa.Put(slice("default", "web-a", "web", map[string]int32{"http": 8080}, "10.0.0.1", "10.0.0.5"))
 	if got, want := describe(recv(t, out, 20*time.Second).Upstreams), "app.example.com /=10.0.0.1:8080,10.0.0.5:8080"; got != want {
 		t.Fatalf("table after recovery = %q; want %q", got, want)
 	}
@@ -542,11 +308,9 @@ func TestRestConfigDefaultsToHTTPS(t *testing.T) {
 
 func TestKubernetesTLSWithCAFile(t *testing.T) {
 	t.Parallel()
-	fa := newFakeAPI()
-	fa.put(slice("default", "web-a", "web", map[string]int32{"https": 8443}, "10.0.0.1"))
-	srv := httptest.NewTLSServer(fa)
-	t.Cleanup(srv.Close)
-	t.Cleanup(fa.stop)
+	fa := kubetest.NewTLSServer(t)
+	fa.Put(slice("default", "web-a", "web", map[string]int32{"https": 8443}, "10.0.0.1"))
+	srv := fa.Server()
 	ca := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
@@ -565,15 +329,7 @@ func TestKubernetesTLSWithCAFile(t *testing.T) {
 	if got, want := describe(recv(t, out, 15*time.Second).Upstreams), "app.example.com /=10.0.0.1:8443"; got != want {
 		t.Fatalf("table = %q; want %q", got, want)
 	}
-	if auth := fa.authCounts(); auth["Bearer tls-token"] == 0 {
+	if auth := fa.Authorizations(); auth["Bearer tls-token"] == 0 {
 		t.Errorf("Authorization headers = %v; want the bearer token", auth)
 	}
-}
-
-func copyCounts(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
