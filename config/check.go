@@ -303,3 +303,19 @@ func redact(s string) string {
 	}
 	return "…"
 }
+
+// isObjectName reports whether s is a Kubernetes object name: an RFC
+// 1123 subdomain of lower-case letters, digits, '-' and '.', starting
+// and ending with a letter or digit, at most 253 bytes.
+func isObjectName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return alnum(s[0]) && alnum(s[len(s)-1])
+}

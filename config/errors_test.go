@@ -131,6 +131,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "consul bad server", src: "consul:\n  servers: [\"c\"]\n", pos: "2:13", msg: "missing port"},
 		{name: "service without hostname", src: "kubernetes:\n  services:\n    - upstream: svc\n", pos: "3:7", msg: "service needs hostname"},
 		{name: "service bad path", src: "kubernetes:\n  services:\n    - {hostname: a, upstream: b, path: x}\n", pos: "3:40", msg: `must start with "/"`},
+		{name: "bad ingress class", src: "kubernetes:\n  ingress_class: Edge_1\n", pos: "2:18", msg: `ingress_class "Edge_1" is not a Kubernetes object name`},
 		{name: "globals bad auth", src: "globals:\n  authorization: [\"digest\", \"x\"]\n", pos: "2:18", msg: "unknown authorization type"},
 
 		// main.yaml.

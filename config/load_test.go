@@ -390,6 +390,7 @@ consul:
 kubernetes:
   servers: ["172.16.0.11:5443"]
   tokenpath: "/var/run/token"
+  ingress_class: "edge.example-1"
   services:
     - hostname: "api-service"
       upstream: "api-service"
@@ -413,7 +414,7 @@ kubernetes:
 		t.Errorf("consul.services[1] = %+v", s)
 	}
 	k := u.Kubernetes
-	if k == nil || k.Tokenpath != "/var/run/token" || len(k.Services) != 2 || k.Services[0].Path != "/" || k.Services[1].Policy.ClientHeaders[0].Name != "X-B" {
+	if k == nil || k.Tokenpath != "/var/run/token" || k.IngressClass != "edge.example-1" || len(k.Services) != 2 || k.Services[0].Path != "/" || k.Services[1].Policy.ClientHeaders[0].Name != "X-B" {
 		t.Errorf("kubernetes = %+v", k)
 	}
 	if len(u.Warnings) != 1 {

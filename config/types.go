@@ -413,6 +413,9 @@ type Kubernetes struct {
 	Services []KubernetesService
 	// Tokenpath is the service account token file.
 	Tokenpath string
+	// IngressClass is the ingress class the Ingress controller serves
+	// (used when Services is empty). Empty means "aralez".
+	IngressClass string
 }
 
 // KubernetesService maps one Kubernetes service to a host and path. YAML

@@ -35,7 +35,7 @@ var (
 		"authorization", "proxy", "real",
 	}
 	consulKeys     = []string{"servers", "services", "token"}
-	kubernetesKeys = []string{"servers", "services", "tokenpath"}
+	kubernetesKeys = []string{"servers", "services", "tokenpath", "ingress_class"}
 )
 
 // upParser holds the state of one upstreams walk.
@@ -664,6 +664,13 @@ func (p *upParser) kubernetes(e entry) {
 			k.Servers = p.endpoints(f)
 		case "tokenpath":
 			k.Tokenpath, _ = p.str(f.val, f.path)
+		case "ingress_class":
+			if v, ok := p.str(f.val, f.path); ok {
+				if !isObjectName(v) {
+					p.errorf(f.val, f.path, "ingress_class %q is not a Kubernetes object name (lower-case letters, digits, '-' and '.', at most 253)", v)
+				}
+				k.IngressClass = v
+			}
 		case "services":
 			items, _ := p.list(f.val, f.path)
 			for i, it := range items {

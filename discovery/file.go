@@ -7,6 +7,7 @@ package discovery
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -22,16 +23,29 @@ import (
 type Update struct {
 	// Source names the emitter ("file", "api", "consul", "kubernetes").
 	Source string
-	// Upstreams is the new routing table; nil when Err is set.
+	// Upstreams is the new routing table; nil when Err or Certificates
+	// is set.
 	Upstreams *config.Upstreams
 	// Err is a load error: a config.ErrorList with file:line:col entries,
 	// or an I/O error.
 	Err error
+	// Certificates, when non-nil, is the complete set of certificates
+	// the source serves now (the Kubernetes Ingress controller's TLS
+	// Secrets), for the TLS store to serve under the name Source; such
+	// an update carries no Upstreams. An empty List withdraws them.
+	Certificates *Certificates
 	// Done, when non-nil, gets exactly one send from the consumer: nil
 	// once the update is applied (or unchanged), else why it was
 	// rejected. It is buffered, so the send never blocks. Only Push sets
 	// it; other sources leave it nil.
 	Done chan<- error
+}
+
+// Certificates is a discovery source's complete set of TLS
+// certificates, each parsed, with Leaf set. The consumer must not
+// modify them.
+type Certificates struct {
+	List []*tls.Certificate
 }
 
 // Source produces routing tables until its context ends.
