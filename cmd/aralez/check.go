@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,11 @@ func checkConfig(cfg *config.Config, path string, stdout, stderr io.Writer) int 
 	// reports what only the routing compiler checks.
 	if _, err := proxy.Compile(locked, proxy.NewRegistry(proxy.UpstreamOptions{})); err != nil {
 		errs = append(errs, err.Error())
+	}
+	// Build the discovery source as a start does (no network I/O), so
+	// that -t and a start agree for every provider shape (issue 14).
+	if _, err := newDiscovery(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		errs = append(errs, fmt.Sprintf("provider %s: %v", cfg.Upstreams.Provider, err))
 	}
 	for _, w := range warns {
 		fmt.Fprintf(stderr, "warning: %s\n", w)

@@ -136,11 +136,19 @@ func printRoutes(w io.Writer, cfg *config.Config) {
 	}
 	fmt.Fprintf(w, "; upstreams %s; provider %s\n", cfg.Main.UpstreamsConf, up.Provider)
 	if len(up.Hosts) == 0 {
-		fmt.Fprintln(w, "no routes")
+		if up.Provider == "consul" || up.Provider == "kubernetes" {
+			fmt.Fprintf(w, "no routes yet: provider %s adds them as it discovers services\n", up.Provider)
+		} else {
+			fmt.Fprintln(w, "no routes")
+		}
 	}
 	for _, h := range up.Hosts {
 		for _, p := range h.Paths {
-			fmt.Fprintf(w, "%s %s", h.Name, p.Prefix)
+			exact := ""
+			if p.Match == config.MatchExact {
+				exact = "= "
+			}
+			fmt.Fprintf(w, "%s %s%s", h.Name, exact, p.Prefix)
 			if p.RedirectTo != "" {
 				fmt.Fprintf(w, " -> redirect %s", p.RedirectTo)
 			}

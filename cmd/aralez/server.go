@@ -39,11 +39,13 @@ type server struct {
 	log      *slog.Logger
 	mainPath string
 
-	cfg    *config.Config // the config serving now; only the reload loop touches it
-	disco  baseSource     // consul or kubernetes source; nil for provider file
-	upNow  atomic.Pointer[config.Upstreams]
-	digest string
-	gen    uint64
+	cfg   *config.Config // the config serving now; only the reload loop touches it
+	disco baseSource     // consul or kubernetes source; nil for provider file
+	// baseHosts counts the hosts of the table last handed to disco.
+	baseHosts int
+	upNow     atomic.Pointer[config.Upstreams]
+	digest    string
+	gen       uint64
 
 	reg     *proxy.Registry
 	engine  *proxy.Engine
@@ -168,6 +170,7 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 	if s.disco, err = newDiscovery(cfg, log); err != nil {
 		return nil, fmt.Errorf("provider %s: %w", cfg.Upstreams.Provider, err)
 	}
+	s.baseHosts = len(cfg.Upstreams.Hosts)
 	if err := s.apply(cfg, "start"); err != nil {
 		return nil, err
 	}
@@ -237,9 +240,29 @@ func healthInterval(m *config.Main) time.Duration {
 	return time.Duration(m.HCInterval) * time.Second
 }
 
-// errEmptyReload refuses a reload that would remove every route (a file
-// truncated or saved half-way): an empty table is accepted only at start.
+// errEmptyReload refuses a reload from the upstreams file that would
+// remove every route (a file truncated or saved half-way): an empty file
+// table is accepted only at start. Discovery sources and the config API
+// may empty the table: deleting the last Ingress or tagged service must
+// remove its routes (issue 14).
 var errEmptyReload = errors.New("refusing to apply a routing table without hosts on reload; remove the file's last host with a restart")
+
+// fromFile reports whether a reload reason is the upstreams file (the
+// watcher or SIGHUP), the only source the empty-table guard applies to.
+func fromFile(reason string) bool { return reason == "file" || reason == "sighup" }
+
+// setBase hands the file-defined or pushed table up to the discovery
+// source, which sends the merged table; the file's empty-table guard
+// holds here too.
+func (s *server) setBase(up *config.Upstreams, reason string) error {
+	if fromFile(reason) && len(up.Hosts) == 0 && s.baseHosts > 0 {
+		s.metrics.Reload(false)
+		return errEmptyReload
+	}
+	s.baseHosts = len(up.Hosts)
+	s.disco.SetBase(up)
+	return nil
+}
 
 // apply compiles cfg and swaps it in. On error nothing changes. A table
 // whose content digest (discovery.Digest) equals the running one is
@@ -252,7 +275,7 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 		s.log.Info("config unchanged; reload skipped", "reason", reason, "digest", digest)
 		return nil
 	}
-	if s.gen != 0 && len(cfg.Upstreams.Hosts) == 0 && len(s.cfg.Upstreams.Hosts) > 0 {
+	if fromFile(reason) && len(cfg.Upstreams.Hosts) == 0 && len(s.cfg.Upstreams.Hosts) > 0 {
 		s.metrics.Reload(false)
 		return errEmptyReload
 	}
@@ -401,14 +424,21 @@ loop:
 // onUpdate applies a routing table from a discovery source and answers
 // the source's Done channel (the config API waits on it).
 func (s *server) onUpdate(u discovery.Update) {
+	if u.Certificates != nil {
+		s.setCertificates(u)
+		return
+	}
 	err := u.Err
 	if err == nil && s.disco != nil && u.Source != s.disco.Name() {
 		// In consul/kubernetes mode the file and the config API define
 		// only the non-discovered part; the source merges and sends the
 		// whole table.
-		s.disco.SetBase(u.Upstreams)
+		err = s.setBase(u.Upstreams, u.Source)
+		if err != nil {
+			s.log.Error("config rejected; old config keeps serving", "source", u.Source, "err", err)
+		}
 		if u.Done != nil {
-			u.Done <- nil
+			u.Done <- err
 		}
 		return
 	}
@@ -427,6 +457,21 @@ func (s *server) onUpdate(u discovery.Update) {
 	if u.Done != nil {
 		u.Done <- err
 	}
+}
+
+// setCertificates hands a discovery source's certificates (Ingress TLS
+// Secrets) to the TLS listener's store, where they are served beside
+// the folder's under the source's name.
+func (s *server) setCertificates(u discovery.Update) {
+	n := len(u.Certificates.List)
+	if s.certs == nil {
+		if n > 0 {
+			s.log.Warn("certificates from discovery not served: no proxy_address_tls", "source", u.Source, "certificates", n)
+		}
+		return
+	}
+	s.certs.SetCertificates(u.Source, u.Certificates.List)
+	s.log.Info("certificates from discovery applied", "source", u.Source, "certificates", n)
 }
 
 // onHUP re-reads main.yaml and the upstreams; keys that need a restart
@@ -451,7 +496,9 @@ func (s *server) onHUP() {
 		}
 	}
 	if s.disco != nil {
-		s.disco.SetBase(up) // the source sends the merged table
+		if err := s.setBase(up, "sighup"); err != nil { // the source sends the merged table
+			s.log.Error("SIGHUP: config rejected; old config keeps serving", "err", err)
+		}
 		return
 	}
 	// Keep the running process settings; take the new routing table.
@@ -710,14 +757,18 @@ type baseSource interface {
 	SetBase(up *config.Upstreams)
 }
 
-// newDiscovery returns the source for provider consul or kubernetes, or
-// nil for provider file.
+// newDiscovery returns the source for provider consul or kubernetes
+// (the Ingress controller when the kubernetes block maps no services),
+// or nil for provider file. It does no network I/O, so -t runs it too.
 func newDiscovery(cfg *config.Config, log *slog.Logger) (baseSource, error) {
 	up := &cfg.Upstreams
 	switch up.Provider {
 	case "consul":
 		return discovery.NewConsul(up, up.Consul, discovery.ConsulOptions{Logger: log})
 	case "kubernetes":
+		if up.Kubernetes == nil || len(up.Kubernetes.Services) == 0 {
+			return discovery.NewIngress(up, up.Kubernetes, discovery.IngressOptions{Logger: log})
+		}
 		return discovery.NewKubernetes(up, up.Kubernetes, discovery.KubernetesOptions{Logger: log})
 	}
 	return nil, nil

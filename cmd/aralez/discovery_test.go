@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/aralez-go/aralez/internal/consultest"
+	"github.com/aralez-go/aralez/internal/kubetest"
+)
+
+// TestProviderShapes checks that -t and a start agree for every shape
+// of provider block (issue 14): when -t says valid, the binary starts
+// and serves, discovery-only files with an empty table that fills as
+// services and Ingresses appear; when -t says invalid, the start fails
+// too.
+func TestProviderShapes(t *testing.T) {
+	becomeSubreaper(t)
+	backend := named(t, "B")
+	bhost, bport, _ := net.SplitHostPort(backend)
+	port, _ := strconv.Atoi(bport)
+	consul := consultest.NewServer(t)
+	consul.Set("web", backend)
+	api := kubetest.NewServer(t)
+	api.Put(&discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(port))}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{bhost}}},
+	})
+	token := filepath.Join(t.TempDir(), "token")
+	writeFile(t, token, "t0ken\n")
+
+	type shape struct {
+		name      string
+		upstreams string
+		valid     bool
+		before    int    // status of GET web.test/ at start
+		appear    func() // makes web.test routed
+	}
+	tests := []shape{
+		{name: "file", upstreams: fmt.Sprintf("upstreams:\n  web.test:\n    paths:\n      \"/\":\n        servers: [%q]\n", backend), valid: true, before: 200},
+		{name: "file without hosts", upstreams: "provider: file\n", valid: true, before: 404},
+		{name: "consul services", valid: true, before: 200, upstreams: fmt.Sprintf(
+			"provider: consul\nconsul:\n  servers: [%q]\n  services:\n    - {hostname: web.test, upstream: web}\n", consul.URL())},
+		{name: "consul servers and token only", valid: true, before: 404, upstreams: fmt.Sprintf(
+			"provider: consul\nconsul:\n  servers: [%q]\n  token: t0k\n", consul.URL()),
+			appear: func() {
+				consul.SetInstances("tagged", consultest.Instance{Address: bhost, Port: port,
+					Tags: []string{"aralez.service=yes", "aralez.host=web.test"}})
+			}},
+		{name: "kubernetes services", valid: true, before: 200, upstreams: fmt.Sprintf(
+			"provider: kubernetes\nkubernetes:\n  servers: [%q]\n  tokenpath: %q\n  services:\n    - {hostname: web.test, upstream: web}\n", api.URL(), token)},
+		{name: "kubernetes servers and tokenpath only", valid: true, before: 404, upstreams: fmt.Sprintf(
+			"provider: kubernetes\nkubernetes:\n  servers: [%q]\n  tokenpath: %q\n", api.URL(), token),
+			appear: func() {
+				api.Put(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+					Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})
+				class, prefix := "aralez", networkingv1.PathTypePrefix
+				api.Put(&networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+					Spec: networkingv1.IngressSpec{IngressClassName: &class, Rules: []networkingv1.IngressRule{{Host: "web.test",
+						IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
+							Path: "/", PathType: &prefix, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+								Name: "web", Port: networkingv1.ServiceBackendPort{Name: "http"}}}}}}}}}}})
+			}},
+		{name: "kubernetes without a token file", valid: false, upstreams: fmt.Sprintf(
+			"provider: kubernetes\nkubernetes:\n  servers: [%q]\n  tokenpath: %q\n", api.URL(), token+".missing")},
+	}
+	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		// Outside a cluster, in-cluster settings are missing: both fail.
+		tests = append(tests, shape{name: "kubernetes in-cluster outside a cluster", upstreams: "provider: kubernetes\n", valid: false})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, addr := proxyDir(t, backend, "")
+			writeFile(t, filepath.Join(dir, "upstreams.yaml"), tt.upstreams)
+			var out, errb bytes.Buffer
+			code := run([]string{"-t", "-c", filepath.Join(dir, "main.yaml")}, &out, &errb)
+			if (code == 0) != tt.valid {
+				t.Fatalf("aralez -t = %d; want valid %v:\n%s%s", code, tt.valid, out.String(), errb.String())
+			}
+			pid := startBinary(t, dir, nil)
+			if !tt.valid {
+				if ws := reap(t, pid, 15*time.Second); !ws.Exited() || ws.ExitStatus() != 1 {
+					t.Errorf("start after an invalid -t = %v; want exit 1; log:\n%s", ws, logOf(dir))
+				}
+				return
+			}
+			get := func() int {
+				req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+				req.Host = "web.test"
+				resp, err := httpClient.Do(req)
+				if err != nil {
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if !waitFor(15*time.Second, func() bool { return get() == tt.before }) {
+				t.Fatalf("GET web.test/ = %d; want %d; log:\n%s", get(), tt.before, logOf(dir))
+			}
+			if tt.appear != nil {
+				if !strings.Contains(out.String(), "no routes yet") {
+					t.Errorf("aralez -t output lacks \"no routes yet\":\n%s", out.String())
+				}
+				tt.appear()
+				if !waitFor(15*time.Second, func() bool { return get() == 200 }) {
+					t.Fatalf("GET web.test/ = %d after the service appeared; want 200; log:\n%s", get(), logOf(dir))
+				}
+			}
+			syscall.Kill(pid, syscall.SIGTERM)
+			if ws := reap(t, pid, 15*time.Second); !ws.Exited() || ws.ExitStatus() != 0 {
+				t.Errorf("exit after SIGTERM = %v; want 0; log:\n%s", ws, logOf(dir))
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
