@@ -16,6 +16,7 @@ import (
 	"github.com/aralez-go/aralez/admin"
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/tls/acme"
+	"github.com/aralez-go/aralez/tls/acme/dnsprovider"
 )
 
 // domainsFile is Aralez's list of names ordered through /acme_order, a
@@ -286,5 +287,11 @@ func (s *server) certificates() func() []admin.CertificateStatus {
 // dnsProvider returns the DNS-01 provider acme_dns_provider (or
 // DNS_PROVIDER) names, with its credentials from the environment.
 func dnsProvider(name string) (acme.DNSProvider, error) {
-	return nil, fmt.Errorf("acme_dns_provider %q: DNS-01 providers are not in this build yet", name)
+	switch strings.ToLower(name) {
+	case "cloudflare":
+		return dnsprovider.CloudflareFromEnv()
+	case "route53":
+		return dnsprovider.Route53FromEnv(context.Background())
+	}
+	return nil, fmt.Errorf("acme_dns_provider %q: want cloudflare or route53", name)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/aralez-go/aralez/config"
 	"github.com/aralez-go/aralez/internal/pebbletest"
+	"github.com/aralez-go/aralez/tls/acme/dnsprovider"
 )
 
 // apiGet fetches url and returns the status and body.
@@ -231,4 +232,30 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestDNSProviderChoice maps acme_dns_provider to the providers, with
+// Aralez's environment variables.
+func TestDNSProviderChoice(t *testing.T) {
+	t.Setenv("CLOUDFLARE_API_TOKEN", "tok")
+	t.Setenv("CLOUDFLARE_ZONE_ID", "zone")
+	t.Setenv("AWS_HOSTED_ZONE_ID", "Z1")
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKID")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	if p, err := dnsProvider("cloudflare"); err != nil || p.(*dnsprovider.Cloudflare).ZoneID != "zone" {
+		t.Errorf("dnsProvider(cloudflare) = %v, %v", p, err)
+	}
+	if p, err := dnsProvider("Route53"); err != nil || p.(*dnsprovider.Route53).ZoneID != "Z1" {
+		t.Errorf("dnsProvider(route53) = %v, %v", p, err)
+	}
+	if _, err := dnsProvider("bind"); err == nil || !strings.Contains(err.Error(), "want cloudflare or route53") {
+		t.Errorf("dnsProvider(bind) error = %v", err)
+	}
+	t.Setenv("CLOUDFLARE_ZONE_ID", "")
+	if _, err := dnsProvider("cloudflare"); err == nil {
+		t.Errorf("dnsProvider(cloudflare) without a zone = nil error")
+	}
 }
