@@ -418,3 +418,21 @@ func TestOrderAndAccount(t *testing.T) {
 		t.Logf("pebble log does not show the contact (not required)")
 	}
 }
+
+// TestExternalAccountBinding registers the account at a CA that requires
+// EAB (as ZeroSSL does): without the binding it is refused, with it the
+// account exists.
+func TestExternalAccountBinding(t *testing.T) {
+	t.Parallel()
+	l := newListeners(t)
+	const kid, hmac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	p := pebbletest.Start(t, pebbletest.Options{EAB: map[string]string{kid: hmac}})
+	without, _ := newManager(t, l, p, Options{})
+	if _, err := without.CreateAccount(context.Background()); err == nil || !strings.Contains(err.Error(), "externalAccountRequired") {
+		t.Errorf("CreateAccount() without EAB error = %v; want externalAccountRequired", err)
+	}
+	with, _ := newManager(t, l, p, Options{EABKeyID: kid, EABHMACKey: hmac})
+	if acct, err := with.CreateAccount(context.Background()); err != nil || acct == "" {
+		t.Errorf("CreateAccount() with EAB = %q, %v", acct, err)
+	}
+}
