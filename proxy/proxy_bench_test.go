@@ -73,6 +73,24 @@ func newPathBenchWith(tb testing.TB, cfg *config.Config, rawReq string, respBody
 	return pb
 }
 
+// overTCP moves pb's upstream to a loopback TCP socket, reached through
+// the proxy's own upstream connections (upstreamConn: upstream_timeout's
+// deadline per read and write, the idle check on reuse), so that their
+// cost is measured too; the upstream's work then runs in the process.
+func (pb *pathBench) overTCP(tb testing.TB) *pathBench {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go pb.up.Serve(ln) //nolint:errcheck
+	dial := pooledDial(func(string) (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }, time.Minute)
+	for _, u := range pb.e.Registry().upstreams {
+		u.hc.Dial = dial
+	}
+	return pb
+}
+
 // do runs one request through the proxy and returns the status.
 func (pb *pathBench) do(tb testing.TB) int {
 	pb.ctx.Request.Reset()
@@ -153,19 +171,26 @@ func (pb *pathBench) withCache(tb testing.TB, cfg *config.Config) *pathBench {
 
 // BenchmarkRequestPath measures the whole fasthttp request path with a
 // 100 B response, without policies and with a never-triggered rate limit
-// or a cached JWT check, and a response cache hit (no upstream request);
-// allocs/op must stay 0 (TestRequestPathAllocs).
+// or a cached JWT check, and a response cache hit (no upstream request),
+// to an in-memory upstream; "plain-tcp" is "plain" to an upstream on
+// loopback TCP (overTCP). allocs/op must stay 0 (TestRequestPathAllocs).
 func BenchmarkRequestPath(b *testing.B) {
 	for _, v := range policyVariants(b) {
 		b.Run(v.name, func(b *testing.B) {
-			pb := newPathBench(b, v.cfg, v.req, benchBody).withCache(b, v.cfg)
-			b.ReportAllocs()
-			for b.Loop() {
-				if st := pb.do(b); st != 200 {
-					b.Fatalf("status %d", st)
-				}
-			}
+			benchPath(b, newPathBench(b, v.cfg, v.req, benchBody).withCache(b, v.cfg))
 		})
+	}
+	b.Run("plain-tcp", func(b *testing.B) {
+		benchPath(b, newPathBench(b, benchConfig(1), benchRequest, benchBody).overTCP(b))
+	})
+}
+
+func benchPath(b *testing.B, pb *pathBench) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := pb.do(b); st != 200 {
+			b.Fatalf("status %d", st)
+		}
 	}
 }
 
@@ -258,5 +283,21 @@ func BenchmarkNormalizePath(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst, _ = pipeline.AppendNormalizedPath(dst[:0], p)
+	}
+}
+
+// BenchmarkIdleCheck measures the check that a pooled upstream connection
+// is still open before a request is written to it (upstreamConn.alive:
+// one non-blocking recv with MSG_PEEK), on an open loopback TCP
+// connection. It runs when a connection idle for idleCheckAfter or more
+// is reused.
+func BenchmarkIdleCheck(b *testing.B) {
+	c, _ := tcpPair(b)
+	uc := newUpstreamConn(c, time.Minute)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !uc.alive() {
+			b.Fatal("open connection reported closed")
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -150,7 +149,7 @@ func (r *Registry) get(addr string, verify bool, proxyProto uint8) *upstream {
 	}
 	u.net = newNetUpstream(addr, u.backend, opts)
 	u.net.proxyProto = proxyProto
-	u.hc.Dial = withTimeout(u.net.dialHostClient, opts.Timeout) // TLS when the backend was detected as TLS
+	u.hc.Dial = pooledDial(u.net.dialHostClient, opts.Timeout) // TLS when the backend was detected as TLS
 	r.upstreams[key] = u
 	return u
 }
@@ -179,7 +178,8 @@ func (r *Registry) newHostClient(addr string) *fasthttp.HostClient {
 	if maxConns <= 0 {
 		maxConns = unlimitedConns
 	}
-	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	// Dial is set by get: TCP or TLS by the detected protocol, each
+	// connection an upstreamConn.
 	return &fasthttp.HostClient{
 		Addr:                          addr,
 		NoDefaultUserAgentHeader:      true,
@@ -192,51 +192,7 @@ func (r *Registry) newHostClient(addr string) *fasthttp.HostClient {
 		ReadBufferSize:                o.MaxHeaderBytes,
 		MaxIdemponentCallAttempts:     1,
 		StreamResponseBody:            true,
-		Dial: func(a string) (net.Conn, error) {
-			c, err := dialer.Dial("tcp", a)
-			if err != nil || o.Timeout <= 0 {
-				return c, err
-			}
-			return &timeoutConn{Conn: c, timeout: o.Timeout}, nil
-		},
 	}
-}
-
-// withTimeout wraps dial so that its connections are timeoutConns.
-func withTimeout(dial func(string) (net.Conn, error), timeout time.Duration) func(string) (net.Conn, error) {
-	if timeout <= 0 {
-		return dial
-	}
-	return func(addr string) (net.Conn, error) {
-		c, err := dial(addr)
-		if err != nil {
-			return nil, err
-		}
-		return &timeoutConn{Conn: c, timeout: timeout}, nil
-	}
-}
-
-// timeoutConn gives every Read and Write on an upstream connection its own
-// deadline of timeout from the call: an idle timeout between successive
-// operations (like nginx's proxy_read_timeout), so that a large body that
-// keeps flowing is never cut by a deadline set when the request started.
-type timeoutConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *timeoutConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *timeoutConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
 }
 
 // Sticky returns the sticky-cookie signer for m: keyed by sticky_secret,

@@ -24,17 +24,27 @@ import (
 // chunked or close-delimited body is attached to resp as a stream that
 // gives the connection back when the front end closes it after relaying.
 // A streamed body holds lease's in-flight count and releases it on
-// Close. Errors, wrapped for pipeline.Classify: a dial error, a timeout,
+// Close. A pooled connection idle for idleCheckAfter or more is checked
+// before the request is written to it (upstreamConn.alive): one the
+// upstream closed while it was idle is dropped for the next. Errors,
+// wrapped for pipeline.Classify: a dial error, a timeout,
 // pipeline.ErrPoolFull, pipeline.ErrStale (after which the backend's idle
 // connections are closed: one dead pooled connection usually means the
 // upstream restarted and closed them all), pipeline.ErrClientBody, or
 // another I/O error; on error the connection is closed.
 func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend) error {
 	cc, err := hc.AcquireConn(0, false)
+	for err == nil && !reusable(cc.Conn(), cc.LastUseTime()) {
+		// The upstream closed this idle connection: drop it before any
+		// byte is written and take the next (or dial), whatever the
+		// method. Every turn removes a connection from the pool.
+		hc.CloseConn(cc)
+		cc, err = hc.AcquireConn(0, false)
+	}
 	if err != nil {
 		return fastErr(err)
 	}
-	// Deadlines: the connection sets one per Read and Write (timeoutConn).
+	// Deadlines: the connection sets one per Read and Write (upstreamConn).
 	conn := cc.Conn()
 	reused := !cc.LastUseTime().IsZero()
 	streamed := req.IsBodyStream() // Write may release the stream on error

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,19 +111,43 @@ func (n *netUpstream) newTransport(kind int) *http.Transport {
 	if kind == trH2GRPC || kind == trH2CGRPC {
 		t.ResponseHeaderTimeout = 0
 	}
-	if kind == trH1 {
-		t.DialContext = n.dialEarly // an answer before the whole body (upstream_early.go)
-	}
-	if n.proxyProto != 0 {
-		// One client's request per connection: the header names it.
-		t.DialContext, t.DisableKeepAlives = n.dialProxied, true
-	}
-	if cfg, err := n.clientTLS(); err == nil {
+	switch cfg, err := n.clientTLS(); {
+	case kind == trH1 && n.proxyProto == 0:
+		// TLS is done here, so that the connection net/http holds is the
+		// upstreamConn that idleCheck looks at; below it, earlyConn (an
+		// answer before the whole body, upstream_early.go).
+		t.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return n.dialWatched(ctx, addr, false)
+		}
+		t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return n.dialWatched(ctx, addr, true)
+		}
+	case err == nil:
 		t.TLSClientConfig = cfg.Clone()
-	} else {
+	default:
 		t.DialTLSContext = func(context.Context, string, string) (net.Conn, error) { return nil, err }
 	}
+	if n.proxyProto != 0 {
+		// One client's request per connection: the header names it. No
+		// connection is reused, so none is checked.
+		t.DialContext, t.DisableKeepAlives = n.dialProxied, true
+	}
 	return t
+}
+
+// dialWatched opens a connection of the net/http HTTP/1.1 transport:
+// TCP in an earlyConn, TLS with ALPN http/1.1 over it when tlsOn, all in
+// an upstreamConn without deadlines of its own (the transport's
+// ResponseHeaderTimeout applies).
+func (n *netUpstream) dialWatched(ctx context.Context, addr string, tlsOn bool) (net.Conn, error) {
+	c, err := n.dialEarly(ctx, "tcp", addr)
+	if err == nil && tlsOn {
+		c, err = n.handshakeH1(ctx, c, addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newUpstreamConn(c, 0), nil
 }
 
 // transport picks the transport and URL scheme for the backend's detected
@@ -153,7 +179,89 @@ func (n *netUpstream) transport(grpc bool) (http.RoundTripper, string) {
 	}
 	sl := &n.ts[kind]
 	sl.once.Do(func() { sl.t.Store(n.newTransport(kind)) })
+	if kind == trH1 {
+		return (*h1Transport)(sl.t.Load()), scheme
+	}
 	return sl.t.Load(), scheme
+}
+
+// h1Transport is the net/http HTTP/1.1 transport of a backend (for the
+// net/http front end). A request never goes out on an idle connection
+// that the upstream has closed: idleCheck finds it when net/http takes
+// it from its pool, and the request fails before any byte is written;
+// net/http then sends it on another connection (it retries a request
+// that it provably did not send), by itself for a request without a
+// body, through GetBody for one with a body (replayBody), whatever the
+// method (issue 11). It is safe for concurrent use.
+type h1Transport http.Transport
+
+// RoundTrip sends req as http.Transport does, with idleCheck and, for a
+// request with a body and no GetBody, a replayBody. req is not
+// modified; a request with a body is copied.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	trace := idleCheck
+	if httptrace.ContextClientTrace(ctx) != nil {
+		tc := *idleCheck // WithClientTrace composes into the trace it gets
+		trace = &tc
+	}
+	r := req.WithContext(httptrace.WithClientTrace(ctx, trace))
+	if r.Body != nil && r.Body != http.NoBody && r.GetBody == nil {
+		rb := &replayBody{rc: r.Body}
+		r.Body, r.GetBody = rb, rb.again
+	}
+	return (*http.Transport)(t).RoundTrip(r)
+}
+
+// idleCheck is the client trace of h1Transport: when net/http takes an
+// idle connection from its pool after idleCheckAfter or more, GotConn
+// checks that the upstream has not closed it (upstreamConn.alive); if it has, the connection's first
+// Write fails with errIdleClosed and writes nothing. net/http's own
+// check (a read that waits on each idle connection) sees most such
+// closes, but not one that lands just before the connection is taken.
+var idleCheck = &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+	if !info.Reused || !info.WasIdle || info.IdleTime < idleCheckAfter {
+		return
+	}
+	if uc, ok := info.Conn.(*upstreamConn); ok && !uc.alive() {
+		uc.closed.Store(true)
+	}
+}}
+
+// replayBody is the body of a request sent through h1Transport. Until a
+// byte of it is read, again hands it back for another attempt, and Close
+// leaves the client's body open: net/http closes the body of a request
+// whose first write failed, and that request is sent again. Once reading
+// has begun, again fails with errBodySent and Close closes the client's
+// body. It is safe for concurrent use (net/http reads it on one
+// goroutine and may close it on another).
+type replayBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+// errBodySent is replayBody's answer to a retry after its body was read.
+var errBodySent = errors.New("proxy: request body already sent upstream; the request cannot be sent again")
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+// Close closes the client's body once reading has begun.
+func (b *replayBody) Close() error {
+	if b.read.Load() {
+		return b.rc.Close()
+	}
+	return nil
+}
+
+// again is the request's GetBody.
+func (b *replayBody) again() (io.ReadCloser, error) {
+	if b.read.Load() {
+		return nil, errBodySent
+	}
+	return b, nil
 }
 
 // usesNet reports whether HTTP/1.1 front-end requests to this backend go
@@ -182,6 +290,13 @@ func (n *netUpstream) dialTunnel(addr string, src, dst net.Addr) (net.Conn, erro
 	if err != nil || !n.backend.Proto().Has(balancer.ProtoTLS) {
 		return c, err
 	}
+	return n.handshakeH1(context.Background(), c, addr)
+}
+
+// handshakeH1 runs the TLS handshake of an HTTP/1.1 connection (ALPN
+// http/1.1) over c to addr, bounded by the connect timeout (at least
+// 1 s); on error c is closed.
+func (n *netUpstream) handshakeH1(ctx context.Context, c net.Conn, addr string) (net.Conn, error) {
 	cfg, err := n.clientTLS()
 	if err != nil {
 		c.Close()
@@ -195,9 +310,9 @@ func (n *netUpstream) dialTunnel(addr string, src, dst net.Addr) (net.Conn, erro
 		cfg.ServerName, _, _ = net.SplitHostPort(addr)
 	}
 	tc := tls.Client(c, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), max(n.opts.ConnectTimeout, time.Second))
+	hctx, cancel := context.WithTimeout(ctx, max(n.opts.ConnectTimeout, time.Second))
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.HandshakeContext(hctx); err != nil {
 		c.Close()
 		return nil, err
 	}
