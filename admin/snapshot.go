@@ -54,7 +54,7 @@ func (s SnapshotStatus) Status() StatusView {
 			hostIdx[r.Host] = i
 			v.Hosts = append(v.Hosts, HostStatus{Name: r.Host})
 		}
-		ps := pathPolicy(up, r.Host, r.Prefix)
+		ps := pathPolicy(up, r.Host, r.Prefix, r.Exact)
 		ps.Backends = []BackendStatus{}
 		if pool := r.Pool(); pool != nil {
 			ps.LoadBalance = pool.Kind().String()
@@ -86,10 +86,14 @@ func backendStatus(m balancer.Member) BackendStatus {
 	}
 }
 
-// pathPolicy returns the effective policy of host's path prefix in up:
-// the path's setting, else the host's, else the global one.
-func pathPolicy(up *config.Upstreams, host, prefix string) PathStatus {
+// pathPolicy returns the effective policy of host's path prefix (an
+// exact path when exact is set) in up: the path's setting, else the
+// host's, else the global one.
+func pathPolicy(up *config.Upstreams, host, prefix string, exact bool) PathStatus {
 	ps := PathStatus{Prefix: prefix, HealthCheck: true}
+	if exact {
+		ps.Prefix = "=" + prefix
+	}
 	if up == nil {
 		return ps
 	}
@@ -100,7 +104,7 @@ func pathPolicy(up *config.Upstreams, host, prefix string) PathStatus {
 		}
 		for pi := range h.Paths {
 			p := &h.Paths[pi]
-			if p.Prefix != prefix {
+			if p.Prefix != prefix || (p.Match == config.MatchExact) != exact {
 				continue
 			}
 			levels := [3]*config.Policy{&p.Policy, &h.Policy, &up.Policy}

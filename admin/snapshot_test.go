@@ -32,6 +32,10 @@ func TestSnapshotStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An exact path beside the prefix of the same path (issue 14).
+	h := &up.Hosts[0]
+	h.Paths = append(h.Paths, config.Path{Prefix: "/api", Match: config.MatchExact, RedirectTo: "https://exact.test",
+		LoadBalance: config.DefaultLoadBalance})
 	reg := proxy.NewRegistry(proxy.UpstreamOptions{})
 	snap, err := proxy.Compile(&config.Config{Upstreams: *up}, reg)
 	if err != nil {
@@ -53,7 +57,7 @@ func TestSnapshotStatus(t *testing.T) {
 			paths[h.Name+p.Prefix] = p
 		}
 	}
-	root, api, other := paths["app.test/"], paths["app.test/api"], paths["other.test/"]
+	root, api, other, exact := paths["app.test/"], paths["app.test/api"], paths["other.test/"], paths["app.test=/api"]
 	tests := []struct {
 		name      string
 		got, want any
@@ -68,6 +72,8 @@ func TestSnapshotStatus(t *testing.T) {
 		{"api healthcheck off", api.HealthCheck, false},
 		{"redirect", other.RedirectTo, "https://app.test"},
 		{"redirect backends", len(other.Backends), 0},
+		{"exact path apart from its prefix", exact.RedirectTo, "https://exact.test"},
+		{"exact path's own policy", exact.RateLimit, 7},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -42,7 +42,8 @@ type HostStatus struct {
 
 // PathStatus is one path entry of a host, with its effective policy.
 type PathStatus struct {
-	// Prefix is the configured path prefix.
+	// Prefix is the configured path prefix; an exact path (a Kubernetes
+	// Ingress path of type Exact) is written "=" followed by the path.
 	Prefix string
 	// LoadBalance is the policy name ("round_robin", "least_conn", …).
 	LoadBalance string

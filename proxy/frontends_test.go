@@ -269,7 +269,15 @@ func TestFrontEndsSameCases(t *testing.T) {
 	t.Cleanup(authSrv.Close)
 	fwd := oneRoute("fwd.test", "/", addrOf(up))
 	fwd.Paths[0].Policy.Authorization = &config.Auth{Type: "forward", Data: []string{authSrv.URL}}
-	cfg.Upstreams.Hosts = []config.Host{app, secure, moved, basic, deny, oneRoute("dead.test", "/", dead),
+	// Issue 14: exact routes (Kubernetes' Exact) beat every prefix of
+	// their host; Kubernetes' Prefix "/docs/" arrives as "/docs".
+	exactHost := config.Host{Name: "exact.test", Paths: []config.Path{
+		{Prefix: "/", Servers: []config.Server{{Address: addrOf(up), Weight: 1}}},
+		{Prefix: "/api", Servers: []config.Server{{Address: addrOf(up), Weight: 1}}},
+		{Prefix: "/api", Match: config.MatchExact, Servers: []config.Server{{Address: addrOf(adm), Weight: 1}}},
+		{Prefix: "/docs", Servers: []config.Server{{Address: addrOf(adm), Weight: 1}}},
+	}}
+	cfg.Upstreams.Hosts = []config.Host{app, secure, moved, basic, deny, oneRoute("dead.test", "/", dead), exactHost,
 		{Name: "empty.test", Paths: []config.Path{{Prefix: "/x", RedirectTo: "https://x.test"}}},
 		apikey, jwtHost, fwd}
 	// One rate-limited host per front end: the table runs them in turn
@@ -306,6 +314,16 @@ func TestFrontEndsSameCases(t *testing.T) {
 		{"longest prefix on normalized path", "GET", "/public/%2e%2e/admin/x", map[string]string{"Host": "APP.test"},
 			want{status: 200, body: "ok from admin /admin/x", upURI: "/admin/x"}, nil, false},
 		{"no route", "GET", "/", map[string]string{"Host": "nope.test"}, want{status: 404, body: "404 Not Found\n"}, nil, false},
+		{"exact path beats its prefix", "GET", "/x/../api?q=1", map[string]string{"Host": "exact.test"},
+			want{status: 200, body: "ok from admin /api?q=1", upURI: "/api?q=1"}, nil, false},
+		{"below an exact path the prefix routes", "GET", "/api/v1", map[string]string{"Host": "exact.test"},
+			want{status: 200, body: "ok /api/v1", upURI: "/api/v1"}, nil, false},
+		{"exact path with a trailing slash is another path", "GET", "/api/", map[string]string{"Host": "exact.test"},
+			want{status: 200, body: "ok /api/", upURI: "/api/"}, nil, false},
+		{"kubernetes prefix without its trailing slash", "GET", "/docs", map[string]string{"Host": "exact.test"},
+			want{status: 200, body: "ok from admin /docs", upURI: "/docs"}, nil, false},
+		{"kubernetes prefix on segments", "GET", "/docsx", map[string]string{"Host": "exact.test"},
+			want{status: 200, body: "ok /docsx", upURI: "/docsx"}, nil, false},
 		{"path without route", "GET", "/y", map[string]string{"Host": "empty.test"}, want{status: 404, body: "404 Not Found\n"}, nil, false},
 		{"to_https", "GET", "/a/b?x=1", map[string]string{"Host": "secure.test"},
 			want{status: 301, body: "301 Moved Permanently\n", location: "https://secure.test:8443/a/b?x=1"},
@@ -408,7 +426,7 @@ func TestFrontEndsSameCases(t *testing.T) {
 					return
 				}
 				var r *http.Request
-				if strings.HasPrefix(w.upURI, "/admin") {
+				if strings.HasPrefix(w.upURI, "/admin") || strings.HasPrefix(w.body, "ok from admin") {
 					r = as.last()
 				} else {
 					r = s.last()

@@ -119,8 +119,9 @@ func benchConfig(nHosts int) *config.Config {
 const benchRequest = "GET /api/users?id=7 HTTP/1.1\r\nHost: h0.bench.test\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 
 // policyVariants are the request-path configurations whose cost is
-// compared: no policy, a rate limit that never triggers, and a JWT route
-// whose token is cached after the first check.
+// compared: no policy, a rate limit that never triggers, a JWT route
+// whose token is cached after the first check, a response cache hit and
+// an exact route.
 func policyVariants(tb testing.TB) []struct {
 	name string
 	cfg  *config.Config
@@ -139,6 +140,11 @@ func policyVariants(tb testing.TB) []struct {
 	jwtReq := strings.Replace(benchRequest, "Accept: */*\r\n", "Accept: */*\r\nAuthorization: Bearer "+tok+"\r\n", 1)
 	cached := benchConfig(1)
 	cached.Main.CacheSizeMB = 16
+	// An exact route (Kubernetes' Exact, issue 14) for the request's
+	// path: the map lookup that precedes the prefix scan.
+	exact := benchConfig(1)
+	h0 := &exact.Upstreams.Hosts[0]
+	h0.Paths = append(h0.Paths, config.Path{Prefix: "/api/users", Match: config.MatchExact, Servers: h0.Paths[0].Servers})
 	return []struct {
 		name string
 		cfg  *config.Config
@@ -148,6 +154,7 @@ func policyVariants(tb testing.TB) []struct {
 		{"ratelimit", rl, benchRequest},
 		{"jwt", jw, jwtReq},
 		{"cache_hit", cached, benchRequest},
+		{"exact_route", exact, benchRequest},
 	}
 }
 

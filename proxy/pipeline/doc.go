@@ -14,8 +14,8 @@
 //  1. SetTarget and See: parse the target and the headers into the
 //     Request view (400, 414 for malformed input);
 //  2. Route (pure, no side effects): ACME HTTP-01 challenge → body size
-//     limit (413) → host and longest path prefix of the routing path
-//     (404; a ";parameter" that makes a dot-segment, 400) → encoded
+//     limit (413) → host, then an exact path route (Kubernetes' Exact
+//     pathType), else the longest path prefix of the routing path (404; a ";parameter" that makes a dot-segment, 400) → encoded
 //     delimiters that would route elsewhere (400) → client address and
 //     allow/deny (403) → to_https / redirect_to (301, 308) → no backend
 //     (503);

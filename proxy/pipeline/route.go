@@ -17,9 +17,9 @@ var acmeChallengePrefix = []byte("/.well-known/acme-challenge/")
 //     authorization, before anything else (no route, list or auth may
 //     block certificate issuance);
 //   - a declared body over max_request_body_bytes → 413;
-//   - host and longest path prefix of the routing path (the path without
-//     its segments' ";parameters", AppendRoutingPath) → 404 when nothing
-//     matches; a segment that is "." or ".." once its parameters are
+//   - host, then an exact route for the routing path (the path without
+//     its segments' ";parameters", AppendRoutingPath), else its longest
+//     path prefix → 404 when nothing matches; a segment that is "." or ".." once its parameters are
 //     dropped → 400;
 //   - %2F, %5C, "\", %3B, %3F or %23 in the path that, decoded, would
 //     route elsewhere → 400 (else the path is forwarded as it is);

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/aralez-go/aralez/config"
@@ -66,6 +67,57 @@ func TestSnapshotMatch(t *testing.T) {
 				t.Fatalf("Match(%q, %q) = %q; want %q", tt.host, tt.path, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestSnapshotMatchExact: an exact route (config.MatchExact, issue 14)
+// matches its path alone and beats every prefix of its host; it and a
+// prefix route of the same path are two routes with two keys.
+func TestSnapshotMatchExact(t *testing.T) {
+	t.Parallel()
+	srv := []config.Server{{Address: "127.0.0.1:9", Weight: 1}}
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{{Name: "example.com", Paths: []config.Path{
+		{Prefix: "/", Servers: srv},
+		{Prefix: "/api", Servers: srv},
+		{Prefix: "/api", Match: config.MatchExact, Servers: srv},
+		{Prefix: "/api/v1/users", Servers: srv},
+		{Prefix: "/api/v1", Match: config.MatchExact, Servers: srv},
+		{Prefix: "/dir/", Match: config.MatchExact, Servers: srv},
+	}}}
+	snap, err := Compile(cfg, newTestResolver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ path, want string }{
+		{"/api", "example.com=/api"},
+		{"/api/", "example.com/api"},
+		{"/api/x", "example.com/api"},
+		{"/api/v1", "example.com=/api/v1"},
+		{"/api/v1/users", "example.com/api/v1/users"},
+		{"/dir/", "example.com=/dir/"},
+		{"/dir", "example.com/"},
+		{"/dir/x", "example.com/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			t.Parallel()
+			r := snap.Match([]byte("example.com"), []byte(tt.path))
+			if r == nil || r.Name != tt.want {
+				t.Fatalf("Match(%q) = %v; want %s", tt.path, r, tt.want)
+			}
+		})
+	}
+	exact := snap.Match([]byte("example.com"), []byte("/api"))
+	prefix := snap.Match([]byte("example.com"), []byte("/api/x"))
+	if !exact.Exact || prefix.Exact || exact.Key == prefix.Key || exact.Key != RouteKey("example.com", "=/api") {
+		t.Errorf("exact /api: Exact %v key %#x; prefix /api: Exact %v key %#x; want distinct keys, RouteKey(example.com, =/api) for the exact one",
+			exact.Exact, exact.Key, prefix.Exact, prefix.Key)
+	}
+	bad := &config.Config{}
+	bad.Upstreams.Hosts = []config.Host{{Name: "a.test", Paths: []config.Path{{Prefix: "/", Match: "regex", Servers: srv}}}}
+	if _, err := Compile(bad, newTestResolver()); err == nil || !strings.Contains(err.Error(), `unknown path match "regex"`) {
+		t.Errorf("Compile(match regex) error = %v; want unknown path match", err)
 	}
 }
 

@@ -89,7 +89,10 @@ type Snapshot struct {
 
 type vhost struct {
 	name   string
-	routes []*Route // longest prefix first
+	routes []*Route // prefix routes, longest prefix first
+	// exact maps the path of each exact route (config.MatchExact) to
+	// it; nil when the host has none. Exact routes are tried first.
+	exact map[string]*Route
 }
 
 // Route is one compiled path entry of a host. Its fields are read-only.
@@ -97,15 +100,20 @@ type Route struct {
 	// ID is the route's index in Snapshot.Routes.
 	ID uint32
 	// Key is the route's stable identity: FNV-1a 64 of Host, a NUL byte
-	// and Prefix. It is the same in every process and across reloads that
-	// keep the route, unlike ID; sticky cookies and cluster-wide limits
-	// name routes by it.
+	// and Prefix ("=" and Prefix for an exact route). It is the same in
+	// every process and across reloads that keep the route, unlike ID;
+	// sticky cookies and cluster-wide limits name routes by it.
 	Key uint64
 	// Host is the host key as configured ("DEFAULT", "*.example.com", …).
 	Host string
-	// Prefix is the configured path prefix.
+	// Prefix is the configured path prefix, or the path of an exact
+	// route.
 	Prefix string
-	// Name is Host followed by Prefix, for logs.
+	// Exact is set for an exact route (config.MatchExact): it matches
+	// only the path Prefix.
+	Exact bool
+	// Name is Host followed by Prefix ("=" between them for an exact
+	// route), for logs and metrics.
 	Name string
 
 	prefix     []byte
@@ -154,7 +162,8 @@ func proxyVersion(s string) uint8 {
 }
 
 // RouteKey returns the stable identity of the route host+prefix (see
-// Route.Key).
+// Route.Key); an exact route's prefix is written "=" followed by its
+// path.
 func RouteKey(host, prefix string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(host))
@@ -182,6 +191,13 @@ func Compile(cfg *config.Config, res Resolver) (*Snapshot, error) {
 			r, err := s.compileRoute(cfg, res, h, p)
 			if err != nil {
 				return nil, fmt.Errorf("compiling route %q %q: %w", h.Name, p.Prefix, err)
+			}
+			if r.Exact {
+				if vh.exact == nil {
+					vh.exact = make(map[string]*Route)
+				}
+				vh.exact[r.Prefix] = r
+				continue
 			}
 			vh.routes = append(vh.routes, r)
 		}
@@ -211,12 +227,21 @@ func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host
 	if strings.IndexByte(p.Prefix, ';') >= 0 {
 		return nil, fmt.Errorf("%s: path %q can never match: routes match paths without their segments' ;parameters", p.Pos, p.Prefix)
 	}
+	exact := p.Match == config.MatchExact
+	if !exact && p.Match != config.MatchPrefix {
+		return nil, fmt.Errorf("%s: unknown path match %q", p.Pos, p.Match)
+	}
+	key, name := p.Prefix, h.Name+p.Prefix
+	if exact {
+		key, name = "="+p.Prefix, h.Name+"="+p.Prefix
+	}
 	r := &Route{
 		ID:         uint32(len(s.Routes)),
-		Key:        RouteKey(h.Name, p.Prefix),
+		Key:        RouteKey(h.Name, key),
 		Host:       h.Name,
 		Prefix:     p.Prefix,
-		Name:       h.Name + p.Prefix,
+		Exact:      exact,
+		Name:       name,
 		prefix:     []byte(strings.TrimSuffix(p.Prefix, "/")),
 		dirPrefix:  len(p.Prefix) > 1 && strings.HasSuffix(p.Prefix, "/"),
 		redirectTo: []byte(strings.TrimRight(p.RedirectTo, "/")),
@@ -355,12 +380,16 @@ func (s *Snapshot) lookupHost(host []byte) *vhost {
 	return s.def
 }
 
-// Match returns the route for a normalized host and path, or nil. It
-// allocates nothing.
+// Match returns the route for a normalized host and path, or nil: an
+// exact route for the path, else the longest prefix route that holds it.
+// It allocates nothing.
 func (s *Snapshot) Match(host, path []byte) *Route {
 	vh := s.lookupHost(host)
 	if vh == nil {
 		return nil
+	}
+	if r, ok := vh.exact[string(path)]; ok {
+		return r
 	}
 	for _, r := range vh.routes {
 		if r.matches(path) {
