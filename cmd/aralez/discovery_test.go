@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -50,6 +52,7 @@ func TestProviderShapes(t *testing.T) {
 		valid     bool
 		before    int    // status of GET web.test/ at start
 		appear    func() // makes web.test routed
+		disappear func() // removes the last discovered route again
 	}
 	tests := []shape{
 		{name: "file", upstreams: fmt.Sprintf("upstreams:\n  web.test:\n    paths:\n      \"/\":\n        servers: [%q]\n", backend), valid: true, before: 200},
@@ -61,7 +64,8 @@ func TestProviderShapes(t *testing.T) {
 			appear: func() {
 				consul.SetInstances("tagged", consultest.Instance{Address: bhost, Port: port,
 					Tags: []string{"aralez.service=yes", "aralez.host=web.test"}})
-			}},
+			},
+			disappear: func() { consul.SetInstances("tagged") }},
 		{name: "kubernetes services", valid: true, before: 200, upstreams: fmt.Sprintf(
 			"provider: kubernetes\nkubernetes:\n  servers: [%q]\n  tokenpath: %q\n  services:\n    - {hostname: web.test, upstream: web}\n", api.URL(), token)},
 		{name: "kubernetes servers and tokenpath only", valid: true, before: 404, upstreams: fmt.Sprintf(
@@ -75,7 +79,8 @@ func TestProviderShapes(t *testing.T) {
 						IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
 							Path: "/", PathType: &prefix, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
 								Name: "web", Port: networkingv1.ServiceBackendPort{Name: "http"}}}}}}}}}}})
-			}},
+			},
+			disappear: func() { api.Delete("ingresses", "default", "web") }},
 		{name: "kubernetes without a token file", valid: false, upstreams: fmt.Sprintf(
 			"provider: kubernetes\nkubernetes:\n  servers: [%q]\n  tokenpath: %q\n", api.URL(), token+".missing")},
 	}
@@ -120,6 +125,12 @@ func TestProviderShapes(t *testing.T) {
 				if !waitFor(15*time.Second, func() bool { return get() == 200 }) {
 					t.Fatalf("GET web.test/ = %d after the service appeared; want 200; log:\n%s", get(), logOf(dir))
 				}
+				// The last discovered route goes: the table empties (the
+				// empty-table guard is the file's alone).
+				tt.disappear()
+				if !waitFor(15*time.Second, func() bool { return get() == 404 }) {
+					t.Fatalf("GET web.test/ = %d after the last route went; want 404; log:\n%s", get(), logOf(dir))
+				}
 			}
 			syscall.Kill(pid, syscall.SIGTERM)
 			if ws := reap(t, pid, 15*time.Second); !ws.Exited() || ws.ExitStatus() != 0 {
@@ -130,3 +141,79 @@ func TestProviderShapes(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestIngressTLSServed: the certificate of an Ingress's TLS Secret is
+// served by the TLS listener for its host, and a rotated Secret's new
+// certificate replaces it (issue 14).
+func TestIngressTLSServed(t *testing.T) {
+	becomeSubreaper(t)
+	backend := named(t, "T")
+	bhost, bport, _ := net.SplitHostPort(backend)
+	port, _ := strconv.Atoi(bport)
+	api := kubetest.NewServer(t)
+	api.Put(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})
+	api.Put(&discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(port))}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{bhost}}},
+	})
+	secret := func(host string) *corev1.Secret {
+		dir := t.TempDir()
+		writeCert(t, dir, host)
+		crt, _ := os.ReadFile(filepath.Join(dir, host+".crt"))
+		key, _ := os.ReadFile(filepath.Join(dir, host+".key"))
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-tls"}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key}}
+	}
+	first := secret("tls.test")
+	api.Put(first)
+	class, prefix := "aralez", networkingv1.PathTypePrefix
+	api.Put(&networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec: networkingv1.IngressSpec{IngressClassName: &class,
+			TLS: []networkingv1.IngressTLS{{Hosts: []string{"tls.test"}, SecretName: "web-tls"}},
+			Rules: []networkingv1.IngressRule{{Host: "tls.test", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+				Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &prefix, Backend: networkingv1.IngressBackend{
+					Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}}})
+	token := filepath.Join(t.TempDir(), "token")
+	writeFile(t, token, "t0ken\n")
+
+	tlsAddr := freeAddr(t)
+	dir, _ := proxyDir(t, backend, fmt.Sprintf("proxy_address_tls: %q\n", tlsAddr))
+	writeFile(t, filepath.Join(dir, "upstreams.yaml"), fmt.Sprintf(
+		"provider: kubernetes\nkubernetes:\n  servers: [%q]\n  tokenpath: %q\n", api.URL(), token))
+	pid := startBinary(t, dir, nil)
+	served := func() string {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr, &tls.Config{ServerName: "tls.test", InsecureSkipVerify: true})
+		if err != nil {
+			return ""
+		}
+		defer c.Close()
+		return string(c.ConnectionState().PeerCertificates[0].Raw)
+	}
+	der := func(s *corev1.Secret) string {
+		b, _ := pem.Decode(s.Data[corev1.TLSCertKey])
+		return string(b.Bytes)
+	}
+	if !waitFor(15*time.Second, func() bool { return served() == der(first) }) {
+		t.Fatalf("the TLS listener does not serve the Ingress Secret's certificate; log:\n%s", logOf(dir))
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	req, _ := http.NewRequest("GET", "https://"+tlsAddr+"/", nil)
+	req.Host = "tls.test"
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET https://tls.test/ = %v, %v; want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	second := secret("tls.test")
+	api.Put(second)
+	if !waitFor(15*time.Second, func() bool { return served() == der(second) }) {
+		t.Fatalf("the TLS listener does not serve the rotated certificate; log:\n%s", logOf(dir))
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	if ws := reap(t, pid, 15*time.Second); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("exit after SIGTERM = %v; want 0; log:\n%s", ws, logOf(dir))
+	}
+}
