@@ -19,6 +19,10 @@
 //   - listen.go: the accept loops; cleartext connections are dispatched
 //     by their first bytes (HTTP/2 preface → h2c, else HTTP/1.1), TLS ones
 //     by ALPN;
+//   - proxyproto.go: the PROXY protocol header of connections from the
+//     load balancers in ListenOptions.ProxyProtocolFrom, read before that
+//     dispatch; the client address it carries becomes the connection's
+//     RemoteAddr, which every front end and the pipeline use;
 //   - front_fast.go: the HTTP/1.1 front end (fasthttp) and its
 //     pipeline.Transport;
 //   - front_net.go, grpc.go: the net/http front end (h2, h2c, gRPC) and
@@ -27,6 +31,8 @@
 //   - upstream_fast.go, upstream_net.go, registry.go: the upstream
 //     transports (fasthttp connection pools with streamed bodies; net/http
 //     HTTP/2 and TLS transports) and the Registry that owns them;
+//   - upstream_proxy.go: send_proxy_protocol, a PROXY header naming the
+//     client on each upstream connection of such a route;
 //   - observe.go: metrics and the access log of both front ends.
 //
 // # Guarantees
