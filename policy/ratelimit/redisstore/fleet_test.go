@@ -195,3 +195,47 @@ func TestFleetOutage(t *testing.T) {
 		t.Errorf("after the store came back: %d admitted in a second; want at most %d", len(ok), limit+a)
 	}
 }
+
+// TestFleet4xxLimit counts 4xx responses on two limiters sharing a real
+// redis-server: with x4xx_limit 3, two 4xx on each instance keep each
+// under the limit locally, but the fleet's four block the client on both
+// once they have exchanged, within the same one-second window
+// (issue 17).
+func TestFleet4xxLimit(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ls := fleetOf(t, srv.Addr, 2, 20*time.Millisecond)
+	k := ratelimit.MakeKey(netip.MustParseAddr("198.51.100.4"), 9, 0)
+	for attempt := 0; ; attempt++ {
+		// Start early in a second so that the window outlives the
+		// exchanges.
+		if ms := time.Now().Nanosecond() / 1e6; ms > 500 {
+			time.Sleep(time.Duration(1000-ms) * time.Millisecond)
+		}
+		w := time.Now().Unix()
+		now := func() int64 { return time.Now().UnixNano() }
+		for _, l := range ls {
+			if blocked, _ := l.Blocked(k, 3, now()); blocked {
+				t.Fatal("blocked before any 4xx")
+			}
+			l.Count4xx(k, now())
+			l.Count4xx(k, now())
+		}
+		deadline := time.Now().Add(400 * time.Millisecond)
+		both := false
+		for !both && time.Now().Before(deadline) && time.Now().Unix() == w {
+			b0, _ := ls[0].Blocked(k, 3, now())
+			b1, _ := ls[1].Blocked(k, 3, now())
+			both = b0 && b1
+			time.Sleep(5 * time.Millisecond)
+		}
+		if both {
+			return
+		}
+		if attempt == 2 {
+			t.Fatal("two 4xx on each of two instances with x4xx_limit 3: not blocked on both within the window")
+		}
+		// The window ended first on a slow machine: try in the next one.
+		time.Sleep(time.Until(time.Unix(w+1, 0)))
+	}
+}
