@@ -17,8 +17,8 @@ type StoreStats struct {
 	// Exchanges counts exchanges; Failures the failed ones; Outages the
 	// times the store became unreachable.
 	Exchanges, Failures, Outages uint64
-	// Keys counts the keys exchanged; Dropped the keys that found the
-	// exchange queue full.
+	// Keys counts the keys exchanged; Dropped the keys that could not be
+	// queued for an exchange (queue full or contended).
 	Keys, Dropped uint64
 }
 
@@ -42,7 +42,7 @@ var (
 	storeKeysDesc = prometheus.NewDesc("aralez_ratelimit_store_keys_total",
 		"Rate-limit keys exchanged with the shared store.", nil, nil)
 	storeDroppedDesc = prometheus.NewDesc("aralez_ratelimit_store_dropped_total",
-		"Rate-limit keys that found the exchange queue full (counted locally until a later request).", nil, nil)
+		"Rate-limit keys that could not be queued for an exchange (queue full or contended; counted locally until a later request).", nil, nil)
 )
 
 // SetRateLimitStore makes the aralez_ratelimit_store_* series read f at

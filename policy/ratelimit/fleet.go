@@ -91,7 +91,8 @@ type FleetStats struct {
 	Outages uint64
 	// Keys counts the keys exchanged.
 	Keys uint64
-	// Dropped counts keys that found the exchange queue full; they were
+	// Dropped counts keys that could not be queued for an exchange (the
+	// queue was full, or a concurrent insert won its slot); they were
 	// counted locally until a later request queued them.
 	Dropped uint64
 }
