@@ -105,9 +105,10 @@
 //	limit + (N-1) × limit × interval + N × max(1, ⌈limit × interval / 4N⌉)
 //
 // (the first second may add the burst, limit, as on one instance). With
-// 3 instances, rate_limit 100 and the default 100 ms that is 100 + 20 + 9
-// = 129; TestFleetLimit in redisstore measures 87 to 118 per second, and
-// the seconds average out to the limit.
+// 3 instances, rate_limit 100 and the default 100 ms that is 100 + 20 + 3
+// = 123; three runs each of TestFleetLimit (redisstore, three limiters)
+// and TestFleetRateLimit (cmd/aralez, three processes) measured 91 to
+// 113 per second, and the seconds average out to the limit.
 //
 // Keys that need no exchange get none: a key is queued for the next
 // exchange once an instance admitted a quarter of one interval's refill
