@@ -136,10 +136,12 @@
 //     Load warns when cache: true is set while cache_size_mb is 0.
 //
 // consul holds servers (host:port or URLs), token and services; kubernetes
-// holds servers, tokenpath and services. A service is {hostname, upstream,
-// path (default "/"), to_https, rate_limit, x4xx_limit, client_headers,
-// server_headers, authorization, redirect_to}; Aralez's older {proxy,
-// real} form is read too.
+// holds servers, tokenpath, ingress_class (a Kubernetes object name) and
+// services. A service is {hostname, upstream, path (default "/"),
+// to_https, rate_limit, x4xx_limit, client_headers, server_headers,
+// authorization, redirect_to}; Aralez's older {proxy, real} form is read
+// too. Without services, discovery finds the routes itself (Consul tags,
+// Kubernetes Ingresses); Path.Match (exact paths) is set only by it.
 //
 // Files in conf.d beside upstreams.yaml are read in file-name order; each
 // holds hosts at its top level, as in Aralez. A host defined in two files
