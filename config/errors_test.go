@@ -119,6 +119,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "forward two urls", src: "authorization: {type: forward, data: [\"http://a\", \"http://b\"]}\n", pos: "1:38", msg: "one http:// or https:// URL"},
 		{name: "basic without colon", src: "authorization: {type: basic, data: [\"admin\"]}\n", pos: "1:36", msg: `is not "user:password"`},
 		{name: "basic without data", src: "authorization: {type: basic}\n", pos: "1:1", msg: "basic auth needs data"},
+		{name: "basic user twice", src: "authorization: {type: basic, data: [\"a:1\", \"b:2\", \"a:3\"]}\n", pos: "1:36", msg: `basic auth user "a" given twice`},
 		{name: "apikey int", src: "authorization: {type: apikey, data: 1234}\n", pos: "1:37", msg: "quote it"},
 
 		// CIDRs.

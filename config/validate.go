@@ -317,10 +317,16 @@ func checkAuth(a *Auth) string {
 		if len(a.Data) == 0 {
 			return "basic auth needs data: \"user:password\" entries"
 		}
+		users := make(map[string]bool, len(a.Data))
 		for _, d := range a.Data {
-			if u, _, ok := cutColon(d); !ok || u == "" {
+			u, _, ok := cutColon(d)
+			if !ok || u == "" {
 				return "basic auth data " + strconv.Quote(redact(d)) + " is not \"user:password\""
 			}
+			if users[u] {
+				return "basic auth user " + strconv.Quote(u) + " given twice"
+			}
+			users[u] = true
 		}
 	case "apikey":
 		if len(a.Data) == 0 {

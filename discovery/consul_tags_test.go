@@ -166,6 +166,7 @@ func TestParseConsulTags(t *testing.T) {
 		{name: "bad json", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.client_headers=" + b64(`{"a":1}`)}, err: "not a JSON array"},
 		{name: "bad path", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.path=x"}, err: `must start with "/"`},
 		{name: "unnormalized path", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.path=/a//b"}, err: "not in normal form"},
+		{name: "path with a parameter", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.path=/a;v=1"}, err: "not in normal form"},
 		{name: "bad redirect", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.redirect=ftp://x"}, err: "want an http:// or https:// URL"},
 		{name: "bad auth", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.auth=magic x"}, err: "authorization"},
 	}

@@ -25,16 +25,16 @@ func checkRoute(host string, p config.Path) error {
 
 // checkNormalPath refuses a path that the proxy's request-path
 // normalization would rewrite, so a route on it could never match: one
-// with a percent-encoding, an empty segment ("//") or a dot-segment
-// ("/./", "/../"). Kubernetes itself refuses these in Exact and Prefix
-// paths.
+// with a percent-encoding, an empty segment ("//"), a dot-segment
+// ("/./", "/../") or a ";parameter" (routes match paths without them).
+// Kubernetes itself refuses most of these in Exact and Prefix paths.
 func checkNormalPath(p string) error {
-	bad := strings.Contains(p, "%") || strings.Contains(p, "//")
+	bad := strings.ContainsAny(p, "%;") || strings.Contains(p, "//")
 	for seg := range strings.SplitSeq(p, "/") {
 		bad = bad || seg == "." || seg == ".."
 	}
 	if bad {
-		return errors.New("path " + strconv.Quote(p) + " is not in normal form: no percent-encoding, \"//\", \".\" or \"..\" segments")
+		return errors.New("path " + strconv.Quote(p) + " is not in normal form: no percent-encoding, \";\", \"//\", \".\" or \"..\" segments")
 	}
 	return nil
 }
