@@ -75,8 +75,12 @@ func receiveListeners(path string, owner *account, wait time.Duration) (map[stri
 		return nil, fmt.Errorf("no process connected within %v (send the running process SIGQUIT): %w", wait, err)
 	}
 	defer c.Close()
-	if uid, err := peerUID(c); err != nil || !slices.Contains(allowed, uid) {
-		return nil, fmt.Errorf("refusing sockets from uid %d (%v)", uid, err)
+	uid, err := peerUID(c)
+	if err != nil {
+		return nil, fmt.Errorf("checking the peer: %w", err)
+	}
+	if !slices.Contains(allowed, uid) {
+		return nil, fmt.Errorf("refusing sockets from uid %d: not root, this user or runuser", uid)
 	}
 	buf := make([]byte, handoverMaxPayload)
 	oob := make([]byte, syscall.CmsgSpace(handoverMaxFds*4))
