@@ -289,11 +289,11 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	e.pl.PlanCacheRequest(&st.cache, &st.plan, time.Now().UnixNano())
 	st.bufLimit = e.pl.CacheBodyLimit(&st.cache, e.opts.BodyBufferBytes)
 	applyReq(req, &st.plan)
-	body := pipeline.BodyNone
-	if req.IsBodyStream() {
-		body = pipeline.BodyStreamed
-	} else if len(req.Body()) > 0 {
-		body = pipeline.BodyBuffered
+	body, err := bufferFast(req, e.opts.BodyBufferBytes) // replayable when small (body.go)
+	if err != nil {
+		d.Action, d.Status = pipeline.ActRespond, clientBodyStatus(err)
+		e.replyFast(ctx, st)
+		return
 	}
 	out := e.pl.Attempt(&st.req, d, body, st)
 	if out.Backend == nil {

@@ -45,9 +45,11 @@ type netState struct {
 	peek   netPeeker
 	fields cache.Fields // the upstream response's lines, for the cache
 
-	opaque, rawQuery string // the forwarded path and query
-	upIdx            int    // metrics index of the answering backend, -1 = none
-	upAddr           string // its address (or the one that failed), for the access log
+	opaque, rawQuery string                        // the forwarded path and query
+	body             []byte                        // the request body when buffered (bufferNet), else nil
+	getBody          func() (io.ReadCloser, error) // the upstream request's GetBody over body
+	upIdx            int                           // metrics index of the answering backend, -1 = none
+	upAddr           string                        // its address (or the one that failed), for the access log
 }
 
 var netStatePool = sync.Pool{New: func() any { return new(netState) }}
@@ -70,7 +72,7 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.rec = statusRecorder{ResponseWriter: rw}
 	st.grpc = isGRPC(r.Header)
 	defer func() {
-		st.r, st.snap, st.res, st.out, st.peek.h = nil, nil, nil, http.Request{}, nil
+		st.r, st.snap, st.res, st.out, st.peek.h, st.body = nil, nil, nil, http.Request{}, nil, nil
 		netStatePool.Put(st)
 	}()
 	defer e.finishNet(r, st, start)
@@ -187,6 +189,19 @@ func (e *Engine) forwardNet(st *netState) {
 	if out.Body == nil || out.Body == http.NoBody {
 		body = pipeline.BodyNone
 	}
+	buf, err := bufferNet(r, e.opts.BodyBufferBytes, st.grpc) // replayable when small (body.go)
+	if err != nil {
+		d.Action, d.Status = pipeline.ActRespond, clientBodyStatus(err)
+		e.replyNet(st)
+		return
+	}
+	if st.body = buf; buf != nil {
+		body = pipeline.BodyBuffered
+		if st.getBody == nil {
+			st.getBody = func() (io.ReadCloser, error) { return bufferedBody(st.body), nil }
+		}
+		out.GetBody = st.getBody
+	}
 	o := e.pl.Attempt(&st.req, d, body, st)
 	if o.Backend == nil {
 		if o.Failed != nil {
@@ -255,6 +270,9 @@ func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 	u := up.(*upstream)
 	tr, scheme := u.net.transport(st.grpc)
 	out := &st.out
+	if st.body != nil {
+		out.Body = bufferedBody(st.body) // each attempt reads it whole
+	}
 	out.URL = &url.URL{Scheme: scheme, Host: b.Addr(), Opaque: st.opaque, RawQuery: st.rawQuery}
 	if len(st.plan.Host) == 0 {
 		out.Host = b.Addr()
