@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -383,17 +382,5 @@ func base64Headers(val string) ([]config.Header, error) {
 			return nil, errors.New("not base64")
 		}
 	}
-	var list []string
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, errors.New("not a JSON array of strings")
-	}
-	out := make([]config.Header, 0, len(list))
-	for _, s := range list {
-		h, err := config.ParseHeader(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	return out, nil
+	return jsonHeaders(string(raw))
 }

@@ -163,7 +163,7 @@ func TestParseConsulTags(t *testing.T) {
 		{name: "bad bool", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.to_https=maybe"}, err: "want true or false"},
 		{name: "bad header", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.client_header=no colon"}, err: "has no colon"},
 		{name: "bad base64", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.client_headers=%%%"}, err: "not base64"},
-		{name: "bad json", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.client_headers=" + b64(`{"a":1}`)}, err: "not a JSON array"},
+		{name: "bad json", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.client_headers=" + b64(`{"a":1}`)}, err: "want a JSON array"},
 		{name: "bad path", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.path=x"}, err: `must start with "/"`},
 		{name: "unnormalized path", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.path=/a//b"}, err: "not in normal form"},
 		{name: "path with a parameter", tags: []string{ConsulServiceTag, "aralez.host=a.example.com", "aralez.path=/a;v=1"}, err: "not in normal form"},

@@ -6,9 +6,9 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -529,8 +529,11 @@ func (g *Ingress) build(ctx context.Context, infs ingressInformers) ingressBuild
 			host := "DEFAULT"
 			if rule.Host != "" {
 				h, err := config.NormaliseHost(rule.Host)
-				if err != nil || h == "DEFAULT" {
-					bad(ReasonBadRule, "rule for host %q skipped: %v", rule.Host, cmp.Or[error](err, fmt.Errorf("reserved name")))
+				if err == nil && h == "DEFAULT" {
+					err = errors.New("DEFAULT is not a host name")
+				}
+				if err != nil {
+					bad(ReasonBadRule, "rule for host %q skipped: %v", rule.Host, err)
 					continue
 				}
 				host = h
@@ -651,38 +654,30 @@ func (g *Ingress) backendServers(infs ingressInformers, ns string, b *networking
 		return servers, "Service " + ns + "/" + b.Name + " has no port " + port
 	}
 	objs, _ := infs.eps.GetIndexer().ByIndex(byService, ns+"/"+b.Name)
+	eps := make([]*discoveryv1.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
-		es, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok {
-			continue
-		}
-		var port int32
-		for _, ep := range es.Ports {
-			name := ""
-			if ep.Name != nil {
-				name = *ep.Name
-			}
-			if name == sp.Name && ep.Port != nil && *ep.Port > 0 {
-				port = *ep.Port
-			}
-		}
-		if port == 0 {
-			continue
-		}
-		ps := strconv.Itoa(int(port))
-		for _, ep := range es.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			for _, a := range ep.Addresses {
-				if a != "" {
-					servers = append(servers, config.Server{Address: net.JoinHostPort(a, ps), Weight: config.DefaultWeight})
-				}
-			}
+		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+			eps = append(eps, es)
 		}
 	}
-	slices.SortFunc(servers, func(a, c config.Server) int { return cmp.Compare(a.Address, c.Address) })
-	return slices.CompactFunc(servers, func(a, c config.Server) bool { return a.Address == c.Address }), ""
+	// A slice's port carries the Service port's name ("" when unnamed)
+	// and the target port's number.
+	return readyServers(eps, func(ports []discoveryv1.EndpointPort) (int32, bool) {
+		for _, ep := range ports {
+			if ep.Port != nil && *ep.Port > 0 && ptrValue(ep.Name) == sp.Name {
+				return *ep.Port, true
+			}
+		}
+		return 0, false
+	}), ""
+}
+
+// ptrValue returns *p, or "" for nil.
+func ptrValue(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // secretCert returns the certificate of TLS Secret ns/name, or its last

@@ -387,9 +387,17 @@ func (k *Kubernetes) hosts(informers []cache.SharedIndexInformer) []config.Host 
 // address. port selects the slice port by name or number; empty means
 // the slice's first port. A slice without a matching port is skipped.
 func sliceServers(eps []*discoveryv1.EndpointSlice, port string) []config.Server {
+	return readyServers(eps, func(ports []discoveryv1.EndpointPort) (int32, bool) { return slicePort(ports, port) })
+}
+
+// readyServers maps the ready endpoints (conditions.ready true or
+// unset) of eps to servers at the port pick chooses from each slice's
+// ports, sorted by address and deduplicated. A slice pick finds no port
+// in is skipped.
+func readyServers(eps []*discoveryv1.EndpointSlice, pick func([]discoveryv1.EndpointPort) (int32, bool)) []config.Server {
 	out := []config.Server{}
 	for _, es := range eps {
-		p, ok := slicePort(es.Ports, port)
+		p, ok := pick(es.Ports)
 		if !ok {
 			continue
 		}

@@ -37,12 +37,7 @@ func TestProviderShapes(t *testing.T) {
 	consul := consultest.NewServer(t)
 	consul.Set("web", backend)
 	api := kubetest.NewServer(t)
-	api.Put(&discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(port))}},
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{bhost}}},
-	})
+	api.Put(webSlice("default", bhost, port))
 	token := filepath.Join(t.TempDir(), "token")
 	writeFile(t, token, "t0ken\n")
 
@@ -142,6 +137,17 @@ func TestProviderShapes(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// webSlice is the EndpointSlice of Service ns/web: one ready endpoint,
+// host:port, on the port named http.
+func webSlice(ns, host string, port int) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(port))}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host}}},
+	}
+}
+
 // TestIngressTLSServed: the certificate of an Ingress's TLS Secret is
 // served by the TLS listener for its host, and a rotated Secret's new
 // certificate replaces it (issue 14).
@@ -153,12 +159,7 @@ func TestIngressTLSServed(t *testing.T) {
 	api := kubetest.NewServer(t)
 	api.Put(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})
-	api.Put(&discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(port))}},
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{bhost}}},
-	})
+	api.Put(webSlice("shop", bhost, port))
 	secret := func(host string) *corev1.Secret {
 		dir := t.TempDir()
 		writeCert(t, dir, host)
