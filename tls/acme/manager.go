@@ -134,8 +134,8 @@ type Status struct {
 	// while none has been obtained.
 	NotAfter time.Time
 	// Challenge is the challenge type used for Name: "http-01",
-	// "tls-alpn-01" (either of the two, whichever the CA picks) or
-	// "dns-01".
+	// "tls-alpn-01", "http-01/tls-alpn-01" (both offered; the ACME
+	// client picks one the CA allows) or "dns-01".
 	Challenge string
 	// LastError is the error of the last failed order or renewal, empty
 	// after a success.
