@@ -51,6 +51,7 @@ fuzz: ## time-boxed native fuzzing of the parsers
 	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./proxy/pipeline/
 	$(GO) test -run '^$$' -fuzz FuzzRoutePathSpellings -fuzztime $(FUZZTIME) ./proxy/pipeline/
 	$(GO) test -run '^$$' -fuzz FuzzServeFastHTTP -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzFramerSplit -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzParseMain -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz FuzzBasicCheck -fuzztime $(FUZZTIME) ./policy/auth/
 	$(GO) test -run '^$$' -fuzz FuzzJWTCheck -fuzztime $(FUZZTIME) ./policy/auth/

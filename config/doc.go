@@ -115,7 +115,7 @@
 // server_headers, rate_limit, x4xx_limit, healthcheck, redirect_to,
 // authorization, load_balance, allow, deny, tls_verify,
 // forward_credentials, auth_response_headers, cache, cache_ttl,
-// cache_bypass, send_proxy_protocol}.
+// cache_bypass, send_proxy_protocol, max_request_body_bytes}.
 //
 //   - servers: "host:port [weight=N] [backup]"; the port is 1–65535 and
 //     an IPv6 host is bracketed ("[::1]:8080"). A path needs servers
@@ -134,6 +134,8 @@
 //   - cache is a boolean; cache_ttl is a positive integer of seconds;
 //     cache_bypass is a list of header names and "cookie:NAME" entries.
 //     Load warns when cache: true is set while cache_size_mb is 0.
+//   - max_request_body_bytes is an integer of bytes >= 0 (0 = unlimited)
+//     that replaces main.yaml's for the path.
 //
 // consul holds servers (host:port or URLs), token and services; kubernetes
 // holds servers, tokenpath, ingress_class (a Kubernetes object name) and

@@ -82,6 +82,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "cache_bypass bad cookie", src: "cache_bypass: [\"cookie:a b\"]\n", pos: "1:16", msg: `cookie name "a b" is not a valid token`},
 		{name: "cache_ttl zero", src: up(srv + "cache_ttl: 0\n"), pos: "6:20", msg: "must be a positive integer, got 0"},
 		{name: "cache_ttl at host level", src: "upstreams:\n  a.example.com:\n    cache_ttl: 5\n    paths:\n      \"/\":\n        " + srv, pos: "3:5", msg: `unknown key "cache_ttl"`},
+		{name: "path max_request_body_bytes negative", src: up(srv + "max_request_body_bytes: -1\n"), pos: "6:33", msg: "at least 0"},
 		{main: true, name: "cache_size_mb negative", src: "cache_size_mb: -1\n", pos: "1:16", msg: "at least 0"},
 		{main: true, name: "cache_ttl duration", src: "cache_ttl: 60s\n", pos: "1:12", msg: "want an integer"},
 		{main: true, name: "cache_status_header token", src: "cache_status_header: \"X Cache\"\n", pos: "1:22", msg: `header name "X Cache" is not a valid token`},

@@ -178,6 +178,10 @@ func (u Upstreams) Clone() Upstreams {
 				b := *p.HealthCheck
 				p.HealthCheck = &b
 			}
+			if p.MaxRequestBodyBytes != nil {
+				n := *p.MaxRequestBodyBytes
+				p.MaxRequestBodyBytes = &n
+			}
 		}
 	}
 	u.Files = slices.Clone(u.Files)

@@ -166,7 +166,7 @@ upstreams:
   "*.example.com":
     paths: {"/": {servers: ["10.0.0.4:80"]}}
   DEFAULT:
-    paths: {"/": {servers: ["127.0.0.1:3000"], cache: true, cache_ttl: 5, cache_bypass: []}}
+    paths: {"/": {servers: ["127.0.0.1:3000"], cache: true, cache_ttl: 5, cache_bypass: [], max_request_body_bytes: 1048576}}
 cache: false
 cache_bypass: ["X-Debug", "cookie:session"]
 `
@@ -179,6 +179,12 @@ cache_bypass: ["X-Debug", "cookie:session"]
 	}
 	if p := u.Hosts[2].Paths[0]; p.Policy.Cache == nil || !*p.Policy.Cache || p.CacheTTL != 5 || p.Policy.CacheBypass == nil || len(p.Policy.CacheBypass) != 0 {
 		t.Errorf("DEFAULT / cache = %v, cache_ttl %d, cache_bypass %#v; want true, 5, empty and set", p.Policy.Cache, p.CacheTTL, p.Policy.CacheBypass)
+	}
+	if m := u.Hosts[2].Paths[0].MaxRequestBodyBytes; m == nil || *m != 1<<20 {
+		t.Errorf("DEFAULT / max_request_body_bytes = %v; want 1048576", m)
+	}
+	if m := u.Hosts[0].Paths[0].MaxRequestBodyBytes; m != nil {
+		t.Errorf("app.example.com / max_request_body_bytes = %d; want unset", *m)
 	}
 	if u.Hosts[0].Paths[0].Policy.Cache != nil || u.Hosts[0].Paths[0].CacheTTL != 0 {
 		t.Errorf("app.example.com / cache = %v, %d; want unset", u.Hosts[0].Paths[0].Policy.Cache, u.Hosts[0].Paths[0].CacheTTL)

@@ -325,6 +325,10 @@ type Path struct {
 	// freshness for cacheable responses without freshness information.
 	// Zero means not set.
 	CacheTTL int
+	// MaxRequestBodyBytes replaces Main.MaxRequestBodyBytes for this
+	// path (key max_request_body_bytes, bytes; 0 = unlimited). Nil means
+	// not set: the global limit applies.
+	MaxRequestBodyBytes *int64
 	// Pos is where the path key appears.
 	Pos Pos
 }

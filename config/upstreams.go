@@ -27,7 +27,7 @@ var (
 		"x4xx_limit", "healthcheck", "redirect_to", "authorization",
 		"load_balance", "allow", "deny", "tls_verify", "forward_credentials",
 		"auth_response_headers", "headers", "ssl", "cache", "cache_bypass",
-		"cache_ttl", "send_proxy_protocol",
+		"cache_ttl", "send_proxy_protocol", "max_request_body_bytes",
 	}
 	serviceKeys = []string{
 		"hostname", "upstream", "path", "to_https", "rate_limit", "x4xx_limit",
@@ -483,6 +483,10 @@ func (p *upParser) path(pt *Path, pe entry) {
 				} else {
 					pt.SendProxyProtocol = s
 				}
+			}
+		case "max_request_body_bytes":
+			if n, ok := p.integer(e.val, e.path, 0, math.MaxInt64); ok {
+				pt.MaxRequestBodyBytes = &n
 			}
 		case "auth_response_headers":
 			items, _ := p.list(e.val, e.path)

@@ -33,6 +33,9 @@
 //     HTTP/2 and TLS transports) and the Registry that owns them;
 //   - upstream_proxy.go: send_proxy_protocol, a PROXY header naming the
 //     client on each upstream connection of such a route;
+//   - framing.go, bodylimit.go: the HTTP/1.1 request framing check
+//     below fasthttp's parser, and the body limit while a body streams;
+//   - upstream_early.go: a backend's answer before the end of the body;
 //   - observe.go: metrics and the access log of both front ends.
 //
 // # Guarantees
@@ -52,6 +55,18 @@
 // and a whole response (fasthttp sets absolute deadlines); upstream
 // connections instead get an idle deadline per read and write
 // (upstream_timeout), so long bodies that keep flowing are never cut on
-// the upstream side. A chunked request body is not limited by
-// max_request_body_bytes, which applies to declared lengths.
+// the upstream side. max_request_body_bytes (the route's,
+// pipeline.Decision.BodyLimit) holds for every body: a declared length is
+// refused before anything is sent, a body of unknown length (chunked, or
+// HTTP/2 without content-length) is cut where it goes over (bodylimit.go),
+// and on HTTP/1.1 a chunk size that would go over is refused as soon as
+// its line is read (framing.go), so no byte beyond the limit reaches a
+// backend.
+//
+// On HTTP/1.1, framing.go also checks every request head below fasthttp's
+// parser (a bare LF or CR gets 400 at once); an HTTP/1.0 client gets a
+// body of unknown length close-delimited, never chunked; requests go
+// upstream as HTTP/1.1 whatever the client spoke, and versions other than
+// 1.0 and 1.1 get 505. A backend that answers before it has read the
+// whole body and closes has that answer relayed (upstream_early.go).
 package proxy

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -114,6 +115,8 @@ type state struct {
 	fields   cache.Fields // the upstream response's lines, for the cache
 	bufLimit int          // the largest upstream body read into memory
 
+	body bodyLimiter // a chunked request body under the route's limit
+
 	leased bool   // a streamed response body owns the backend's in-flight count
 	upIdx  int    // metrics index of the backend that answered, -1 = none
 	upAddr string // its address (or the one that failed), for the access log
@@ -126,9 +129,11 @@ var statePool = sync.Pool{New: func() any { return new(state) }}
 var admittedKey = new(int)
 
 var (
-	strTextPlain     = []byte("text/plain; charset=utf-8")
-	strContentLength = []byte("Content-Length")
-	strConnection    = []byte("Connection")
+	strTextPlain        = []byte("text/plain; charset=utf-8")
+	strContentLength    = []byte("Content-Length")
+	strTransferEncoding = []byte("Transfer-Encoding")
+	strHTTP11           = []byte("HTTP/1.1")
+	strConnection       = []byte("Connection")
 )
 
 // acquireState returns a clean state for ctx's request.
@@ -144,7 +149,7 @@ func (e *Engine) acquireState(ctx *fasthttp.RequestCtx) *state {
 }
 
 func releaseState(st *state) {
-	st.ctx, st.snap = nil, nil
+	st.ctx, st.snap, st.body = nil, nil, bodyLimiter{}
 	statePool.Put(st)
 }
 
@@ -160,6 +165,10 @@ func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) int {
 	r := &st.req
 	r.Method = h.Method()
 	r.Proto = h.Protocol()
+	if bytes.Equal(r.Proto, strHTTP10) {
+		// Not a view: the upstream request's version is rewritten.
+		r.Proto = strHTTP10
+	}
 	r.TLS = ctx.IsTLS()
 	r.Peer = clientAddr(ctx.RemoteAddr())
 	if cl := h.ContentLength(); cl >= 0 {
@@ -205,17 +214,24 @@ func clientAddr(a net.Addr) netip.Addr {
 // 9110 §10.1.1). The state is handed to ServeFastHTTP, which does not run
 // the steps again, so limits count the request once.
 func (e *Engine) expectFast(ctx *fasthttp.RequestCtx) int {
+	start := time.Now()
 	st := e.acquireState(ctx)
-	ctx.SetUserValue(admittedKey, st)
 	if status := e.prepare(ctx, st); status != 0 {
 		st.dec.Action, st.dec.Status = pipeline.ActRespond, status
+	} else {
+		e.pl.Route(st.snap, &st.req, &st.dec)
+		e.pl.Admit(ctx, &st.req, &st.dec)
+	}
+	if st.dec.Action == pipeline.ActRespond {
+		// fasthttp answers with this status and closes, and does not call
+		// the handler: the answer is made and recorded here.
+		status := st.dec.Status
+		e.replyFast(ctx, st)
+		e.finishFast(ctx, st, start)
+		releaseState(st)
 		return status
 	}
-	e.pl.Route(st.snap, &st.req, &st.dec)
-	e.pl.Admit(ctx, &st.req, &st.dec)
-	if st.dec.Action == pipeline.ActRespond {
-		return st.dec.Status
-	}
+	ctx.SetUserValue(admittedKey, st)
 	return fasthttp.StatusContinue
 }
 
@@ -266,14 +282,16 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 // replyFast sends the proxy's own answer to st.dec.
 func (e *Engine) replyFast(ctx *fasthttp.RequestCtx, st *state) {
 	d := &st.dec
-	if d.Status == fasthttp.StatusBadRequest || d.Status == fasthttp.StatusRequestEntityTooLarge ||
-		d.Status == fasthttp.StatusRequestURITooLong {
-		ctx.SetConnectionClose() // the rest of the request cannot be trusted
-	}
 	e.pl.PlanReply(d, &st.plan)
 	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	resp := &ctx.Response
 	resp.Reset()
+	if d.Status == fasthttp.StatusBadRequest || d.Status == fasthttp.StatusRequestEntityTooLarge ||
+		d.Status == fasthttp.StatusRequestURITooLong || d.Status == fasthttp.StatusHTTPVersionNotSupported {
+		// The rest of the request cannot be trusted (after the Reset,
+		// which would forget it).
+		ctx.SetConnectionClose()
+	}
 	applyResp(&resp.Header, &st.plan)
 	ctx.SetStatusCode(d.Status)
 	resp.SetBodyRaw(st.plan.Body)
@@ -285,6 +303,17 @@ func (e *Engine) replyFast(ctx *fasthttp.RequestCtx, st *state) {
 func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	d := &st.dec
 	req, resp := &ctx.Request, &ctx.Response
+	if d.BodyLimit > 0 && st.req.ContentLength < 0 && req.IsBodyStream() {
+		// A chunked body: the limit holds as it streams, and at once for
+		// the chunk sizes declared so far (framing.go).
+		if fr := framerOf(ctx.Conn()); fr != nil && fr.setBodyLimit(ctx.ConnRequestNum(), d.BodyLimit) {
+			d.Action, d.Status = pipeline.ActRespond, fasthttp.StatusRequestEntityTooLarge
+			e.replyFast(ctx, st)
+			return
+		}
+		st.body.reset(req.BodyStream(), d.BodyLimit)
+		req.SetBodyStream(&st.body, -1)
+	}
 	e.pl.PlanRequest(&st.req, d, &st.plan)
 	e.pl.PlanCacheRequest(&st.cache, &st.plan, time.Now().UnixNano())
 	st.bufLimit = e.pl.CacheBodyLimit(&st.cache, e.opts.BodyBufferBytes)
@@ -344,6 +373,32 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	applyResp(&resp.Header, &st.plan)
 	resp.Header.ResetConnectionClose()
 	e.pl.Responded(d, resp.StatusCode())
+	if resp.IsBodyStream() && resp.Header.ContentLength() < 0 && bytes.Equal(st.req.Proto, strHTTP10) {
+		relayCloseDelimited(ctx)
+	}
+}
+
+// relayCloseDelimited sends the streamed response of unknown length in
+// ctx to an HTTP/1.0 client, which cannot read chunked framing (RFC 9112
+// §7.1): without Content-Length or Transfer-Encoding, the body ended by
+// closing the connection (§6.3 item 8). fasthttp would chunk it, so the
+// connection is taken over once the handler returns; ctx and its
+// response live until the takeover ends.
+func relayCloseDelimited(ctx *fasthttp.RequestCtx) {
+	resp := &ctx.Response
+	resp.Header.DelBytes(strTransferEncoding)
+	resp.Header.SetContentLength(-2) // identity: no length, Connection: close
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		head := resp.Header.AppendBytes(nil)
+		if _, err := c.Write(head); err != nil {
+			return
+		}
+		bp := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(bp)
+		_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{resp.BodyStream()}, *bp)
+		_ = resp.CloseBodyStream() // gives the upstream connection back
+	})
 }
 
 // RoundTrip is the HTTP/1.1 front end's pipeline.Transport: it sends the
@@ -366,9 +421,13 @@ func (st *state) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 var _ pipeline.Transport = (*state)(nil)
 
 // applyReq applies a request plan to a fasthttp request: target, Host,
-// then the header operations in the Plan's order.
+// then the header operations in the Plan's order. The request goes
+// upstream as HTTP/1.1, the proxy's own version (RFC 9110 §6.2).
 func applyReq(req *fasthttp.Request, pl *pipeline.Plan) {
 	h := &req.Header
+	if !bytes.Equal(h.Protocol(), strHTTP11) {
+		h.SetProtocolBytes(strHTTP11)
+	}
 	for i := range pl.Del {
 		h.DelBytes(pl.Del[i].Name)
 	}

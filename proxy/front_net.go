@@ -50,6 +50,7 @@ type netState struct {
 	getBody          func() (io.ReadCloser, error) // the upstream request's GetBody over body
 	upIdx            int                           // metrics index of the answering backend, -1 = none
 	upAddr           string                        // its address (or the one that failed), for the access log
+	limit            *bodyLimiter                  // a body of unknown length under the route's limit
 }
 
 var netStatePool = sync.Pool{New: func() any { return new(netState) }}
@@ -99,9 +100,14 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		e.replyNet(st)
 		return
 	}
-	if max := e.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength < 0 && r.Body != nil {
-		// A body of unknown length is cut at the limit while it streams.
-		r.Body = http.MaxBytesReader(&st.rec, r.Body, max)
+	if max := d.BodyLimit; max > 0 && r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		// A body of unknown length is cut at the route's limit while it
+		// streams.
+		// Not pooled: a transport may still read a request body after
+		// RoundTrip returned (http.RoundTripper's contract).
+		st.limit = &bodyLimiter{}
+		st.limit.reset(r.Body, max)
+		r.Body = st.limit
 	}
 	e.forwardNet(st)
 }
@@ -283,11 +289,11 @@ func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 	}
 	res, err := tr.RoundTrip(out)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
 		switch {
 		case st.r.Context().Err() != nil:
 			return fmt.Errorf("%w: %w", pipeline.ErrClientGone, err)
-		case errors.As(err, &tooLarge):
+		case st.limit != nil && st.limit.over && !errors.Is(err, pipeline.ErrBodyTooLarge):
+			// The transport may report the body's error unwrapped.
 			return fmt.Errorf("%w: %w", pipeline.ErrBodyTooLarge, err)
 		}
 		return err

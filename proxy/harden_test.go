@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -236,5 +237,353 @@ func TestFrontEndsPathParameters(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// rawExchange writes req on a new raw connection to the HTTP/1.1 side of
+// fe and reads one response; it reports the response, its body, whether
+// the proxy then closed the connection, and how long the answer took.
+func rawExchange(t *testing.T, fe frontEnd, f *fronts, req string) (*http.Response, string, bool, time.Duration) {
+	t.Helper()
+	c := dialFront(t, fe, f)
+	start := time.Now()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %q: %v", req, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	took := time.Since(start)
+	_, err = br.ReadByte()
+	return resp, string(b), err == io.EOF, took
+}
+
+// h1FrontEnds are the front ends spoken to with raw HTTP/1.1 bytes.
+func h1FrontEnds() []frontEnd {
+	var out []frontEnd
+	for _, fe := range frontEnds {
+		if fe.proto == 1 {
+			out = append(out, fe)
+		}
+	}
+	return out
+}
+
+// TestBareLineFeedRefused: a bare LF (or CR) anywhere in a request head
+// gets 400 and the connection closes at once, including a head that only
+// bare LFs end, which fasthttp alone waits on until the read timeout;
+// bodies holding LF bytes are not affected (issue 11, RFC 9112 §2.2).
+func TestBareLineFeedRefused(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "got "+strconv.Itoa(len(b)))
+	})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	refused := []string{
+		"GET / HTTP/1.1\nHost: app.test\r\n\r\n",
+		"GET / HTTP/1.1\nHost: app.test\n\n",
+		"GET / HTTP/1.1\r\nHost: app.test\n\r\n",
+		"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: 1\r\n\n",
+		"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: 1\rX-B: 2\r\n\r\n",
+		// The second request of a keep-alive connection.
+		"GET / HTTP/1.1\r\nHost: app.test\r\n\r\nGET / HTTP/1.1\nHost: app.test\n\n",
+		// A chunked body's trailer section.
+		"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\n\r\n",
+	}
+	for _, fe := range h1FrontEnds() {
+		for i, req := range refused {
+			t.Run(fe.name+"/refused"+strconv.Itoa(i), func(t *testing.T) {
+				before := s.hits.Load()
+				c := dialFront(t, fe, f)
+				start := time.Now()
+				io.WriteString(c, req)
+				br := bufio.NewReader(c)
+				var statuses []int
+				for {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						break
+					}
+					io.Copy(io.Discard, resp.Body)
+					statuses = append(statuses, resp.StatusCode)
+				}
+				took := time.Since(start)
+				if len(statuses) == 0 || statuses[len(statuses)-1] != 400 {
+					t.Fatalf("%q: statuses %v; want the last one 400", req, statuses)
+				}
+				if took > 5*time.Second {
+					t.Errorf("%q: answered and closed after %v; want at once", req, took)
+				}
+				if strings.Contains(req, "chunked") {
+					return // the body streams: the backend saw the request begin, never its end
+				}
+				if got, want := s.hits.Load()-before, int64(len(statuses)-1); got != want {
+					t.Errorf("%q: %d upstream requests; want %d (the refused one never reaches it)", req, got, want)
+				}
+			})
+		}
+		t.Run(fe.name+"/LF bytes in bodies", func(t *testing.T) {
+			body := "a\nb\n\nc\r\n\n"
+			req := "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body +
+				"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n" +
+				"\r\nGET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+			c := dialFront(t, fe, f)
+			io.WriteString(c, req)
+			br := bufio.NewReader(c)
+			for i, want := range []string{"got 9", "got 9", "got 0"} {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 || string(b) != want {
+					t.Errorf("response %d = %d %q; want 200 %q", i, resp.StatusCode, b, want)
+				}
+			}
+		})
+	}
+}
+
+// TestHTTPVersionsRefused: the HTTP/1.1 listener serves HTTP/1.0 and
+// HTTP/1.1 only; any other version gets 505 from the proxy and never
+// reaches a backend (issue 11, RFC 9110 §6.2).
+func TestHTTPVersionsRefused(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", nil)
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	for _, fe := range h1FrontEnds() {
+		for _, v := range []string{"HTTP/2.0", "HTTP/0.9", "HTTP/9.9", "HTTP/1.2"} {
+			t.Run(fe.name+"/"+v, func(t *testing.T) {
+				before := s.hits.Load()
+				resp, body, closed, _ := rawExchange(t, fe, f, "GET / "+v+"\r\nHost: app.test\r\n\r\n")
+				if resp.StatusCode != 505 || !strings.HasPrefix(body, "505 HTTP Version Not Supported\n") || !closed {
+					t.Errorf("GET / %s = %d %q, closed %v; want 505 from the proxy, closed", v, resp.StatusCode, body, closed)
+				}
+				if n := s.hits.Load() - before; n != 0 {
+					t.Errorf("GET / %s reached the backend %d times; want never", v, n)
+				}
+			})
+		}
+	}
+}
+
+// TestHTTP10ResponseFraming: an HTTP/1.0 client never gets
+// Transfer-Encoding: a body of unknown length comes close-delimited, one
+// of known length with Content-Length; the backend is spoken to in
+// HTTP/1.1, the proxy's own version (issue 11, RFC 9112 §6.1, §6.3).
+func TestHTTP10ResponseFraming(t *testing.T) {
+	t.Parallel()
+	up, _ := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream-Proto", r.Proto)
+		if r.URL.Path == "/chunked" {
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "chunk-one ")
+			w.(http.Flusher).Flush()
+		}
+		io.WriteString(w, "chunk-two")
+	})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	for _, fe := range h1FrontEnds() {
+		for _, tt := range []struct{ path, body, length string }{
+			{"/chunked", "chunk-one chunk-two", ""},
+			{"/fixed", "chunk-two", "9"},
+		} {
+			t.Run(fe.name+tt.path, func(t *testing.T) {
+				c := dialFront(t, fe, f)
+				io.WriteString(c, "GET "+tt.path+" HTTP/1.0\r\nHost: app.test\r\n\r\n")
+				all, err := io.ReadAll(c)
+				if err != nil {
+					t.Fatalf("reading until close: %v", err)
+				}
+				head, body, _ := strings.Cut(string(all), "\r\n\r\n")
+				if strings.Contains(strings.ToLower(head), "transfer-encoding") {
+					t.Errorf("HTTP/1.0 response head has Transfer-Encoding:\n%s", head)
+				}
+				if body != tt.body {
+					t.Errorf("body = %q; want %q", body, tt.body)
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head+"\r\n\r\n")), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if g := resp.Header.Get("Content-Length"); g != tt.length {
+					t.Errorf("Content-Length = %q; want %q", g, tt.length)
+				}
+				if g := resp.Header.Get("X-Upstream-Proto"); g != "HTTP/1.1" {
+					t.Errorf("the backend saw %q; want HTTP/1.1", g)
+				}
+			})
+		}
+	}
+}
+
+// bodyCountingBackend answers "got N" after reading the whole body and adds
+// every body byte it reads to n as it arrives.
+func bodyCountingBackend(t *testing.T) (*httptest.Server, *atomic.Int64, *seen) {
+	t.Helper()
+	var n atomic.Int64
+	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 32<<10)
+		var got int
+		for {
+			k, err := r.Body.Read(buf)
+			got += k
+			n.Add(int64(k))
+			if err != nil {
+				break
+			}
+		}
+		io.WriteString(w, "got "+strconv.Itoa(got))
+	})
+	return up, &n, s
+}
+
+// TestFrontEndsBodyLimit: max_request_body_bytes holds for bodies of
+// unknown length (chunked on HTTP/1.1, no content-length on HTTP/2): 413,
+// and no byte beyond the limit reaches the backend; a chunk size over the
+// limit gets 413 at once; a path's own limit replaces the global one
+// (issue 11).
+func TestFrontEndsBodyLimit(t *testing.T) {
+	t.Parallel()
+	up, got, s := bodyCountingBackend(t)
+	cfg := &config.Config{}
+	big, free := int64(4<<20), int64(0)
+	app := config.Host{Name: "app.test", Paths: []config.Path{
+		{Prefix: "/", Servers: []config.Server{{Address: addrOf(up), Weight: 1}}},
+		{Prefix: "/big", Servers: []config.Server{{Address: addrOf(up), Weight: 1}}, MaxRequestBodyBytes: &big},
+		{Prefix: "/free", Servers: []config.Server{{Address: addrOf(up), Weight: 1}}, MaxRequestBodyBytes: &free},
+	}}
+	cfg.Upstreams.Hosts = []config.Host{app}
+	const limit = 1 << 20
+	f := startFronts(t, cfg, Options{MaxRequestBodyBytes: limit}, UpstreamOptions{}, ListenOptions{})
+	const size = 5 << 19 // 2.5 MiB
+	for _, fe := range frontEnds {
+		for _, tt := range []struct {
+			path   string
+			status int
+		}{
+			{"/", 413}, {"/big", 200}, {"/free", 200},
+		} {
+			t.Run(fe.name+tt.path, func(t *testing.T) {
+				got.Store(0)
+				var status int
+				var body string
+				if fe.proto == 1 {
+					var b strings.Builder
+					b.WriteString("POST " + tt.path + " HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+					chunk := strings.Repeat("z", 64<<10)
+					for sent := 0; sent < size; sent += len(chunk) {
+						b.WriteString("10000\r\n" + chunk + "\r\n")
+					}
+					b.WriteString("0\r\n\r\n")
+					c := dialFront(t, fe, f)
+					go io.WriteString(c, b.String())
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rb, _ := io.ReadAll(resp.Body)
+					status, body = resp.StatusCode, string(rb)
+					if status == 413 && !resp.Close {
+						t.Errorf("413 without Connection: close")
+					}
+				} else {
+					req, _ := http.NewRequest("POST", fe.base(f)+tt.path, struct{ io.Reader }{io.LimitReader(zeroReader{}, size)})
+					req.Host = "app.test"
+					resp, err := fe.client.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rb, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					status, body = resp.StatusCode, string(rb)
+				}
+				if status != tt.status {
+					t.Fatalf("POST %s with a %d-byte body of unknown length = %d %q; want %d", tt.path, size, status, body, tt.status)
+				}
+				if tt.status == 200 && body != "got "+strconv.Itoa(size) {
+					t.Errorf("body = %q; want got %d", body, size)
+				}
+				if tt.status == 413 && got.Load() > limit {
+					t.Errorf("the backend read %d body bytes; want at most the limit, %d", got.Load(), limit)
+				}
+			})
+		}
+		if fe.proto != 1 {
+			continue
+		}
+		t.Run(fe.name+"/huge chunk size", func(t *testing.T) {
+			before := s.hits.Load()
+			// A 4 GiB chunk with a few bytes behind it, then silence.
+			resp, body, closed, took := rawExchange(t, fe, f,
+				"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n100000005\r\nabc")
+			if resp.StatusCode != 413 || !closed || took > 5*time.Second {
+				t.Errorf("a 4 GiB chunk = %d %q, closed %v after %v; want 413 and close at once", resp.StatusCode, body, closed, took)
+			}
+			if n := s.hits.Load() - before; n != 0 {
+				t.Errorf("the backend saw %d requests; want none", n)
+			}
+		})
+		t.Run(fe.name+"/huge chunk size mid-body", func(t *testing.T) {
+			got.Store(0)
+			c := dialFront(t, fe, f)
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n")
+			waitFor(t, 10*time.Second, "the backend reading the first chunk", func() bool { return got.Load() == 16 })
+			start := time.Now()
+			io.WriteString(c, "100000005\r\nabc")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 413 || time.Since(start) > 5*time.Second {
+				t.Errorf("a 4 GiB chunk mid-body = %d after %v; want 413 at once", resp.StatusCode, time.Since(start))
+			}
+			if got.Load() != 16 {
+				t.Errorf("the backend read %d body bytes; want the first chunk's 16", got.Load())
+			}
+		})
+	}
+}
+
+// TestFrontEndsExpectOverPathLimit: "Expect: 100-continue" with a
+// declared length over the path's own limit gets 413 at once, never 100
+// first (issue 11, RFC 9110 §10.1.1), with the proxy's usual answer.
+func TestFrontEndsExpectOverPathLimit(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", nil)
+	small := int64(4)
+	cfg := &config.Config{}
+	h := oneRoute("small.test", "/", addrOf(up))
+	h.Paths[0].MaxRequestBodyBytes = &small
+	cfg.Upstreams.Hosts = []config.Host{h}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	for _, fe := range frontEnds {
+		t.Run(fe.name, func(t *testing.T) {
+			status, got100 := expectPOST(t, fe, f, "small.test") // a 5-byte body
+			if status != 413 || got100 {
+				t.Errorf("Expect: 100-continue over the path's limit: status %d, 100 Continue %v; want 413 without 100", status, got100)
+			}
+		})
+	}
+	t.Run("http1 answer", func(t *testing.T) {
+		resp, body, closed, _ := rawExchange(t, frontEnds[0], f, "POST /e HTTP/1.1\r\nHost: small.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+		if resp.StatusCode != 413 || !strings.HasPrefix(body, "413 Request Entity Too Large\nrequest_id: ") || resp.Header.Get("X-Request-Id") == "" || !closed {
+			t.Errorf("answer = %d %q (X-Request-Id %q), closed %v; want the proxy's 413 body and request ID, closed",
+				resp.StatusCode, body, resp.Header.Get("X-Request-Id"), closed)
+		}
+	})
+	if n := s.hits.Load(); n != 0 {
+		t.Errorf("the backend saw %d requests; want none", n)
 	}
 }

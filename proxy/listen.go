@@ -289,10 +289,11 @@ func (f *frontends) dispatchClear(raw net.Conn) {
 		return
 	}
 	f.untrack(raw)
-	if !f.h1.deliver(pc) {
+	h1 := newFramingConn(pc) // bare LF and chunk-size checks (framing.go)
+	if !f.h1.deliver(h1) {
 		// The HTTP/1.1 server is shutting down: serve this one request
 		// directly so it gets an answer with Connection: close.
-		_ = f.fast.ServeConn(pc)
+		_ = f.fast.ServeConn(h1)
 	}
 }
 
@@ -339,8 +340,9 @@ func (f *frontends) dispatchTLS(ctx context.Context, raw net.Conn, cfg *tls.Conf
 		return
 	}
 	f.untrack(raw)
-	if !f.h1.deliver(tc) {
-		_ = f.fast.ServeConn(tc)
+	h1 := newFramingConn(tc)
+	if !f.h1.deliver(h1) {
+		_ = f.fast.ServeConn(h1)
 	}
 }
 

@@ -103,9 +103,13 @@ func (e *Engine) finishFast(ctx *fasthttp.RequestCtx, st *state, start time.Time
 		return
 	}
 	h := &ctx.Request.Header
+	protocol := st.req.Proto // the client's: the upstream request's is HTTP/1.1
+	if len(protocol) == 0 {
+		protocol = h.Protocol()
+	}
 	e.record(&finished{
 		start: start, status: ctx.Response.StatusCode(), bytes: int64(ctx.Response.Header.ContentLength()),
-		proto: protoOf(st.req.Proto), method: h.Method(), protocol: h.Protocol(), ua: h.UserAgent(), rid: st.dec.RequestID,
+		proto: protoOf(protocol), method: h.Method(), protocol: protocol, ua: h.UserAgent(), rid: st.dec.RequestID,
 		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec, cache: &st.cache,
 	})
 }

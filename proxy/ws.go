@@ -76,6 +76,9 @@ func (e *Engine) tunnelFast(ctx *fasthttp.RequestCtx, st *state) {
 		idle = DefaultTunnelIdleTimeout
 	}
 	reg, bc, br := e.reg, a.bc, a.br
+	if fr := framerOf(ctx.Conn()); fr != nil {
+		fr.stop() // WebSocket frames follow, not HTTP requests
+	}
 	ctx.Hijack(func(c net.Conn) {
 		defer b.Release()
 		reg.tunnels.run(c, c, bc, br, idle)

@@ -77,10 +77,10 @@ func Classify(err error) Failure {
 	switch {
 	case err == nil:
 		return FailNone
+	case errors.Is(err, ErrBodyTooLarge): // before ErrClientBody, which may wrap it
+		return FailBodyTooLarge
 	case errors.Is(err, ErrClientBody):
 		return FailClientBody
-	case errors.Is(err, ErrBodyTooLarge):
-		return FailBodyTooLarge
 	case errors.Is(err, ErrClientGone), errors.Is(err, context.Canceled):
 		return FailClientGone
 	case errors.Is(err, ErrPoolFull):

@@ -35,8 +35,8 @@ type Options struct {
 	// TLSPort is the port of the TLS listener, used by to_https
 	// redirects; 0 or 443 leaves the port out of the Location.
 	TLSPort int
-	// MaxRequestBodyBytes rejects requests declaring a larger body with
-	// 413; 0 means unlimited.
+	// MaxRequestBodyBytes is the request body limit of routes without
+	// their own (Decision.BodyLimit); 0 means unlimited.
 	MaxRequestBodyBytes int64
 	// MaxURIBytes rejects longer request targets with 414; 0 = no limit
 	// beyond the header buffer.

@@ -305,6 +305,13 @@ type Decision struct {
 	// Query is the query string to forward: the request's, minus
 	// parameters the proxy consumed (araleztoken).
 	Query []byte
+	// BodyLimit is the most request body bytes the route accepts
+	// (max_request_body_bytes: the path's, else the global one); 0 means
+	// unlimited. Route refuses a larger declared length with 413; a front
+	// end streaming a body of unknown length (chunked, HTTP/2 without
+	// content-length) stops at the limit, and the attempt that reads the
+	// body then fails with ErrBodyTooLarge (413).
+	BodyLimit int64
 	// RetryAfter is the Retry-After value in seconds for a 429; 0 = none.
 	RetryAfter int
 	// WWWAuthenticate is the challenge to send with a 401; nil = none.

@@ -16,11 +16,12 @@ var acmeChallengePrefix = []byte("/.well-known/acme-challenge/")
 //   - an ACME HTTP-01 challenge this instance holds → 200 with the key
 //     authorization, before anything else (no route, list or auth may
 //     block certificate issuance);
-//   - a declared body over max_request_body_bytes → 413;
 //   - host, then an exact route for the routing path (the path without
 //     its segments' ";parameters", AppendRoutingPath), else its longest
-//     path prefix → 404 when nothing matches; a segment that is "." or ".." once its parameters are
-//     dropped → 400;
+//     path prefix → 404 when nothing matches; a segment that is "." or
+//     ".." once its parameters are dropped → 400;
+//   - a declared body over the route's max_request_body_bytes (the
+//     path's, else the global one; Decision.BodyLimit) → 413;
 //   - %2F, %5C, "\", %3B, %3F or %23 in the path that, decoded, would
 //     route elsewhere → 400 (else the path is forwarded as it is);
 //   - the client address (trusted_proxies), then allow/deny → 403;
@@ -43,10 +44,6 @@ func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
 			return
 		}
 	}
-	if max := p.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength > max {
-		d.Status = 413
-		return
-	}
 	path := r.Path
 	if bytes.IndexByte(path, ';') >= 0 {
 		// Servlet backends serve "/admin;v=1/x" as "/admin/x": route
@@ -62,6 +59,14 @@ func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
 	rt := s.Match(r.Host, path)
 	if rt == nil {
 		d.Status = 404
+		return
+	}
+	d.BodyLimit = p.opts.MaxRequestBodyBytes
+	if rt.maxBodySet {
+		d.BodyLimit = rt.maxBody
+	}
+	if d.BodyLimit > 0 && r.ContentLength > d.BodyLimit {
+		d.Status = 413
 		return
 	}
 	if hasEncodedDelimiter(r.Path) {

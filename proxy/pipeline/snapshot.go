@@ -121,6 +121,8 @@ type Route struct {
 	pool       *balancer.Pool
 	redirectTo []byte
 	toHTTPS    bool
+	maxBody    int64 // max_request_body_bytes of the path, when maxBodySet
+	maxBodySet bool
 
 	serverHeaders []Field  // request side, set or added (Field.add)
 	clientHeaders []Field  // response side
@@ -245,6 +247,9 @@ func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host
 		prefix:     []byte(strings.TrimSuffix(p.Prefix, "/")),
 		dirPrefix:  len(p.Prefix) > 1 && strings.HasSuffix(p.Prefix, "/"),
 		redirectTo: []byte(strings.TrimRight(p.RedirectTo, "/")),
+	}
+	if p.MaxRequestBodyBytes != nil {
+		r.maxBody, r.maxBodySet = *p.MaxRequestBodyBytes, true
 	}
 	if len(r.prefix) == 0 {
 		r.prefix = []byte("/")

@@ -5,9 +5,12 @@ import "bytes"
 // SetTarget parses the request target and the Host header (hostHeader is
 // the Host field, or :authority in HTTP/2) into r.Host, r.Path, r.Query,
 // r.RawHost and r.URI, normalizing the host (AppendNormalizedHost) and
-// the path (AppendNormalizedPath) into r's own buffers. Set r.Proto
-// first. It returns 0, or the status to answer without forwarding:
+// the path (AppendNormalizedPath) into r's own buffers. Set r.Proto and
+// r.HTTP2 first. It returns 0, or the status to answer without
+// forwarding:
 //
+//   - 505 for a request that is neither HTTP/2 nor HTTP/1.0 or HTTP/1.1
+//     (RFC 9110 §15.6.6);
 //   - 414 for a target longer than max_uri_bytes;
 //   - 400 for a target that is neither origin-form nor absolute-form
 //     (RFC 9112 §3.2), an absolute-form target without authority or with
@@ -19,6 +22,12 @@ import "bytes"
 // r.RawHost is that authority and the plan sets it. A fragment is
 // dropped. It allocates only until r's buffers have grown.
 func (p *Pipeline) SetTarget(r *Request, target, hostHeader []byte) int {
+	if !r.HTTP2 && !bytes.Equal(r.Proto, strHTTP11) && !bytes.Equal(r.Proto, strHTTP10) {
+		// The proxy speaks its own version upstream (RFC 9110 §6.2) and
+		// serves HTTP/1.0 and HTTP/1.1 on this connection, so an
+		// "HTTP/2.0" or "HTTP/0.9" request line is never passed on.
+		return 505
+	}
 	if max := p.opts.MaxURIBytes; max > 0 && len(target) > max {
 		return 414
 	}

@@ -1,0 +1,368 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+
+	"github.com/aralez-go/aralez/proxy/pipeline"
+)
+
+// This file is a check below fasthttp's parser on the HTTP/1.1 front
+// end's client connections: it follows the framing of the requests as
+// their bytes are read (RFC 9112 §2.2, §6.3, §7.1) and
+//
+//   - refuses a bare LF or a bare CR anywhere in a request head or a
+//     trailer section (RFC 9112 §2.2): the bytes before it are delivered
+//     and the read then fails, so fasthttp answers 400 and closes at once
+//     (fasthttp accepts a bare LF as a line end, and waits forever for a
+//     head that only bare LFs end);
+//   - sees the chunk sizes a chunked body declares, so that a body limit
+//     holds at the first chunk-size line that goes over it, not only once
+//     that many bytes have arrived (a 4 GiB chunk size with a few bytes
+//     behind it would otherwise hold the request until a timeout).
+//
+// It models only what fasthttp accepts: a head that it cannot follow (a
+// folded line, an unknown transfer coding, an overlong Content-Length
+// line) makes it stop checking that connection; fasthttp closes such a
+// connection anyway, or the check is lost for the rest of it, never the
+// request.
+
+// Errors of the framing check, seen by fasthttp as read errors.
+var (
+	errBareLF = errors.New("proxy: bare LF in a request head")
+	errBareCR = errors.New("proxy: bare CR in a request head")
+	// errChunkOverLimit wraps pipeline.ErrBodyTooLarge, so that the
+	// attempt reading the body answers 413.
+	errChunkOverLimit = fmt.Errorf("%w: a chunk size goes over the limit", pipeline.ErrBodyTooLarge)
+)
+
+// The states of a framer.
+const (
+	frHead      = iota // a request head (or the empty lines before one)
+	frBody             // a body of known length
+	frChunkSize        // a chunk-size line
+	frChunkData        // chunk data
+	frChunkCRLF        // the CRLF after chunk data
+	frTrailer          // the trailer section of a chunked body
+	frPassive          // not checking any more
+)
+
+// framer follows the request framing of one connection. It is used by
+// the connection's reads only, which fasthttp makes from one goroutine.
+type framer struct {
+	state uint8
+	err   error // returned by the next read
+
+	// The current head or trailer line.
+	line    [40]byte // its first bytes
+	lineLen int      // its length so far, without the LF
+	lines   int      // lines of the head so far, the request line included
+	pendCR  bool     // the line so far ends with CR
+
+	// The current head.
+	clen    int64 // Content-Length, -1 = none
+	chunked bool
+	odd     bool // framing not modelled: stop after this head
+
+	// Bodies.
+	seq      uint64 // heads ended so far: the request whose body is read
+	left     int64  // bytes left of the body, a chunk, or its CRLF
+	size     int64  // chunk size being read
+	inExt    bool   // in a chunk extension
+	declared int64  // chunk sizes declared so far by request seq
+	limit    int64  // body limit of request seq; 0 = none
+}
+
+func (f *framer) startHead() {
+	f.state, f.lines, f.clen, f.chunked, f.odd = frHead, 0, -1, false, false
+	f.startLine()
+}
+
+func (f *framer) startLine() { f.lineLen, f.pendCR = 0, false }
+
+// scan follows b, the next bytes read. On a framing error it returns the
+// number of bytes of b before the offending one and the error.
+func (f *framer) scan(b []byte) (int, error) {
+	for i := 0; i < len(b); {
+		switch f.state {
+		case frBody, frChunkData, frChunkCRLF:
+			k := int(min(int64(len(b)-i), f.left))
+			f.left -= int64(k)
+			i += k
+			if f.left > 0 {
+				break
+			}
+			switch f.state {
+			case frBody:
+				f.startHead()
+			case frChunkData:
+				f.state, f.left = frChunkCRLF, 2
+			default:
+				f.state, f.size, f.inExt = frChunkSize, 0, false
+			}
+		case frChunkSize:
+			c := b[i]
+			i++
+			switch {
+			case c == '\n':
+				if f.size == 0 {
+					f.state = frTrailer
+					f.startLine()
+					break
+				}
+				f.declared = satAdd(f.declared, f.size)
+				f.state, f.left = frChunkData, f.size
+				if f.limit > 0 && f.declared > f.limit {
+					return i, errChunkOverLimit
+				}
+			case f.inExt || c == '\r':
+			case c == ';' || c == ' ' || c == '\t':
+				f.inExt = true
+			case isHexDigit(c):
+				if f.size > math.MaxInt64>>4 {
+					f.size = math.MaxInt64
+				} else {
+					f.size = f.size<<4 | int64(hexVal(c))
+				}
+			}
+		case frHead, frTrailer:
+			rest := b[i:]
+			j := bytes.IndexByte(rest, '\n')
+			seg := rest
+			if j >= 0 {
+				seg = rest[:j]
+			}
+			if len(seg) > 0 && f.pendCR {
+				return i, errBareCR // a CR that no LF followed
+			}
+			if r := bytes.IndexByte(seg, '\r'); r >= 0 && r < len(seg)-1 {
+				return i + r + 1, errBareCR // the CR is delivered, as when a read ends on it
+			}
+			if f.lineLen < len(f.line) {
+				copy(f.line[f.lineLen:], seg)
+			}
+			f.lineLen += len(seg)
+			if len(seg) > 0 {
+				f.pendCR = seg[len(seg)-1] == '\r'
+			}
+			if j < 0 {
+				i = len(b)
+				break
+			}
+			if !f.pendCR {
+				return i + j, errBareLF
+			}
+			i += j + 1
+			f.endLine()
+			if f.state == frPassive {
+				return len(b), nil
+			}
+		default: // frPassive
+			return len(b), nil
+		}
+	}
+	return len(b), nil
+}
+
+// endLine acts on a head or trailer line that ended with CRLF.
+func (f *framer) endLine() {
+	n := f.lineLen - 1 // without the CR
+	kept := f.line[:min(n, len(f.line))]
+	f.startLine()
+	if n == 0 { // an empty line
+		switch {
+		case f.state == frTrailer:
+			f.startHead()
+		case f.lines == 0:
+			// Empty lines before a request line are ignored (RFC 9112
+			// §2.2), as fasthttp does.
+		case f.odd:
+			f.state = frPassive
+		case f.chunked:
+			f.seq++
+			f.state, f.size, f.inExt, f.declared, f.limit = frChunkSize, 0, false, 0, 0
+		case f.clen > 0:
+			f.seq++
+			f.state, f.left = frBody, f.clen
+		default:
+			f.seq++
+			f.startHead()
+		}
+		return
+	}
+	if f.state == frTrailer {
+		return
+	}
+	f.lines++
+	if f.lines == 1 {
+		return // the request line
+	}
+	if kept[0] == ' ' || kept[0] == '\t' {
+		f.odd = true // obs-fold (RFC 9112 §5.2): fasthttp refuses it
+		return
+	}
+	name, value, ok := bytes.Cut(kept, []byte{':'})
+	if !ok {
+		return // fasthttp refuses it, or a long name of no interest
+	}
+	switch {
+	case equalFoldASCII(name, "content-length"):
+		if n > len(f.line) || f.clen >= 0 {
+			f.odd = true
+			return
+		}
+		v, ok := parseDecimal(bytes.Trim(value, " \t"))
+		if !ok {
+			f.odd = true
+			return
+		}
+		f.clen = v
+	case equalFoldASCII(name, "transfer-encoding"):
+		switch v := bytes.Trim(value, " \t"); {
+		case n > len(f.line) || f.chunked:
+			f.odd = true
+		case equalFoldASCII(v, "chunked"):
+			f.chunked = true
+		case !equalFoldASCII(v, "identity"):
+			f.odd = true
+		}
+	}
+}
+
+// setBodyLimit sets the body limit of request number seq (fasthttp's
+// ConnRequestNum) and reports whether the chunk sizes it has declared so
+// far already go over it. It does nothing once the framer has moved past
+// that request's body, which is then whole in fasthttp's buffer.
+func (f *framer) setBodyLimit(seq uint64, limit int64) bool {
+	if seq != f.seq || f.state < frChunkSize || f.state > frTrailer {
+		return false
+	}
+	f.limit = limit
+	return limit > 0 && f.declared > limit
+}
+
+// stop ends the check: the connection carries something else now (a
+// WebSocket tunnel after 101).
+func (f *framer) stop() { f.state = frPassive }
+
+// framingConn is a client connection of the HTTP/1.1 front end with the
+// framing check of this file on its reads.
+type framingConn struct {
+	net.Conn
+	f framer
+}
+
+// newFramingConn wraps c, keeping it recognisable as TLS for fasthttp.
+func newFramingConn(c net.Conn) net.Conn {
+	fc := framingConn{Conn: c}
+	fc.f.startHead()
+	if _, ok := c.(*tls.Conn); ok {
+		return &framingTLSConn{fc}
+	}
+	return &fc
+}
+
+func (c *framingConn) Read(p []byte) (int, error) {
+	if err := c.f.err; err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.f.state != frPassive {
+		if k, ferr := c.f.scan(p[:n]); ferr != nil {
+			c.f.err = ferr
+			if k == 0 {
+				return 0, ferr
+			}
+			return k, nil
+		}
+	}
+	return n, err
+}
+
+// CloseWrite half-closes the connection when it can, for tunnels.
+func (c *framingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func (c *framingConn) framer() *framer { return &c.f }
+
+// framingTLSConn is a framingConn over TLS; it has the methods fasthttp
+// looks for to report the connection as TLS.
+type framingTLSConn struct{ framingConn }
+
+// Handshake runs the TLS handshake if it has not run yet.
+func (c *framingTLSConn) Handshake() error { return c.Conn.(*tls.Conn).Handshake() }
+
+// ConnectionState returns the TLS connection state.
+func (c *framingTLSConn) ConnectionState() tls.ConnectionState {
+	return c.Conn.(*tls.Conn).ConnectionState()
+}
+
+// framerOf returns the framing check of a front-end connection, or nil.
+func framerOf(c net.Conn) *framer {
+	if fc, ok := c.(interface{ framer() *framer }); ok {
+		return fc.framer()
+	}
+	return nil
+}
+
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func hexVal(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// parseDecimal parses a non-empty run of at most 18 decimal digits.
+func parseDecimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
+}
+
+// equalFoldASCII reports whether b equals the lower-case ASCII s,
+// ignoring case.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
