@@ -73,7 +73,7 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.rec = statusRecorder{ResponseWriter: rw}
 	st.grpc = isGRPC(r.Header)
 	defer func() {
-		st.r, st.snap, st.res, st.out, st.peek.h, st.body = nil, nil, nil, http.Request{}, nil, nil
+		st.r, st.snap, st.res, st.out, st.peek.h, st.body, st.limit = nil, nil, nil, http.Request{}, nil, nil, nil
 		netStatePool.Put(st)
 	}()
 	defer e.finishNet(r, st, start)
