@@ -208,9 +208,18 @@ func parseHexAddr(s string) (netip.AddrPort, error) {
 
 // countEstablished returns how many of the sockets whose inode is in mine
 // are ESTABLISHED to server, and how many connections wait in the accept
-// queue of server's listener.
+// queue of server's listener. A socket listed twice counts once: the
+// kernel walks its socket table afresh for each read of /proc/net/tcp, so
+// a socket can appear in two reads while other sockets open and close.
 func countEstablished(socks []tcpSock, mine map[uint64]bool, server netip.AddrPort) (established, queued int) {
+	seen := make(map[uint64]bool, len(socks))
 	for _, sk := range socks {
+		if sk.inode != 0 {
+			if seen[sk.inode] {
+				continue
+			}
+			seen[sk.inode] = true
+		}
 		switch {
 		case sk.state == tcpEstablished && sk.remote == server && mine[sk.inode]:
 			established++

@@ -56,6 +56,12 @@ func TestCountEstablished(t *testing.T) {
 		{"wildcard listener", map[uint64]bool{2003: true}, "127.0.0.1:19002", 0, 2},
 		{"other port", map[uint64]bool{2003: true}, "127.0.0.1:19001", 1, 0},
 	}
+	// Every socket listed twice, as /proc/net/tcp can list one when other
+	// sockets change between two reads, gives the same counts.
+	twice := append(append([]tcpSock(nil), socks...), socks...)
+	if est, q := countEstablished(twice, tests[0].mine, netip.MustParseAddrPort(tests[0].server)); est != tests[0].est || q != tests[0].queued {
+		t.Errorf("sockets listed twice: countEstablished = %d, %d; want %d, %d", est, q, tests[0].est, tests[0].queued)
+	}
 	for _, tt := range tests {
 		est, q := countEstablished(socks, tt.mine, netip.MustParseAddrPort(tt.server))
 		if est != tt.est || q != tt.queued {
