@@ -70,14 +70,16 @@
 //
 // The sticky cookie value is
 //
-//	<routeID>.<mac>
+//	<routeKey>.<mac>
 //
-// with routeID in decimal and mac the first StickyMACBytes (12) bytes of
-// HMAC-SHA256(secret, routeID as 4 big-endian bytes || backend address),
-// base64url-encoded without padding (16 characters). It reveals no
-// address, cannot be forged without the secret, and is valid only for
-// the route that issued it. Sticky.Lookup returns nil for a value that is
-// malformed, for another route, forged, or names a backend that is gone
-// from the pool or unavailable; the proxy then picks normally and sets a
-// new value.
+// with routeKey the route's stable identity (the proxy's route key, an
+// FNV-1a 64 hash of its host and path) in 16 lower-case hex digits, and
+// mac the first StickyMACBytes (12) bytes of HMAC-SHA256(secret, routeKey
+// as 8 big-endian bytes || backend address), base64url-encoded without
+// padding (16 characters). It reveals no address, cannot be forged
+// without the secret, is valid only for the route that issued it, and
+// survives reloads that keep that route. Sticky.Lookup returns nil for a
+// value that is malformed, for another route, forged, or names a backend
+// that is gone from the pool or unavailable; the proxy then picks
+// normally and sets a new value.
 package balancer

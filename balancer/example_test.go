@@ -37,15 +37,15 @@ func ExampleSticky() {
 	a := set.Get("10.0.0.1:80")
 	p := balancer.NewPool([]balancer.Member{{Backend: a}, {Backend: set.Get("10.0.0.2:80")}}, balancer.RoundRobin, false)
 	s := balancer.NewSticky([]byte("a secret of 32 bytes or more...."))
-	const routeID = 7
-	s.Prepare(p, routeID)
+	const routeKey = 0x5ca1ab1e // the proxy's stable route key
+	s.Prepare(p, routeKey)
 
-	value := s.AppendValue(nil, routeID, a) // the cookie value to set
+	value := s.AppendValue(nil, routeKey, a) // the cookie value to set
 	fmt.Println(string(value))
-	fmt.Println(s.Lookup(p, routeID, value, 0).Addr())
-	fmt.Println(s.Lookup(p, routeID+1, value, 0) == nil)
+	fmt.Println(s.Lookup(p, routeKey, value, 0).Addr())
+	fmt.Println(s.Lookup(p, routeKey+1, value, 0) == nil)
 	// Output:
-	// 7.V0UIyOPns3EwBCl6
+	// 000000005ca1ab1e.c2LbI1a3vplFUmZR
 	// 10.0.0.1:80
 	// true
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"strconv"
 )
 
 // StickyMACBytes is the length of the truncated HMAC-SHA256 in a sticky
@@ -15,19 +14,25 @@ const StickyMACBytes = 12
 // stickyMACChars is the base64url (unpadded) length of the MAC.
 const stickyMACChars = (StickyMACBytes*8 + 5) / 6
 
-// MaxStickyValueLen is the longest value AppendValue produces: a 10-digit
-// route ID, a dot and the 16-character MAC.
-const MaxStickyValueLen = 10 + 1 + stickyMACChars
+// stickyKeyChars is the length of the route key in a sticky value: 16
+// lower-case hex digits.
+const stickyKeyChars = 16
+
+// MaxStickyValueLen is the length of every value AppendValue produces:
+// the 16-digit route key, a dot and the 16-character MAC.
+const MaxStickyValueLen = stickyKeyChars + 1 + stickyMACChars
 
 // Sticky signs and checks sticky-session cookie values. A value is
 //
-//	<routeID>.<mac>
+//	<routeKey>.<mac>
 //
-// where routeID is the route's number in decimal and mac is the first 12
-// bytes of HMAC-SHA256(secret, routeID as 4 big-endian bytes || backend
-// address), encoded with unpadded base64url (RFC 4648 section 5). The
-// value names no address and cannot be forged without the secret; it is
-// only valid for the route it was issued for.
+// where routeKey is the route's stable identity (the proxy's route key,
+// FNV-1a 64 of its host and path) in 16 lower-case hex digits, and mac is
+// the first 12 bytes of HMAC-SHA256(secret, routeKey as 8 big-endian
+// bytes || backend address), encoded with unpadded base64url (RFC 4648
+// section 5). The value names no address and cannot be forged without
+// the secret; it is only valid for the route it was issued for, and stays
+// valid across config reloads that keep that route and backend.
 //
 // A Sticky is immutable and safe for concurrent use; it must not be
 // copied.
@@ -65,17 +70,17 @@ func NewSticky(secret []byte) *Sticky {
 // macStackAddr is the longest address hashed without allocating.
 const macStackAddr = 256
 
-// mac returns the truncated HMAC for (routeID, addr).
-func (s *Sticky) mac(routeID uint32, addr string) [StickyMACBytes]byte {
-	var buf [sha256.BlockSize + 4 + macStackAddr]byte
+// mac returns the truncated HMAC for (routeKey, addr).
+func (s *Sticky) mac(routeKey uint64, addr string) [StickyMACBytes]byte {
+	var buf [sha256.BlockSize + 8 + macStackAddr]byte
 	var msg []byte
 	if len(addr) <= macStackAddr {
 		msg = buf[:0]
 	} else {
-		msg = make([]byte, 0, sha256.BlockSize+4+len(addr))
+		msg = make([]byte, 0, sha256.BlockSize+8+len(addr))
 	}
 	msg = append(msg, s.ipad[:]...)
-	msg = binary.BigEndian.AppendUint32(msg, routeID)
+	msg = binary.BigEndian.AppendUint64(msg, routeKey)
 	msg = append(msg, addr...)
 	inner := sha256.Sum256(msg)
 
@@ -89,14 +94,24 @@ func (s *Sticky) mac(routeID uint32, addr string) [StickyMACBytes]byte {
 	return m
 }
 
-// AppendValue appends the cookie value binding routeID to b and returns
+// AppendValue appends the cookie value binding routeKey to b and returns
 // the extended slice. It allocates nothing when dst has room for
 // MaxStickyValueLen more bytes and the address is at most 256 bytes.
-func (s *Sticky) AppendValue(dst []byte, routeID uint32, b *Backend) []byte {
-	m := s.mac(routeID, b.addr)
-	dst = strconv.AppendUint(dst, uint64(routeID), 10)
+func (s *Sticky) AppendValue(dst []byte, routeKey uint64, b *Backend) []byte {
+	m := s.mac(routeKey, b.addr)
+	dst = appendKeyHex(dst, routeKey)
 	dst = append(dst, '.')
 	return base64.RawURLEncoding.AppendEncode(dst, m[:])
+}
+
+const lowerHex = "0123456789abcdef"
+
+// appendKeyHex appends k as 16 lower-case hex digits.
+func appendKeyHex(dst []byte, k uint64) []byte {
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, lowerHex[k>>uint(shift)&15])
+	}
+	return dst
 }
 
 // stickyTable maps the encoded MACs of a pool's members for one
@@ -104,26 +119,26 @@ func (s *Sticky) AppendValue(dst []byte, routeID uint32, b *Backend) []byte {
 // decode; the encoding of 96 bits is canonical, so comparing text is
 // comparing MACs.
 type stickyTable struct {
-	s       *Sticky
-	routeID uint32
-	macs    map[[stickyMACChars]byte]*Backend
+	s        *Sticky
+	routeKey uint64
+	macs     map[[stickyMACChars]byte]*Backend
 }
 
-// Prepare computes the MACs of p's members for routeID so that Lookup
+// Prepare computes the MACs of p's members for routeKey so that Lookup
 // does not have to (it would, once, on its first call). Call it when
 // compiling a config. A pool remembers the table of one (Sticky,
-// routeID) pair at a time; use each pool with one route.
-func (s *Sticky) Prepare(p *Pool, routeID uint32) {
-	s.table(p, routeID)
+// routeKey) pair at a time; use each pool with one route.
+func (s *Sticky) Prepare(p *Pool, routeKey uint64) {
+	s.table(p, routeKey)
 }
 
-func (s *Sticky) table(p *Pool, routeID uint32) *stickyTable {
-	if t := p.sticky.Load(); t != nil && t.s == s && t.routeID == routeID {
+func (s *Sticky) table(p *Pool, routeKey uint64) *stickyTable {
+	if t := p.sticky.Load(); t != nil && t.s == s && t.routeKey == routeKey {
 		return t
 	}
-	t := &stickyTable{s: s, routeID: routeID, macs: make(map[[stickyMACChars]byte]*Backend, len(p.members))}
+	t := &stickyTable{s: s, routeKey: routeKey, macs: make(map[[stickyMACChars]byte]*Backend, len(p.members))}
 	for _, m := range p.members {
-		mac := s.mac(routeID, m.Backend.addr)
+		mac := s.mac(routeKey, m.Backend.addr)
 		var key [stickyMACChars]byte
 		base64.RawURLEncoding.Encode(key[:], mac[:])
 		t.macs[key] = m.Backend
@@ -133,40 +148,35 @@ func (s *Sticky) table(p *Pool, routeID uint32) *stickyTable {
 }
 
 // Lookup returns the member of p that value (a cookie value from
-// AppendValue) binds routeID to, or nil when the value is malformed, was
-// issued for another route or with another secret, names no member of p,
-// or names a member that is not available at nowNanos (unix nanoseconds;
-// 0 means read the clock if needed). It never returns a backend outside
-// p. After Prepare (or a first call) it allocates nothing.
+// AppendValue) binds routeKey to, or nil when the value is malformed, was
+// issued for another route or with another secret (or in the older
+// format naming a route by its position), names no member of p, or names
+// a member that is not available at nowNanos (unix nanoseconds; 0 means
+// read the clock if needed). It never returns a backend outside p. After
+// Prepare (or a first call) it allocates nothing.
 //
 // A nil result means "no affinity": pick normally and issue a new value.
-func (s *Sticky) Lookup(p *Pool, routeID uint32, value []byte, nowNanos int64) *Backend {
-	dot := -1
-	for i, c := range value {
-		if c == '.' {
-			dot = i
-			break
-		}
-	}
-	if dot < 1 || dot > 10 || len(value)-dot-1 != stickyMACChars {
+func (s *Sticky) Lookup(p *Pool, routeKey uint64, value []byte, nowNanos int64) *Backend {
+	if len(value) != MaxStickyValueLen || value[stickyKeyChars] != '.' {
 		return nil
 	}
-	if value[0] == '0' && dot > 1 {
-		return nil // only the canonical decimal form, as AppendValue writes it
-	}
-	var id uint64
-	for _, c := range value[:dot] {
-		if c < '0' || c > '9' {
-			return nil
+	var k uint64
+	for _, c := range value[:stickyKeyChars] {
+		switch {
+		case '0' <= c && c <= '9':
+			k = k<<4 | uint64(c-'0')
+		case 'a' <= c && c <= 'f':
+			k = k<<4 | uint64(c-'a'+10)
+		default:
+			return nil // only the canonical form, as AppendValue writes it
 		}
-		id = id*10 + uint64(c-'0')
 	}
-	if id != uint64(routeID) {
+	if k != routeKey {
 		return nil
 	}
 	var key [stickyMACChars]byte
-	copy(key[:], value[dot+1:])
-	b := s.table(p, routeID).macs[key]
+	copy(key[:], value[stickyKeyChars+1:])
+	b := s.table(p, routeKey).macs[key]
 	if b == nil || !p.available(b, nowNanos) {
 		return nil
 	}

@@ -22,7 +22,8 @@ func FuzzStickyLookup(f *testing.F) {
 	f.Add([]byte("."))
 	f.Add([]byte("3."))
 	f.Add([]byte("3.AAAAAAAAAAAAAAAA"))
-	f.Add([]byte("4294967296.AAAAAAAAAAAAAAAA"))
+	f.Add([]byte("0000000000000003.AAAAAAAAAAAAAAAA"))
+	f.Add([]byte("1000000000000003.AAAAAAAAAAAAAAAA"))
 	f.Fuzz(func(t *testing.T, value []byte) {
 		b := s.Lookup(p, 3, value, 0)
 		if b == nil {

@@ -19,12 +19,12 @@ func TestStickyMACMatchesHMAC(t *testing.T) {
 		}
 		for _, addr := range []string{"127.0.0.1:8080", "[::1]:443", strings.Repeat("a", 300) + ":1"} {
 			m := hmac.New(sha256.New, []byte(secret))
-			m.Write(binary.BigEndian.AppendUint32(nil, 42))
+			m.Write(binary.BigEndian.AppendUint64(nil, 0x2a00f))
 			m.Write([]byte(addr))
-			want := base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:StickyMACBytes])
-			got := string(s.AppendValue(nil, 42, NewBackend(addr)))
-			if got != "42."+want {
-				t.Errorf("AppendValue(42, %.20q) = %q; want %q", addr, got, "42."+want)
+			want := "000000000002a00f." + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:StickyMACBytes])
+			got := string(s.AppendValue(nil, 0x2a00f, NewBackend(addr)))
+			if got != want {
+				t.Errorf("AppendValue(0x2a00f, %.20q) = %q; want %q", addr, got, want)
 			}
 		}
 	}
@@ -36,12 +36,12 @@ func TestStickyLookup(t *testing.T) {
 	s := NewSticky([]byte("secret"))
 	p := NewPool(members(bs[:3]), RoundRobin, false)
 	s.Prepare(p, 7)
-	val := func(route uint32, b *Backend) []byte { return s.AppendValue(nil, route, b) }
+	val := func(route uint64, b *Backend) []byte { return s.AppendValue(nil, route, b) }
 
 	for _, b := range bs[:3] {
 		v := val(7, b)
-		if len(v) > MaxStickyValueLen {
-			t.Fatalf("len(AppendValue) = %d; want at most %d", len(v), MaxStickyValueLen)
+		if len(v) != MaxStickyValueLen {
+			t.Fatalf("len(AppendValue) = %d; want %d", len(v), MaxStickyValueLen)
 		}
 		if got := s.Lookup(p, 7, v, 0); got != b {
 			t.Fatalf("Lookup(%q) = %v; want %s", v, got, b.Addr())
@@ -64,9 +64,12 @@ func TestStickyLookup(t *testing.T) {
 	}{
 		{name: "empty", value: nil},
 		{name: "no dot", value: []byte("7")},
-		{name: "no route", value: good[1:]},
-		{name: "letters in route", value: append([]byte("7x"), good[1:]...)},
-		{name: "route too long", value: append([]byte("99999999999"), good[1:]...)},
+		{name: "no route", value: good[16:]},
+		{name: "route not hex", value: append([]byte("000000000000000x"), good[16:]...)},
+		{name: "route upper-case hex", value: append([]byte("000000000000000A"), good[16:]...)},
+		{name: "route too long", value: append([]byte("0"), good...)},
+		{name: "route too short", value: good[1:]},
+		{name: "older format (position)", value: append([]byte("7"), good[16:]...)},
 		{name: "short mac", value: good[:len(good)-1]},
 		{name: "long mac", value: append(append([]byte(nil), good...), 'A')},
 		{name: "bad base64", value: append(append([]byte(nil), good[:len(good)-1]...), '*')},
@@ -104,7 +107,7 @@ func TestStickyLookup(t *testing.T) {
 	if got := s.Lookup(p, 7, val(7, bs[2]), now+int64(DefaultCooldown)); got != bs[2] {
 		t.Fatalf("Lookup(after cooldown) = %v; want %s", got, bs[2].Addr())
 	}
-	// The same pool used with another route ID recomputes its table.
+	// The same pool used with another route key recomputes its table.
 	if got := s.Lookup(p, 8, val(8, bs[0]), 0); got != bs[0] {
 		t.Fatalf("Lookup(route 8) = %v; want %s", got, bs[0].Addr())
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
 // The tests of this file are the regressions of issue 11 ("Edge
@@ -585,5 +587,64 @@ func TestFrontEndsExpectOverPathLimit(t *testing.T) {
 	})
 	if n := s.hits.Load(); n != 0 {
 		t.Errorf("the backend saw %d requests; want none", n)
+	}
+}
+
+// TestFrontEndsStickyAcrossReload: a sticky cookie names its route by the
+// route's stable key (host and path), not its position in the table, so
+// it keeps pinning its backend across a reload that adds an unrelated
+// host in front of it (issue 11).
+func TestFrontEndsStickyAcrossReload(t *testing.T) {
+	t.Parallel()
+	a, sa := newUpstream(t, "a", nil)
+	b, sb := newUpstream(t, "b", nil)
+	app := config.Host{Name: "app.test", Paths: []config.Path{
+		{Prefix: "/", Servers: []config.Server{{Address: addrOf(a), Weight: 1}, {Address: addrOf(b), Weight: 1}}},
+	}}
+	build := func(hosts ...config.Host) *config.Config {
+		cfg := &config.Config{}
+		cfg.Main.StickySecret = "s3cret"
+		cfg.Upstreams.StickySessions = 600
+		cfg.Upstreams.Hosts = hosts
+		return cfg
+	}
+	f := startFronts(t, build(app), Options{}, UpstreamOptions{}, ListenOptions{})
+	key := fmt.Sprintf("%016x.", pipeline.RouteKey("app.test", "/"))
+	for i, fe := range frontEnds {
+		t.Run(fe.name, func(t *testing.T) {
+			// A cookie pinning backend b, the one a fresh pool picks second.
+			var cookie string
+			for range 4 {
+				before := sb.hits.Load()
+				resp, _ := doReq(t, fe.client, "GET", fe.base(f), "/", map[string]string{"Host": "app.test"}, nil)
+				if sb.hits.Load() > before {
+					cookie = strings.SplitN(resp.Header.Get("Set-Cookie"), ";", 2)[0]
+					break
+				}
+			}
+			if v, ok := strings.CutPrefix(cookie, "backend_id="); !ok || !strings.HasPrefix(v, key) {
+				t.Fatalf("sticky cookie = %q; want backend_id=%s<mac>, naming the route's key", cookie, key)
+			}
+			// Reload: unrelated hosts before app.test move its position.
+			others := make([]config.Host, 0, i+1)
+			for j := range i + 1 {
+				others = append(others, oneRoute("other"+strconv.Itoa(j)+".test", "/", addrOf(a)))
+			}
+			snap, err := Compile(build(append(others, app)...), f.reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.e.Swap(snap)
+			beforeA, beforeB := sa.hits.Load(), sb.hits.Load()
+			for range 4 {
+				resp, _ := doReq(t, fe.client, "GET", fe.base(f), "/", map[string]string{"Host": "app.test", "Cookie": cookie}, nil)
+				if sc := resp.Header.Get("Set-Cookie"); sc != "" {
+					t.Errorf("after the reload the cookie was replaced: Set-Cookie %q", sc)
+				}
+			}
+			if da, db := sa.hits.Load()-beforeA, sb.hits.Load()-beforeB; da != 0 || db != 4 {
+				t.Errorf("after the reload: a %d, b %d requests; want all 4 on b", da, db)
+			}
+		})
 	}
 }

@@ -246,7 +246,7 @@ func stickyFromCookie(rt *Route, cookie []byte, now int64) *balancer.Backend {
 		}
 		kv = bytes.TrimSpace(kv)
 		if len(kv) > len(strStickyCookie) && kv[len(strStickyCookie)] == '=' && bytes.Equal(kv[:len(strStickyCookie)], strStickyCookie) {
-			if b := rp.sticky.Lookup(rt.pool, rt.ID, kv[len(strStickyCookie)+1:], now); b != nil {
+			if b := rp.sticky.Lookup(rt.pool, rt.Key, kv[len(strStickyCookie)+1:], now); b != nil {
 				return b
 			}
 		}

@@ -388,7 +388,7 @@ func appendStickyCookie(dst []byte, rt *Route, b *balancer.Backend) []byte {
 	rp := &rt.policy
 	c := append(dst, strStickyCookie...)
 	c = append(c, '=')
-	c = rp.sticky.AppendValue(c, rt.ID, b)
+	c = rp.sticky.AppendValue(c, rt.Key, b)
 	c = append(c, "; Path="...)
 	c = append(c, rp.cookiePath...)
 	c = append(c, "; Max-Age="...)

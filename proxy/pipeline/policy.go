@@ -121,7 +121,7 @@ func compilePolicy(cfg *config.Config, h *config.Host, p *config.Path, r *Route,
 		rp.sticky = res.Sticky(cfg.Main)
 		rp.stickyMaxAge = up.StickySessions
 		rp.cookiePath = p.Prefix
-		rp.sticky.Prepare(r.pool, r.ID)
+		rp.sticky.Prepare(r.pool, r.Key)
 	}
 	return rp, nil
 }
