@@ -33,14 +33,11 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "dialing: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// probeConn is a connection left by detection, ready for a probe.
+// probeConn is a connection of a probe or of detection.
 type probeConn struct {
 	conn net.Conn
 	br   *bufio.Reader
-	// h2Started is true when the HTTP/2 preface and SETTINGS were
-	// already sent (h2c detection).
-	h2Started bool
-	stop      func() bool // unregisters the context watcher
+	stop func() bool // unregisters the context watcher
 }
 
 func (pc *probeConn) Close() {
@@ -139,18 +136,15 @@ func detectWith(ctx context.Context, addr, serverName string, hdr []byte, timeou
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p, pc, err := detect(ctx, addr, serverName, hdr, timeout)
-	pc.Close()
-	return p, err
+	return detect(ctx, addr, serverName, hdr, timeout)
 }
 
-// detect is Detect that keeps the connection for a probe when it can:
-// after a TLS handshake (not yet used for HTTP) and after h2c detection
-// (preface sent). For ProtoHTTP1 it returns no connection.
-func detect(ctx context.Context, addr, serverName string, hdr []byte, timeout time.Duration) (balancer.Proto, *probeConn, error) {
+// detect is Detect within ctx, with each connection opening with hdr
+// (a PROXY header, or nil). It closes the connections it opens.
+func detect(ctx context.Context, addr, serverName string, hdr []byte, timeout time.Duration) (balancer.Proto, error) {
 	pc, err := dial(ctx, addr, hdr)
 	if err != nil {
-		return balancer.ProtoUnknown, nil, err
+		return balancer.ProtoUnknown, err
 	}
 	tc := tls.Client(pc.conn, &tls.Config{
 		ServerName:         serverName,
@@ -160,47 +154,43 @@ func detect(ctx context.Context, addr, serverName string, hdr []byte, timeout ti
 	hctx, hcancel := context.WithTimeout(ctx, timeout/2)
 	err = tc.HandshakeContext(hctx)
 	hcancel()
-	if err == nil {
-		pc.conn = tc
-		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			return balancer.ProtoTLS | balancer.ProtoH2, pc, nil
-		}
-		return balancer.ProtoTLS | balancer.ProtoHTTP1, pc, nil
-	}
 	pc.Close()
+	if err == nil {
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			return balancer.ProtoTLS | balancer.ProtoH2, nil
+		}
+		return balancer.ProtoTLS | balancer.ProtoHTTP1, nil
+	}
 	// crypto/tls reports an alert received from the peer as a
 	// *net.OpError with Op "remote error".
 	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" {
-		return balancer.ProtoUnknown, nil, fmt.Errorf("tls handshake: %w", err)
+		return balancer.ProtoUnknown, fmt.Errorf("tls handshake: %w", err)
 	}
 	if ctx.Err() != nil {
-		return balancer.ProtoUnknown, nil, ctx.Err()
+		return balancer.ProtoUnknown, ctx.Err()
 	}
 
 	// Not TLS: try HTTP/2 prior knowledge (RFC 9113 section 3.3).
 	pc, err = dial(ctx, addr, hdr)
 	if err != nil {
-		return balancer.ProtoUnknown, nil, err
+		return balancer.ProtoUnknown, err
 	}
+	defer pc.Close()
 	pc.br = bufio.NewReader(pc.conn)
 	fr := http2.NewFramer(pc.conn, pc.br)
 	if _, err := io.WriteString(pc.conn, http2.ClientPreface); err != nil {
-		pc.Close()
-		return balancer.ProtoHTTP1, nil, nil
+		return balancer.ProtoHTTP1, nil
 	}
 	if err := fr.WriteSettings(); err != nil {
-		pc.Close()
-		return balancer.ProtoHTTP1, nil, nil
+		return balancer.ProtoHTTP1, nil
 	}
 	if isSettingsHeader(pc.br) {
-		pc.h2Started = true
-		return balancer.ProtoH2C, pc, nil
+		return balancer.ProtoH2C, nil
 	}
-	pc.Close()
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return balancer.ProtoUnknown, nil, ctx.Err()
+		return balancer.ProtoUnknown, ctx.Err()
 	}
-	return balancer.ProtoHTTP1, nil, nil
+	return balancer.ProtoHTTP1, nil
 }
 
 // isSettingsHeader peeks at the next 9 bytes and reports whether they
@@ -346,14 +336,11 @@ func probeH2(pc *probeConn, r probeRequest) (int, error) {
 	}
 	fr := http2.NewFramer(pc.conn, pc.br)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if !pc.h2Started {
-		if _, err := io.WriteString(pc.conn, http2.ClientPreface); err != nil {
-			return 0, fmt.Errorf("writing preface: %w", err)
-		}
-		if err := fr.WriteSettings(); err != nil {
-			return 0, fmt.Errorf("writing settings: %w", err)
-		}
-		pc.h2Started = true
+	if _, err := io.WriteString(pc.conn, http2.ClientPreface); err != nil {
+		return 0, fmt.Errorf("writing preface: %w", err)
+	}
+	if err := fr.WriteSettings(); err != nil {
+		return 0, fmt.Errorf("writing settings: %w", err)
 	}
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)

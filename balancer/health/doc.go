@@ -14,17 +14,22 @@
 // up, so a new backend gets traffic until probes say otherwise; call
 // CheckNow before serving to settle the state first.
 //
-// Probing also detects the protocol (Detect): TLS with ALPN h2 or
-// http/1.1, h2c with prior knowledge, or HTTP/1.1. The detected protocol
-// is stored on the Backend for the proxy. Later probes speak it: over
-// TLS the handshake's ALPN re-detects h2 on every probe for free; full
-// detection runs again when the known protocol stops working (an error
-// after connecting) or when a clear-text HTTP/1 probe gets 400, the
-// answer of TLS servers to clear text (once: a 400 right after a
-// detection that found clear text is taken as the backend's answer). Detection reuses its connection
-// for the probe when it can (TLS, h2c). Note that HTTP/1-only servers
-// built on Go's net/http pass the h2c detection preface ("PRI *
-// HTTP/2.0") to their handler as a request, so such backends see one
-// PRI request per detection. Backends of routes without health checks
-// are not detected by the checker; call Detect and SetProto for them.
+// Before a backend's first probe, the checker detects its protocol
+// (Detect): TLS with ALPN h2 or http/1.1, h2c with prior knowledge, or
+// HTTP/1.1. Detection is a step of its own with its own Timeout, and
+// what it proves (a TLS handshake, an HTTP/2 SETTINGS frame) is stored on
+// the Backend at once, for the proxy and for the probes, whether or not
+// the probes then pass: a TLS-only backend is never probed or proxied to
+// in clear text because a probe failed. Clear-text HTTP/1.1, the answer
+// when neither worked, is stored once a probe gets an answer. Probes
+// speak the stored protocol: over TLS the handshake's ALPN re-detects h2
+// on every probe for free; full detection runs again when the known
+// protocol stops working (an error after connecting) or when a
+// clear-text HTTP/1 probe gets 400, the answer of TLS servers to clear
+// text (once: a 400 right after a detection that found clear text is
+// taken as the backend's answer). Note that HTTP/1-only servers built on
+// Go's net/http pass the h2c detection preface ("PRI * HTTP/2.0") to
+// their handler as a request, so such backends see one PRI request per
+// detection. Backends of routes without health checks are not detected
+// by the checker; call DetectBackend and SetProto for them.
 package health

@@ -371,9 +371,7 @@ func (h *HealthChecker) checkBackend(ctx context.Context, st *hcState, ts []Targ
 		b.SetLastCheck(time.Now())
 	}()
 	for _, t := range ts {
-		pctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
-		status, proto, err := h.probe(pctx, st, t)
-		cancel()
+		status, proto, err := h.probe(ctx, st, t)
 		r = result{status: status, target: t, err: err}
 		// Keep the protocol only when the probe proved it: an answer,
 		// or a TLS handshake whose certificate was then rejected. A
@@ -406,50 +404,73 @@ func (h *HealthChecker) checkBackend(ctx context.Context, st *hcState, ts []Targ
 
 // probe sends one request for t and returns the status and the protocol
 // it used. It speaks the protocol already known for b; over TLS the
-// handshake's ALPN re-detects h2 on every probe. It runs full detection
-// (Detect), reusing the detection connection when it can, on first use
-// and whenever the known protocol looks wrong: an error after connecting
-// (a TLS backend that turned plain, an h2c one that dropped HTTP/2), or
-// a 400 from a clear-text HTTP/1 probe, which is what TLS servers answer
+// handshake's ALPN re-detects h2 on every probe. Protocol detection
+// (detectProto) runs first, as a step of its own, on first use and
+// whenever the known protocol looks wrong: an error after connecting (a
+// TLS backend that turned plain, an h2c one that dropped HTTP/2), or a
+// 400 from a clear-text HTTP/1 probe, which is what TLS servers answer
 // to clear text (a backend that turned TLS), unless detection already
-// confirmed that this clear-text backend answers 400.
+// confirmed that this clear-text backend answers 400. The probe then
+// speaks the detected protocol. Detection and the probe each get
+// Timeout.
 func (h *HealthChecker) probe(ctx context.Context, st *hcState, t Target) (int, balancer.Proto, error) {
 	b := st.b
 	sni := serverNameOf(t.Host)
 	if known := b.Proto(); known != balancer.ProtoUnknown {
-		status, p, err := h.probeWith(ctx, b, t, sni, known)
+		pctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
+		status, p, err := h.probeWith(pctx, b, t, sni, known)
+		cutShort := pctx.Err() != nil
+		cancel()
 		if err == nil && status != http.StatusBadRequest {
 			st.plain400 = false
 		}
 		switch {
 		case err == nil && (status != http.StatusBadRequest || p != balancer.ProtoHTTP1 || st.plain400):
 			return status, p, nil
-		case err != nil && (isDialError(err) || ctx.Err() != nil || errors.Is(err, errVerify)):
+		case err != nil && (isDialError(err) || cutShort || ctx.Err() != nil || errors.Is(err, errVerify)):
 			return status, p, err
 		}
 		// Detect again.
 	}
-	hdr := localHeader(b.ProxyHeader())
-	p, pc, err := detect(ctx, b.Addr(), sni, hdr, h.o.Timeout)
+	p, err := h.detectProto(ctx, b, sni)
 	if err != nil {
 		return 0, balancer.ProtoUnknown, err
 	}
-	if pc == nil { // ProtoHTTP1: detection used its connection up
-		if pc, err = dial(ctx, b.Addr(), hdr); err != nil {
-			return 0, p, err
-		}
-	}
-	defer pc.Close()
-	if h.o.TLSVerify && p&balancer.ProtoTLS != 0 {
-		if err := verifyPeer(pc.conn, sni, b.Addr(), h.o.RootCAs); err != nil {
-			return 0, p, err
-		}
-	}
-	status, err := probeOn(pc, p, h.request(t, p))
+	pctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
+	defer cancel()
+	status, p, err := h.probeWith(pctx, b, t, sni, p)
 	// A clear-text backend that answers 400 after a fresh detection
 	// means it: do not detect again each round while it keeps doing so.
 	st.plain400 = err == nil && status == http.StatusBadRequest && p == balancer.ProtoHTTP1
 	return status, p, err
+}
+
+// detectProto detects b's protocol (Detect) within Timeout, before any
+// probe, and stores what the detection proves on b at once: TLS (with
+// h2 or HTTP/1.1 by ALPN) after a TLS handshake, h2c after a SETTINGS
+// frame. So the proxy and every probe reach b over that protocol
+// whether or not the probes then pass: a TLS-only backend is never
+// probed, or proxied to, in clear text because a probe failed (issue
+// 11). Clear-text HTTP/1.1 is the answer when neither worked; it is
+// stored only once a probe has an answer (apply). A backend that
+// stayed silent until the deadline gives an error: a probe would only
+// wait out a second Timeout.
+func (h *HealthChecker) detectProto(ctx context.Context, b *balancer.Backend, sni string) (balancer.Proto, error) {
+	dctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
+	defer cancel()
+	p, err := detect(dctx, b.Addr(), sni, localHeader(b.ProxyHeader()), h.o.Timeout)
+	switch {
+	case err != nil:
+		return balancer.ProtoUnknown, err
+	case p == balancer.ProtoHTTP1 && cut(dctx):
+		return balancer.ProtoUnknown, fmt.Errorf("detecting protocol: no answer: %w", context.DeadlineExceeded)
+	case p != balancer.ProtoHTTP1:
+		if old := b.Proto(); old != p {
+			b.SetProto(p)
+			h.log.Info("backend protocol detected", "backend", b.Addr(), "proto", p.String(), "previous", old.String())
+		}
+	}
+	return p, nil
 }
 
 func isDialError(err error) bool {

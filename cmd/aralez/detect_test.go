@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aralez-go/aralez/internal/tlsonlytest"
+)
+
+// TestTLSOnlyBackendHealthChecked runs the proxy with health checks on in
+// front of a backend that speaks only TLS, never answers clear text and
+// leaves the HEAD probe unanswered, as `openssl s_server -www` does: the
+// backend is detected as TLS before its first health check, and requests
+// reach it over TLS although its probes fail (issue 11: it was reached in
+// clear text and every request got 502).
+func TestTLSOnlyBackendHealthChecked(t *testing.T) {
+	be := tlsonlytest.Start(t, tlsonlytest.Options{NoHEAD: true})
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	writeFile(t, filepath.Join(dir, "main.yaml"), fmt.Sprintf(
+		"proxy_address_http: %q\nupstreams_conf: upstreams.yaml\nlog_level: info\n"+
+			"health_check_interval: 200ms\nupstream_timeout: 2s\ndrain_timeout: 1s\n", addr))
+	writeFile(t, filepath.Join(dir, "upstreams.yaml"), upstreamsYAML(be.Addr, ""))
+
+	var stderr bytes.Buffer
+	var stderrMu sync.Mutex
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-c", filepath.Join(dir, "main.yaml")}, io.Discard, lockedWriter{&stderr, &stderrMu})
+	}()
+	defer func() {
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("no exit after SIGTERM")
+		}
+	}()
+	logs := func() string {
+		stderrMu.Lock()
+		defer stderrMu.Unlock()
+		return stderr.String()
+	}
+	url := "http://" + addr + "/"
+	if !waitFor(10*time.Second, func() bool {
+		got, err := body(url)
+		return err == nil && got == tlsonlytest.Body
+	}) {
+		t.Fatalf("no request reached the TLS-only backend over TLS within 10 s; log:\n%s", logs())
+	}
+	for i := range 5 {
+		if got, err := body(url); err != nil || got != tlsonlytest.Body {
+			t.Errorf("request %d = %q, %v; want %q", i, got, err, tlsonlytest.Body)
+		}
+	}
+	if l := logs(); !strings.Contains(l, "backend protocol detected") || !strings.Contains(l, "proto=tls+http1") {
+		t.Errorf("log lacks the detected protocol (tls+http1); log:\n%s", l)
+	}
+}
