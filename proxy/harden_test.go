@@ -648,3 +648,63 @@ func TestFrontEndsStickyAcrossReload(t *testing.T) {
 		})
 	}
 }
+
+// TestFrontEndsRedirectStatus: to_https and redirect_to answer 301 to GET
+// and HEAD and 308 to any other method, so that a client repeats a POST as
+// a POST (RFC 9110 §15.4.9); an HTTP/1.0 request without Host never gets
+// "Location: https:///…" (issue 11).
+func TestFrontEndsRedirectStatus(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", nil)
+	secure := oneRoute("secure.test", "/", addrOf(up))
+	secure.Paths[0].Policy.ToHTTPS = boolp(true)
+	def := oneRoute("DEFAULT", "/", addrOf(up))
+	def.Paths[0].Policy.ToHTTPS = boolp(true)
+	moved := config.Host{Name: "old.test", Paths: []config.Path{{Prefix: "/", RedirectTo: "https://new.test"}}}
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{secure, def, moved}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	for _, fe := range frontEnds {
+		for _, method := range []string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"} {
+			want := 308
+			if method == "GET" || method == "HEAD" {
+				want = 301
+			}
+			for _, host := range []string{"secure.test", "old.test"} {
+				if host == "secure.test" && fe.xfp == "https" {
+					continue // to_https does nothing over TLS
+				}
+				t.Run(fe.name+"/"+method+"/"+host, func(t *testing.T) {
+					var body io.Reader
+					if method == "POST" || method == "PUT" || method == "PATCH" {
+						body = strings.NewReader("payload")
+					}
+					resp, _ := doReq(t, fe.client, method, fe.base(f), "/p?q=1", map[string]string{"Host": host}, body)
+					loc := "https://secure.test/p?q=1"
+					if host == "old.test" {
+						loc = "https://new.test/p?q=1"
+					}
+					if resp.StatusCode != want || resp.Header.Get("Location") != loc {
+						t.Errorf("%s %s = %d, Location %q; want %d, %q", method, host, resp.StatusCode, resp.Header.Get("Location"), want, loc)
+					}
+				})
+			}
+		}
+	}
+	for _, fe := range h1FrontEnds() {
+		if fe.xfp == "https" {
+			continue
+		}
+		t.Run(fe.name+"/HTTP/1.0 without Host", func(t *testing.T) {
+			before := s.hits.Load()
+			resp, body, _, _ := rawExchange(t, fe, f, "GET /p HTTP/1.0\r\n\r\n")
+			if resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+				t.Errorf("HTTP/1.0 without Host on a to_https DEFAULT route = %d %q, Location %q; want 400 without Location",
+					resp.StatusCode, body, resp.Header.Get("Location"))
+			}
+			if s.hits.Load() != before {
+				t.Errorf("the request reached the backend")
+			}
+		})
+	}
+}

@@ -25,7 +25,9 @@ var acmeChallengePrefix = []byte("/.well-known/acme-challenge/")
 //   - %2F, %5C, "\", %3B, %3F or %23 in the path that, decoded, would
 //     route elsewhere → 400 (else the path is forwarded as it is);
 //   - the client address (trusted_proxies), then allow/deny → 403;
-//   - to_https and redirect_to → 301;
+//   - to_https and redirect_to → 301 for GET and HEAD, else 308; to_https
+//     for an HTTP/1.0 request without Host (routed to DEFAULT, which names
+//     no host to redirect to) → 400;
 //   - no backend → 503;
 //   - else ActForward, for Admit.
 //
@@ -88,6 +90,12 @@ func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
 		return
 	}
 	if rt.toHTTPS && !r.TLS {
+		if len(r.Host) == 0 {
+			// HTTP/1.0 without Host, which only the DEFAULT host routes:
+			// it names no host to redirect to, and "https:///…" is no URL.
+			d.Status = 400
+			return
+		}
 		b := append(d.buf[:0], "https://"...)
 		b = append(b, r.Host...)
 		if port := p.opts.TLSPort; port != 0 && port != 443 {
@@ -95,14 +103,14 @@ func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
 			b = strconv.AppendInt(b, int64(port), 10)
 		}
 		b = appendPathQuery(b, r.Path, redirectQuery(r.Query, d))
-		d.Action, d.Status = ActRedirect, 301
+		d.Action, d.Status = ActRedirect, redirectStatus(r.Method)
 		d.buf, d.Location = b, b
 		return
 	}
 	if len(rt.redirectTo) > 0 {
 		b := append(d.buf[:0], rt.redirectTo...)
 		b = appendPathQuery(b, r.Path, redirectQuery(r.Query, d))
-		d.Action, d.Status = ActRedirect, 301
+		d.Action, d.Status = ActRedirect, redirectStatus(r.Method)
 		d.buf, d.Location = b, b
 		return
 	}
@@ -111,6 +119,18 @@ func (p *Pipeline) Route(s *Snapshot, r *Request, d *Decision) {
 		return
 	}
 	d.Action = ActForward
+}
+
+// redirectStatus is the status of a to_https or redirect_to answer: 301
+// for GET and HEAD, as Aralez sends; 308 for any other method, which a
+// client must repeat with the same method and body (RFC 9110 §15.4.9),
+// where after a 301 many turn a POST into a GET (§15.4.2).
+func redirectStatus(method []byte) int {
+	switch string(method) {
+	case "GET", "HEAD":
+		return 301
+	}
+	return 308
 }
 
 // validRequestID reports whether a client's X-Request-Id may be kept: 1
