@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -283,6 +284,10 @@ func (s *Server) handleConf(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusBadRequest, "reading request body: "+err.Error())
 		return
 	}
+	if blankYAML(body) {
+		plain(w, http.StatusBadRequest, "empty body: send an upstreams.yaml document (a table without routes is \"upstreams: {}\")")
+		return
+	}
 	var up *config.Upstreams
 	if s.o.UpstreamsConf != "" {
 		// The pushed document replaces the upstreams file, not conf.d:
@@ -319,6 +324,21 @@ func (s *Server) handleConf(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("config push failed", "remote", r.RemoteAddr, "save", save, "status", code, "err", msg)
 	}
 	plain(w, code, msg)
+}
+
+// blankYAML reports whether body holds no YAML content: only blank
+// lines, comments and document markers. Such a push is refused rather
+// than read as a table without routes: it is what a script sends when
+// the file it meant to post is missing or empty, and with save it would
+// empty the upstreams file too.
+func blankYAML(body []byte) bool {
+	for line := range bytes.SplitSeq(body, []byte("\n")) {
+		l := bytes.TrimSpace(line)
+		if len(l) > 0 && l[0] != '#' && !bytes.Equal(l, []byte("---")) && !bytes.Equal(l, []byte("...")) {
+			return false
+		}
+	}
+	return true
 }
 
 // push applies up (with save, the file's content after writing body) and

@@ -241,6 +241,12 @@ func TestConfStatusCodes(t *testing.T) {
 		{name: "save without path", eo: envOpts{noPath: true}, target: "/conf?key=" + testKey + "&save=true",
 			body: strings.NewReader(docB), code: 400, contains: []string{"upstreams_conf"}},
 		{name: "wrong method", target: "/conf?key=" + testKey, code: 405},
+		// An empty push (a script posting a missing or empty file) would
+		// empty the routing table, and with save the upstreams file.
+		{name: "empty body", target: "/conf?key=" + testKey + "&save", body: strings.NewReader(""), code: 400,
+			contains: []string{"empty body", "upstreams: {}"}},
+		{name: "blank and comments only", target: "/conf?key=" + testKey + "&save", body: strings.NewReader("\n# nothing\n---\n  \n"),
+			code: 400, contains: []string{"empty body"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,6 +45,9 @@
 //   - no key given: 401 (with WWW-Authenticate: Bearer);
 //   - wrong key: 403;
 //   - body over Options.MaxBodyBytes (DefaultMaxBodyBytes, 4 MiB): 413;
+//   - an empty body (only blank lines, comments and document markers):
+//     400, so a script posting a missing file cannot empty the table or,
+//     with save, the file; "upstreams: {}" is a table without routes;
 //   - the document does not parse or validate: 400 with every error, one
 //     per line, as "<api>:line:col: path: message";
 //   - save without an upstreams_conf path: 400;
