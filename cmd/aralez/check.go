@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -25,13 +23,12 @@ import (
 // would get past the configuration, 1 otherwise.
 func checkConfig(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 	errs, warns := preflight(cfg)
-	locked, routes := lockKeylessJWT(cfg, newSentinelKey())
-	if len(routes) > 0 {
+	if routes := keylessJWTRoutes(cfg); len(routes) > 0 {
 		warns = append(warns, keylessJWTWarning(routes))
 	}
 	// Compile as a reload would (no sockets, no goroutines), so -t also
 	// reports what only the routing compiler checks.
-	if _, err := proxy.Compile(locked, proxy.NewRegistry(proxy.UpstreamOptions{})); err != nil {
+	if _, err := proxy.Compile(cfg, proxy.NewRegistry(proxy.UpstreamOptions{})); err != nil {
 		errs = append(errs, err.Error())
 	}
 	// Build the discovery source as a start does (no network I/O), so
@@ -171,29 +168,13 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// newSentinelKey returns 32 random bytes, hex-encoded: the signing key of
-// jwt routes that have none (lockKeylessJWT). Nobody knows it, so no
-// token verifies.
-func newSentinelKey() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand: " + err.Error()) // never fails on Linux
-	}
-	return hex.EncodeToString(b)
-}
-
-// lockKeylessJWT returns cfg, or when a jwt authorization has neither
-// data nor a master key to sign with, a copy in which such blocks verify
-// with key, which nobody knows: those routes answer 401 to every request,
-// as Aralez's do, instead of refusing the whole file. It also returns
-// the "host path" of every route so locked. cfg is not changed.
-//
-// Why here: the routing compiler (proxy) refuses a jwt route without a
-// key; accepting an empty key there (an auth.JWT with an empty key
-// already rejects every token) would make this unnecessary.
-func lockKeylessJWT(cfg *config.Config, key string) (*config.Config, []string) {
+// keylessJWTRoutes returns the "host path" of every route whose jwt
+// authorization has neither data nor a master key to verify with: such a
+// route answers 401 to every request, as Aralez's does (auth.JWT with an
+// empty key accepts no token), instead of refusing the whole file.
+func keylessJWTRoutes(cfg *config.Config) []string {
 	if cfg.Main.MasterKey != "" {
-		return cfg, nil
+		return nil
 	}
 	keyless := func(a *config.Auth) bool {
 		return a != nil && a.Type == "jwt" && (len(a.Data) == 0 || a.Data[0] == "")
@@ -212,28 +193,11 @@ func lockKeylessJWT(cfg *config.Config, key string) (*config.Config, []string) {
 			}
 		}
 	}
-	if len(routes) == 0 && !keyless(up.Policy.Authorization) {
-		return cfg, nil
-	}
-	c := cfg.Clone()
-	lock := func(a *config.Auth) {
-		if keyless(a) {
-			a.Data = []string{key}
-		}
-	}
-	lock(c.Upstreams.Policy.Authorization)
-	for i := range c.Upstreams.Hosts {
-		h := &c.Upstreams.Hosts[i]
-		lock(h.Policy.Authorization)
-		for j := range h.Paths {
-			lock(h.Paths[j].Policy.Authorization)
-		}
-	}
-	return c, routes
+	return routes
 }
 
-// keylessJWTWarning is the one warning about routes lockKeylessJWT
-// locked.
+// keylessJWTWarning is the one warning about the routes of
+// keylessJWTRoutes.
 func keylessJWTWarning(routes []string) string {
 	return fmt.Sprintf("jwt authorization without a key (no data and no master_key or JWT_KEY): %d route(s) answer 401 to every request: %s",
 		len(routes), strings.Join(routes, ", "))

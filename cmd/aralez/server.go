@@ -77,10 +77,9 @@ type server struct {
 	domainsRead  []string
 	domainsWrite string
 
-	// jwtSentinel signs the jwt routes that have no key (lockKeylessJWT);
-	// lockedJWT is the last list of such routes logged.
-	jwtSentinel string
-	lockedJWT   string
+	// lockedJWT is the last list of jwt routes without a key logged
+	// (keylessJWTRoutes).
+	lockedJWT string
 }
 
 func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer) (*server, error) {
@@ -92,8 +91,7 @@ func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut 
 // once the server is ready.
 func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer, proc *process) (*server, error) {
 	m := &cfg.Main
-	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush(), proc: proc,
-		jwtSentinel: newSentinelKey()}
+	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush(), proc: proc}
 	var err error
 	if s.access, err = accesslog.New(accessOut, accesslog.Options{Mode: m.AccessLog, JSON: m.LogStructured != ""}); err != nil {
 		return nil, fmt.Errorf("access_log: %w", err)
@@ -279,8 +277,8 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 		s.metrics.Reload(false)
 		return errEmptyReload
 	}
-	compiled, locked := lockKeylessJWT(cfg, s.jwtSentinel)
-	snap, err := proxy.Compile(compiled, s.reg)
+	locked := keylessJWTRoutes(cfg)
+	snap, err := proxy.Compile(cfg, s.reg)
 	if err != nil {
 		s.metrics.Reload(false)
 		return err

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -152,6 +153,38 @@ func TestMergeHeaders(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("mergeHeaders = %v; want %v", got, want)
+		}
+	}
+}
+
+// TestKeylessJWTRouteRefusesAll: a jwt route without a key (no data, no
+// master_key) compiles, as Aralez accepts such files, and answers 401 to
+// every request, a well-formed token included (issue 12).
+func TestKeylessJWTRouteRefusesAll(t *testing.T) {
+	t.Parallel()
+	cfg := routeConfig(map[string][]string{"jwt.test": {"/"}})
+	cfg.Upstreams.Hosts[0].Paths[0].Policy.Authorization = &config.Auth{Type: "jwt"}
+	snap, err := Compile(cfg, newTestResolver())
+	if err != nil {
+		t.Fatalf("Compile(jwt route without a key) = %v; want it accepted", err)
+	}
+	p := New(Options{})
+	for _, authz := range []string{"", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln"} {
+		var r Request
+		var d Decision
+		r.Reset()
+		d.Reset()
+		r.Proto = []byte("HTTP/1.1")
+		if authz != "" {
+			r.See([]byte("Authorization"), []byte(authz))
+		}
+		if st := p.SetTarget(&r, []byte("/x"), []byte("jwt.test")); st != 0 {
+			t.Fatalf("SetTarget = %d", st)
+		}
+		p.Route(snap, &r, &d)
+		p.Admit(context.Background(), &r, &d)
+		if d.Action != ActRespond || d.Status != 401 {
+			t.Errorf("Authorization %q: action %d status %d; want 401", authz, d.Action, d.Status)
 		}
 	}
 }
