@@ -263,7 +263,9 @@ func TestFrontEndsSameCases(t *testing.T) {
 			w.WriteHeader(302)
 		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sso"`)
+			w.Header().Set("X-Login", "https://login.test/")
 			w.WriteHeader(401)
+			io.WriteString(w, "login at login.test\n")
 		}
 	}))
 	t.Cleanup(authSrv.Close)
@@ -366,8 +368,9 @@ func TestFrontEndsSameCases(t *testing.T) {
 			want{status: 200, body: "ok /a", upURI: "/a", up: map[string]string{"Remote-User": "alice"}}, nil, false},
 		{"forward auth redirect", "GET", "/a", map[string]string{"Host": "fwd.test", "Authorization": "Bearer login"},
 			want{status: 302, body: "302 Found\n", location: "https://login.test/"}, nil, false},
+		// Issue 11: the auth service's 401 is relayed, headers and body.
 		{"forward auth deny", "GET", "/a", map[string]string{"Host": "fwd.test", "Authorization": "Bearer bad"},
-			want{status: 401, body: "401 Unauthorized\n", hdr: map[string]string{"Www-Authenticate": `Bearer realm="sso"`}}, nil, false},
+			want{status: 401, body: "login at login.test\n", hdr: map[string]string{"Www-Authenticate": `Bearer realm="sso"`, "X-Login": "https://login.test/"}}, nil, false},
 		{"rate limit first", "GET", "/r", map[string]string{"Host": "limit-{fe}.test"},
 			want{status: 200, body: "ok /r", upURI: "/r"}, nil, false},
 		{"rate limit hit", "GET", "/r", map[string]string{"Host": "limit-{fe}.test"},

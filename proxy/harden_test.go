@@ -708,3 +708,63 @@ func TestFrontEndsRedirectStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestFrontEndsForwardAuthDenyRelayed: a 401 or 403 from the forward-auth
+// service reaches the client as the service sent it: its headers but the
+// hop-by-hop ones, and its body, capped at 64 KiB (issue 11).
+func TestFrontEndsForwardAuthDenyRelayed(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", nil)
+	big := strings.Repeat("y", 70<<10)
+	authSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Set-Cookie", "rd=/app; Path=/")
+		h.Set("Connection", "X-Private")
+		h.Set("X-Private", "secret")
+		h.Set("X-Login", "https://login.test/")
+		if r.Header.Get("Authorization") == "Bearer big" {
+			w.WriteHeader(403)
+			io.WriteString(w, big)
+			return
+		}
+		h.Set("WWW-Authenticate", `Bearer realm="sso"`)
+		w.WriteHeader(401)
+		io.WriteString(w, `{"error":"login"}`)
+	}))
+	t.Cleanup(authSrv.Close)
+	fwd := oneRoute("fwd.test", "/", addrOf(up))
+	fwd.Paths[0].Policy.Authorization = &config.Auth{Type: "forward", Data: []string{authSrv.URL}}
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{fwd}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	for _, fe := range frontEnds {
+		t.Run(fe.name, func(t *testing.T) {
+			resp, body := doReq(t, fe.client, "GET", fe.base(f), "/x", map[string]string{"Host": "fwd.test", "Authorization": "Bearer bad"}, nil)
+			if resp.StatusCode != 401 || body != `{"error":"login"}` {
+				t.Errorf("denied = %d %q; want the service's 401 and body", resp.StatusCode, body)
+			}
+			for k, want := range map[string]string{
+				"Content-Type": "application/json", "Set-Cookie": "rd=/app; Path=/", "X-Login": "https://login.test/",
+				"Www-Authenticate": `Bearer realm="sso"`, "X-Private": "", "Content-Length": strconv.Itoa(len(body)),
+			} {
+				if fe.proto == 2 && k == "Content-Length" {
+					continue // the client may not see it over HTTP/2
+				}
+				if g := strings.Join(resp.Header.Values(k), ","); g != want {
+					t.Errorf("response %s = %q; want %q", k, g, want)
+				}
+			}
+			if rid := resp.Header.Get("X-Request-Id"); len(rid) != 32 {
+				t.Errorf("X-Request-Id = %q; want the proxy's", rid)
+			}
+			resp, body = doReq(t, fe.client, "GET", fe.base(f), "/x", map[string]string{"Host": "fwd.test", "Authorization": "Bearer big"}, nil)
+			if resp.StatusCode != 403 || body != big[:64<<10] {
+				t.Errorf("denied with a 70 KiB body = %d with %d body bytes; want 403 with the first 65536", resp.StatusCode, len(body))
+			}
+		})
+	}
+	if n := s.hits.Load(); n != 0 {
+		t.Errorf("the backend saw %d requests; want none", n)
+	}
+}

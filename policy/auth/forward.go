@@ -6,6 +6,10 @@ import (
 )
 
 const (
+	// MaxForwardReplyBytes caps the body of a 401 or 403 from the auth
+	// service that is relayed to the client: 64 KiB.
+	MaxForwardReplyBytes = 64 << 10
+
 	// DefaultForwardTimeout bounds one call to the auth service, from
 	// dialling to the response headers, when ForwardOptions.Timeout is
 	// zero.
@@ -44,8 +48,9 @@ const (
 	// Redirect means the auth service answered 3xx: send that status and
 	// Location to the client (typically a login page).
 	Redirect
-	// Deny means the auth service answered 401 or 403: send that status
-	// and WWW-Authenticate to the client.
+	// Deny means the auth service answered 401 or 403: send that status,
+	// its headers and its body to the client (ForwardResult.Reply and
+	// Body).
 	Deny
 )
 
@@ -110,8 +115,16 @@ type ForwardResult struct {
 	// Location is the auth service's Location header, for Redirect.
 	Location string
 	// WWWAuthenticate is the auth service's WWW-Authenticate header (all
-	// challenges, comma-separated), for Deny.
+	// challenges, comma-separated), for Deny. Reply holds it too.
 	WWWAuthenticate string
+	// Reply holds, for Deny, every header of the auth service's answer
+	// but the hop-by-hop ones (RFC 9110 §7.6.1) and Content-Length, in
+	// canonical form, a repeated name once per value; the proxy relays
+	// them with the status. Nil otherwise.
+	Reply []HeaderValue
+	// Body is, for Deny, the auth service's body, at most
+	// MaxForwardReplyBytes of it (the rest is dropped). Nil otherwise.
+	Body []byte
 	// Headers holds the auth service's values of the ResponseHeaders, in
 	// that order, for Allow; nil otherwise.
 	Headers []HeaderValue

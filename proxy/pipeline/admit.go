@@ -181,9 +181,12 @@ func (p *Pipeline) forwardAuth(ctx context.Context, r *Request, rt *Route, d *De
 		d.buf = append(d.buf[:0], res.Location...)
 		d.Location = d.buf
 	case auth.Deny:
+		// The auth service's own answer (a login hint, a JSON error) is
+		// what the client gets: its status, headers and body.
 		d.Action, d.Status = ActRespond, res.Status
-		if res.WWWAuthenticate != "" {
-			d.WWWAuthenticate = []byte(res.WWWAuthenticate)
+		d.ReplyHeaders, d.Body = res.Reply, res.Body
+		if d.Body == nil {
+			d.Body = []byte{}
 		}
 	default:
 		p.log.Warn("forward auth unavailable; request refused", "route", rt.Name, "err", res.Err)

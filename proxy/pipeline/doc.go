@@ -13,15 +13,18 @@
 //
 //  1. SetTarget and See: parse the target and the headers into the
 //     Request view (400, 414 for malformed input);
-//  2. Route (pure, no side effects): ACME HTTP-01 challenge → body size
-//     limit (413) → host, then an exact path route (Kubernetes' Exact
-//     pathType), else the longest path prefix of the routing path (404; a ";parameter" that makes a dot-segment, 400) → encoded
+//  2. Route (pure, no side effects): ACME HTTP-01 challenge → host, then
+//     an exact path route (Kubernetes' Exact pathType), else the longest
+//     path prefix of the routing path (404; a ";parameter" that makes a
+//     dot-segment, 400) → the route's body size limit (413) → encoded
 //     delimiters that would route elsewhere (400) → client address and
 //     allow/deny (403) → to_https / redirect_to (301, 308) → no backend
 //     (503);
 //  3. Admit (exactly once per request, with the request's context): 4xx
 //     limit and rate limit (429) → authorization (401, 403, a forward-auth
-//     redirect, 503 when forward auth is unavailable) → sticky cookie;
+//     redirect, or the forward-auth service's own 401 or 403 relayed with
+//     its headers and body; 503 when forward auth is unavailable) →
+//     sticky cookie;
 //  4. CacheLookup (routes with the response cache, cache.go): a hit is
 //     answered from the cache (PlanHit) and skips the rest; a miss or a
 //     revalidation goes on, with PlanCacheRequest after PlanRequest and

@@ -302,11 +302,15 @@ func (p *Pipeline) PlanResponse(d *Decision, b *balancer.Backend, connection []b
 // PlanReply fills pl with the proxy's own answer to d (ActRespond or
 // ActRedirect, d.Status): Content-Type, Retry-After for a 429,
 // WWW-Authenticate for a 401, Location for a redirect, X-Request-Id, and
-// a short plain body naming the status and the request ID (or d.Body).
+// a short plain body naming the status and the request ID (or d.Body). A
+// forward-auth service's 401 or 403 is relayed instead: its headers
+// (d.ReplyHeaders, in place of the Content-Type) and its body.
 // Front ends that speak gRPC turn it into a trailers-only status instead.
 func (p *Pipeline) PlanReply(d *Decision, pl *Plan) {
 	pl.reset()
-	pl.Set = append(pl.Set, hdrContentType)
+	if d.ReplyHeaders == nil {
+		pl.Set = append(pl.Set, hdrContentType)
+	}
 	if d.RetryAfter > 0 {
 		pl.via = strconv.AppendInt(pl.via[:0], int64(d.RetryAfter), 10)
 		pl.Set = append(pl.Set, Field{Name: hdrRetryAfter.Name, Key: hdrRetryAfter.Key, Value: pl.via})
@@ -316,6 +320,15 @@ func (p *Pipeline) PlanReply(d *Decision, pl *Plan) {
 	}
 	if d.Action == ActRedirect {
 		pl.Set = append(pl.Set, Field{Name: hdrLocation.Name, Key: hdrLocation.Key, Value: d.Location})
+	}
+	for i := range d.ReplyHeaders {
+		hv := &d.ReplyHeaders[i]
+		f := Field{Name: s2b(hv.Name), Key: hv.Name, Value: s2b(hv.Value)}
+		if i > 0 && d.ReplyHeaders[i-1].Name == hv.Name {
+			pl.Add = append(pl.Add, f) // a repeated name (they are sorted)
+		} else {
+			pl.Set = append(pl.Set, f)
+		}
 	}
 	pl.Set = append(pl.Set, Field{Name: hdrXRequestID.Name, Key: hdrXRequestID.Key, Value: d.RequestID})
 	if d.Body != nil {

@@ -316,6 +316,10 @@ type Decision struct {
 	RetryAfter int
 	// WWWAuthenticate is the challenge to send with a 401; nil = none.
 	WWWAuthenticate []byte
+	// ReplyHeaders are the headers of a forward-auth service's 401 or 403,
+	// relayed with it (hop-by-hop ones removed), sorted by name; Body is
+	// then its body. Nil otherwise.
+	ReplyHeaders []auth.HeaderValue
 	// DropAuthorization removes the Authorization header before
 	// forwarding (consumed basic or jwt credentials).
 	DropAuthorization bool

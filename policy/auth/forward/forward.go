@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -86,9 +87,10 @@ func New(rawURL string, o auth.ForwardOptions) (*Client, error) {
 // to the URL with X-Forwarded-Method, -Proto, -Host, -Uri and -For and the
 // client's Authorization and Cookie headers, bounded by the timeout and
 // ctx. 2xx gives Allow with the ResponseHeaders values, 3xx gives Redirect
-// with the status and Location, 401 and 403 give Deny with the status and
-// WWW-Authenticate, and anything else, an unreachable service or a timeout
-// gives Unavailable (status 503).
+// with the status and Location, 401 and 403 give Deny with the status,
+// WWW-Authenticate, the headers to relay and the body (at most
+// auth.MaxForwardReplyBytes), and anything else, an unreachable service
+// or a timeout gives Unavailable (status 503).
 func (f *Client) Check(ctx context.Context, r *auth.ForwardRequest) auth.ForwardResult {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
@@ -130,14 +132,56 @@ func (f *Client) Check(ctx context.Context, r *auth.ForwardRequest) auth.Forward
 	case s >= 300 && s < 400:
 		return auth.ForwardResult{Decision: auth.Redirect, Status: s, Location: resp.Header.Get("Location")}
 	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		// The answer is the auth service's own (a login hint, a JSON
+		// error): relayed with its headers and body (issue 11).
+		body, err := io.ReadAll(io.LimitReader(resp.Body, auth.MaxForwardReplyBytes))
+		if err != nil {
+			return unavailable(fmt.Errorf("forward auth: reading the %d body: %w", s, err))
+		}
 		return auth.ForwardResult{
 			Decision:        auth.Deny,
 			Status:          s,
 			WWWAuthenticate: strings.Join(resp.Header.Values("Www-Authenticate"), ", "),
+			Reply:           replyHeaders(resp.Header),
+			Body:            body,
 		}
 	default:
 		return unavailable(fmt.Errorf("forward auth: unexpected status %d", s))
 	}
+}
+
+// hopByHop are the response headers that are never relayed (RFC 9110
+// §7.6.1), with Content-Length, which the proxy sets for the body it sends.
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
+}
+
+// replyHeaders returns the headers of h to relay, sorted by name: all but
+// the hop-by-hop ones and those that Connection names.
+func replyHeaders(h http.Header) []auth.HeaderValue {
+	named := map[string]bool{}
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				named[http.CanonicalHeaderKey(tok)] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(h))
+	for name := range h {
+		if !hopByHop[name] && !named[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var out []auth.HeaderValue
+	for _, name := range names {
+		for _, v := range h[name] {
+			out = append(out, auth.HeaderValue{Name: name, Value: v})
+		}
+	}
+	return out
 }
 
 // Close closes the idle connections to the auth service. Check may still

@@ -3,10 +3,12 @@ package forward
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,10 +178,73 @@ func TestForwardDecisions(t *testing.T) {
 				t.Fatalf("Check error = %v; want one only for unavailable", got.Err)
 			}
 			got.Err = nil
+			if got.Decision == auth.Deny {
+				// The relayed headers and body: TestForwardDenyRelay.
+				if got.Body == nil || got.Reply == nil {
+					t.Errorf("Check(deny) Body %q, Reply %v; want both set", got.Body, got.Reply)
+				}
+				got.Body, got.Reply = nil, nil
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("Check = %+v; want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestForwardDenyRelay: a 401 or 403 of the auth service comes back with
+// its headers, but the hop-by-hop ones and Content-Length, and its body
+// up to 64 KiB, for the proxy to relay (issue 11).
+func TestForwardDenyRelay(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", auth.MaxForwardReplyBytes+100)
+	s := newAuthServer(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("WWW-Authenticate", `Bearer realm="sso"`)
+		h.Add("WWW-Authenticate", `Basic realm="sso"`)
+		h.Set("Content-Type", "application/json")
+		h.Set("Set-Cookie", "rd=/app; Path=/")
+		h.Set("Connection", "X-Private")
+		h.Set("X-Private", "secret")
+		h.Set("Keep-Alive", "timeout=5")
+		h.Set("X-Login", "https://login.test/")
+		if r.Header.Get("Authorization") == "big" {
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, big)
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"login"}`)
+	})
+	f := newForward(t, s.URL, auth.ForwardOptions{})
+	req := fwdReq
+	got := f.Check(context.Background(), &req)
+	if got.Decision != auth.Deny || got.Status != 401 || string(got.Body) != `{"error":"login"}` {
+		t.Fatalf("Check = %v %d %q; want deny, 401, the service's body", got.Decision, got.Status, got.Body)
+	}
+	relayed := map[string][]string{}
+	for _, hv := range got.Reply {
+		relayed[hv.Name] = append(relayed[hv.Name], hv.Value)
+	}
+	for name, want := range map[string][]string{
+		"Www-Authenticate": {`Bearer realm="sso"`, `Basic realm="sso"`},
+		"Content-Type":     {"application/json"},
+		"Set-Cookie":       {"rd=/app; Path=/"},
+		"X-Login":          {"https://login.test/"},
+	} {
+		if !reflect.DeepEqual(relayed[name], want) {
+			t.Errorf("relayed %s = %q; want %q", name, relayed[name], want)
+		}
+	}
+	for _, name := range []string{"Connection", "X-Private", "Keep-Alive", "Content-Length"} {
+		if v, ok := relayed[name]; ok {
+			t.Errorf("relayed %s = %q; want it dropped", name, v)
+		}
+	}
+	req.Authorization = "big"
+	got = f.Check(context.Background(), &req)
+	if got.Status != 403 || string(got.Body) != big[:auth.MaxForwardReplyBytes] {
+		t.Errorf("Check(a big 403) = %d with %d body bytes; want 403 with the first %d", got.Status, len(got.Body), auth.MaxForwardReplyBytes)
 	}
 }
 
