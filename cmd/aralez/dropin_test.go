@@ -480,6 +480,10 @@ func TestLogReopen(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { return accessLines(path) == 10 }) {
 		t.Fatalf("access lines before the rename = %d; want 10", accessLines(path))
 	}
+	fi0, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rotated := path + ".1"
 	if err := os.Rename(path, rotated); err != nil {
 		t.Fatal(err)
@@ -488,6 +492,13 @@ func TestLogReopen(t *testing.T) {
 	syscall.Kill(pid, syscall.SIGUSR1)
 	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(path); return err == nil }) {
 		t.Fatal("no new log file after SIGUSR1")
+	}
+	// A log collector reading the file through its group keeps reading
+	// the new one: same mode as the file the start created (0640).
+	if fi, err := os.Stat(path); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != fi0.Mode().Perm() {
+		t.Errorf("new log file mode = %v; want %v, as the first file", fi.Mode().Perm(), fi0.Mode().Perm())
 	}
 	get(10, "c")
 	if !waitFor(10*time.Second, func() bool { return accessLines(path, rotated) == 30 }) {

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -64,14 +65,28 @@ func (s *logSink) access(stdout io.Writer) io.Writer {
 }
 
 // reopen closes the log file; the next write opens the file at its path
-// again, creating it when an external logrotate has renamed it. Lines
-// written before go to the renamed file, so none is lost. Without
-// log_file it does nothing and reports false.
+// again. When an external logrotate has renamed it, the new file is
+// created first, with the mode of the first one (0640), so that it does
+// not get lumberjack's 0600 and a log collector reading through the
+// file's group keeps reading. Lines written before go to the renamed
+// file, so none is lost. Without log_file it does nothing and reports
+// false.
 func (s *logSink) reopen() (bool, error) {
 	if s.file == nil {
 		return false, nil
 	}
-	return true, s.file.Close()
+	err := createLogFile(s.file.Filename)
+	return true, errors.Join(err, s.file.Close())
+}
+
+// createLogFile creates the log file at path with mode 0640 (before the
+// umask) when it does not exist; an existing file is left as it is.
+func createLogFile(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // close closes the log file, if any.
@@ -88,11 +103,9 @@ func (s *logSink) close() {
 func newLogger(m *config.Main, stderr io.Writer) (*slog.Logger, *logSink, error) {
 	sink := &logSink{stderr: stderr}
 	if m.LogFile != "" {
-		f, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-		if err != nil {
+		if err := createLogFile(m.LogFile); err != nil {
 			return nil, nil, fmt.Errorf("opening log_file: %w", err)
 		}
-		f.Close()
 		sink.file = &lumberjack.Logger{
 			Filename:   m.LogFile,
 			MaxSize:    m.LogFileSizeMB,
@@ -130,7 +143,7 @@ func reopenLogs(ctx context.Context, usr1 <-chan os.Signal, sink *logSink, log *
 			return
 		case <-usr1:
 			if ok, err := sink.reopen(); err != nil {
-				log.Error("SIGUSR1: closing the log file", "err", err)
+				log.Error("SIGUSR1: reopening the log file", "err", err)
 			} else if ok {
 				log.Info("SIGUSR1: log file reopened")
 			} else {
