@@ -19,6 +19,9 @@ func checkHostPort(s string, listen bool) string {
 	if s == "" {
 		return "empty address; want host:port"
 	}
+	if strings.Contains(s, "://") {
+		return "invalid address " + strconv.Quote(s) + ": want host:port, without a scheme"
+	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		if strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "[") {
@@ -245,6 +248,9 @@ func parseServer(s string) (Server, string) {
 	}
 	srv := Server{Address: f[0], Weight: DefaultWeight}
 	if msg := checkHostPort(srv.Address, false); msg != "" {
+		if strings.Contains(srv.Address, "://") {
+			msg += " (upstream TLS and HTTP/2 are detected)"
+		}
 		return Server{}, msg
 	}
 	seenWeight := false

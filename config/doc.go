@@ -45,7 +45,8 @@
 // (high, medium, unsafe; any case; default medium; any other value is
 // medium with a warning, as in Aralez), upstreams_conf
 // (default "upstreams.yaml"), file_server_folder and file_server_address
-// (both or neither), log_level (trace, debug, info, warn, error, off;
+// (both or neither; no two listener addresses may take the same socket:
+// equal hosts, or a wildcard host, on one port), log_level (trace, debug, info, warn, error, off;
 // default info), log_file ("path[, size_mb[, keep[, compress]]]"),
 // access_log (all, error = status >= 500 as in Aralez 0.92, off;
 // Aralez's "access" means all; default off), log_structured (a backend

@@ -92,6 +92,10 @@ func TestParseErrors(t *testing.T) {
 		{name: "server port zero", src: up("servers: [\"10.0.0.1:0\"]\n"), pos: "5:19", msg: "port 0 is out of range 1-65535"},
 		{name: "server port too big", src: up("servers: [\"10.0.0.1:65536\"]\n"), pos: "5:19", msg: "out of range"},
 		{name: "server port name", src: up("servers: [\"10.0.0.1:http\"]\n"), pos: "5:19", msg: `port "http" is not a number`},
+		{name: "server with a scheme", src: up("servers: [\"http://10.0.0.1:80\"]\n"), pos: "5:19",
+			msg: `invalid address "http://10.0.0.1:80": want host:port, without a scheme (upstream TLS and HTTP/2 are detected)`},
+		{main: true, name: "listener with a scheme", src: "config_address: \"http://127.0.0.1:3000\"\n", pos: "1:17",
+			msg: `invalid address "http://127.0.0.1:3000": want host:port, without a scheme`},
 		{name: "server ipv6 unbracketed", src: up("servers: [\"::1:8080\"]\n"), pos: "5:19", msg: "an IPv6 address must be in brackets, as [::1]:8080"},
 		{name: "server ipv4 bracketed", src: up("servers: [\"[10.0.0.1]:80\"]\n"), pos: "5:19", msg: "only IPv6 addresses go in brackets"},
 		{name: "server bad host", src: up("servers: [\"bad!host:80\"]\n"), pos: "5:19", msg: `character '!' not allowed`},
@@ -162,6 +166,12 @@ func TestParseErrors(t *testing.T) {
 		{main: true, name: "health timeout above interval", src: "health_check_interval: 1s\nhealth_check_timeout: 2s\n", pos: "2:23", msg: "exceeds the health check interval"},
 		{main: true, name: "log_file fields", src: "log_file: \"/tmp/x.log, big\"\n", pos: "1:11", msg: "field 2 of log_file must be a positive integer"},
 		{main: true, name: "string list for string", src: "pid_file: [a]\n", pos: "1:11", msg: "want a string, got a list"},
+		{main: true, name: "listener twice", src: "proxy_address_http: \"127.0.0.1:8080\"\nconfig_address: \"127.0.0.1:8080\"\n", pos: "2:17",
+			msg: `config_address "127.0.0.1:8080" is the address of proxy_address_http "127.0.0.1:8080"; each listener needs its own`},
+		{main: true, name: "listener on the default", src: "config_address: \"127.0.0.1:6193\"\n", pos: "1:17",
+			msg: `is the address of proxy_address_http "0.0.0.0:6193" (the default)`},
+		{main: true, name: "listener under a wildcard", src: "proxy_address_http: \":8080\"\nfile_server_folder: /srv\nfile_server_address: \"[::1]:8080\"\n", pos: "3:22",
+			msg: `file_server_address "[::1]:8080" is the address of proxy_address_http ":8080"`},
 		{main: true, name: "grace period zero", src: "grace_period_seconds: 0\n", pos: "1:23", msg: "positive integer"},
 	}
 	for _, tt := range tests {

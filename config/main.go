@@ -2,6 +2,7 @@ package config
 
 import (
 	"math"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -323,6 +324,7 @@ func (p *mainParser) crossChecks() {
 	if e, ok := p.seen["file_server_folder"]; ok && m.FileServerAddress == "" {
 		p.errorf(e.keyN, e.path, "file_server_folder needs file_server_address")
 	}
+	p.listenerCollisions()
 	p.acmeCrossChecks()
 	p.fleetCrossChecks()
 	if e, ok := p.seen["health_check_timeout"]; ok {
@@ -330,6 +332,68 @@ func (p *mainParser) crossChecks() {
 			p.errorf(e.val, e.path, "health_check_timeout %v exceeds the health check interval %v", m.HealthCheckTimeout, iv)
 		}
 	}
+}
+
+// listenerCollisions reports a listener whose address another listener
+// of the file already takes: the start would fail to bind the second one
+// ("address already in use"), which aralez -t would otherwise not say.
+// Two addresses collide on the same port when their hosts are equal or
+// either is a wildcard (empty, 0.0.0.0 or ::: Go listens on both address
+// families there). Host names are compared as written, not resolved.
+func (p *mainParser) listenerCollisions() {
+	m := p.m
+	ls := []struct{ key, addr string }{
+		{"proxy_address_http", m.ProxyAddressHTTP},
+		{"proxy_address_tls", m.ProxyAddressTLS},
+		{"config_address", m.ConfigAddress},
+		{"config_tls_address", m.ConfigTLSAddress},
+		{"file_server_address", m.FileServerAddress},
+	}
+	def := ""
+	if ls[0].addr == "" {
+		ls[0].addr, def = DefaultProxyAddressHTTP, " (the default)"
+	}
+	for i := 1; i < len(ls); i++ {
+		e, ok := p.seen[ls[i].key]
+		if !ok || ls[i].addr == "" {
+			continue
+		}
+		for j := 0; j < i; j++ {
+			if ls[j].addr == "" || !sameListener(ls[i].addr, ls[j].addr) {
+				continue
+			}
+			note := ""
+			if j == 0 {
+				note = def
+			}
+			p.errorf(e.val, e.path, "%s %q is the address of %s %q%s; each listener needs its own",
+				ls[i].key, ls[i].addr, ls[j].key, ls[j].addr, note)
+			break
+		}
+	}
+}
+
+// sameListener reports whether listening on a and on b (valid host:port
+// strings) would take the same socket.
+func sameListener(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	wild := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || err == nil && ip.IsUnspecified()
+	}
+	if wild(ha) || wild(hb) {
+		return true
+	}
+	ia, errA := netip.ParseAddr(ha)
+	ib, errB := netip.ParseAddr(hb)
+	if errA == nil && errB == nil {
+		return ia.Unmap() == ib.Unmap()
+	}
+	return strings.EqualFold(strings.TrimSuffix(ha, "."), strings.TrimSuffix(hb, "."))
 }
 
 // healthInterval is the effective health check interval.
