@@ -243,6 +243,24 @@ func (m *Metrics) Observe(method []byte, proto uint8, status int, upstream int, 
 	}
 }
 
+// ObserveRefused records a request the front end answered before it had
+// read the whole request head (a 400, 408 or 431 from the HTTP/1.1
+// parser): the request counter, the protocol version and the response
+// status, and the error counter for a 5xx, but no method (it may not have
+// been read), no latency and no upstream. It allocates nothing once the
+// status code has been seen.
+func (m *Metrics) ObserveRefused(proto uint8, status int) {
+	m.requests.Inc()
+	if int(proto) >= len(m.versions) {
+		proto = ProtoUnknown
+	}
+	m.versions[proto].Inc()
+	m.statusCounter(status).Inc()
+	if status >= 500 {
+		m.errors.Inc()
+	}
+}
+
 // methodIndex maps a method to its slot in methodLabels. A switch on
 // string(b) does not allocate.
 func methodIndex(b []byte) int {

@@ -55,7 +55,7 @@ func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:                       e.ServeFastHTTP,
 		ExpectHandler:                 e.expectFast,
-		ErrorHandler:                  fastErrorHandler,
+		ErrorHandler:                  e.fastErrorHandler,
 		Name:                          "",
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 true,
@@ -79,9 +79,10 @@ func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
 }
 
 // fastErrorHandler answers requests fasthttp could not parse: 431 for a
-// header block over the read buffer, 408 for a read timeout, else 400.
-// The connection is closed in every case.
-func fastErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+// header block over the read buffer, 408 for a read timeout, else 400
+// (a bare LF, framing.go, among them). The connection is closed in every
+// case. The answer is counted in the metrics (aralez_responses_total).
+func (e *Engine) fastErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusBadRequest
 	var sErr *fasthttp.ErrSmallBuffer
 	switch {
@@ -95,6 +96,9 @@ func fastErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.SetContentTypeBytes(strTextPlain)
 	ctx.SetStatusCode(status)
 	ctx.Response.SetBodyRaw(pipeline.StatusBody(status))
+	if m := e.opts.Metrics; m != nil {
+		m.ObserveRefused(protoOf(ctx.Request.Header.Protocol()), status)
+	}
 }
 
 type quietLogger struct{}

@@ -2,19 +2,26 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aralez-go/aralez/accesslog"
 	"github.com/aralez-go/aralez/config"
+	"github.com/aralez-go/aralez/metrics"
 	"github.com/aralez-go/aralez/proxy/pipeline"
 )
 
@@ -766,5 +773,188 @@ func TestFrontEndsForwardAuthDenyRelayed(t *testing.T) {
 	}
 	if n := s.hits.Load(); n != 0 {
 		t.Errorf("the backend saw %d requests; want none", n)
+	}
+}
+
+// lockedBuffer is an io.Writer safe for the access log's writer goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestFrontEndsAccessLogOwnReplies: the access log records the real body
+// size of the proxy's own answers (401, 404, 429, 502, 504), and a 502 or
+// 504 line names the backend that failed (issue 11).
+func TestFrontEndsAccessLogOwnReplies(t *testing.T) {
+	t.Parallel()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := closed.Addr().String()
+	closed.Close()
+	release := make(chan struct{})
+	slow, _ := newUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	up, _ := newUpstream(t, "a", nil)
+	cfg := &config.Config{}
+	basic := oneRoute("basic.test", "/", addrOf(up))
+	basic.Paths[0].Policy.Authorization = &config.Auth{Type: "basic", Data: []string{"u:p"}}
+	cfg.Upstreams.Hosts = []config.Host{basic, oneRoute("dead.test", "/", dead), oneRoute("slow.test", "/", addrOf(slow))}
+	for _, fe := range frontEnds {
+		limited := oneRoute("limit-"+fe.name+".test", "/", addrOf(up))
+		limited.Paths[0].Policy.RateLimit = 1
+		cfg.Upstreams.Hosts = append(cfg.Upstreams.Hosts, limited)
+	}
+	var buf lockedBuffer
+	al, err := accesslog.New(&buf, accesslog.Options{Mode: accesslog.ModeAll, JSON: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plog lockedBuffer
+	logger := slog.New(slog.NewJSONHandler(&plog, nil))
+	f := startFronts(t, cfg, Options{AccessLog: al, Logger: logger}, UpstreamOptions{Timeout: 300 * time.Millisecond}, ListenOptions{})
+	type sent struct {
+		name, host   string
+		status, size int
+		upstream     string
+	}
+	byID := map[string]sent{}
+	for _, fe := range frontEnds {
+		for _, c := range []struct {
+			host     string
+			status   int
+			upstream string
+		}{
+			{"basic.test", 401, ""}, {"nope.test", 404, ""}, {"dead.test", 502, dead}, {"slow.test", 504, addrOf(slow)},
+			{"limit-" + fe.name + ".test", 200, addrOf(up)}, {"limit-" + fe.name + ".test", 429, ""},
+		} {
+			req, _ := http.NewRequest("GET", fe.base(f)+"/x", nil)
+			req.Host = c.host
+			resp, err := fe.client.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", fe.name, c.host, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status {
+				t.Fatalf("%s %s = %d; want %d", fe.name, c.host, resp.StatusCode, c.status)
+			}
+			byID[resp.Header.Get("X-Request-Id")] = sent{fe.name, c.host, c.status, len(b), c.upstream}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := al.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seenIDs := 0
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec struct {
+			Status    int    `json:"status"`
+			Bytes     int64  `json:"bytes"`
+			Upstream  string `json:"upstream"`
+			RequestID string `json:"request_id"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("access log line %q: %v", line, err)
+		}
+		s, ok := byID[rec.RequestID]
+		if !ok {
+			continue
+		}
+		seenIDs++
+		if rec.Status != s.status || rec.Bytes != int64(s.size) || rec.Upstream != s.upstream {
+			t.Errorf("%s %s: logged status %d, bytes %d, upstream %q; want %d, %d, %q",
+				s.name, s.host, rec.Status, rec.Bytes, rec.Upstream, s.status, s.size, s.upstream)
+		}
+	}
+	if seenIDs != len(byID) {
+		t.Errorf("%d of %d requests logged", seenIDs, len(byID))
+	}
+	// The process log's line for each 502 and 504 names the backend too.
+	failed := 0
+	for _, line := range strings.Split(strings.TrimSpace(plog.String()), "\n") {
+		var rec struct {
+			Msg       string `json:"msg"`
+			Status    int    `json:"status"`
+			Backend   string `json:"backend"`
+			RequestID string `json:"request_id"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "upstream request failed" {
+			continue
+		}
+		if s, ok := byID[rec.RequestID]; ok {
+			failed++
+			if rec.Status != s.status || rec.Backend != s.upstream {
+				t.Errorf("%s %s: process log status %d, backend %q; want %d, %q", s.name, s.host, rec.Status, rec.Backend, s.status, s.upstream)
+			}
+		}
+	}
+	if want := 2 * len(frontEnds); failed != want {
+		t.Errorf("%d process log lines for failed upstream requests; want %d", failed, want)
+	}
+}
+
+// TestFrontEndErrorsCounted: the answers of the HTTP/1.1 front end to
+// requests it could not read, 408 for a head too slow and 431 for one too
+// large, are counted in aralez_responses_total (issue 11).
+func TestFrontEndErrorsCounted(t *testing.T) {
+	t.Parallel()
+	up, _ := newUpstream(t, "a", nil)
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
+	m := metrics.New()
+	e, _ := newTestEngine(t, cfg, Options{Metrics: m}, UpstreamOptions{})
+	fast := NewFastServer(e, ServerOptions{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 4096})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, fast, e, ListenOptions{}) }()
+	t.Cleanup(func() {
+		cancel()
+		fast.Shutdown()
+		<-done
+	})
+	for _, c := range []struct {
+		req    string
+		status int
+	}{
+		{"GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: " + strings.Repeat("b", 8000) + "\r\n\r\n", 431},
+		{"GET / HTTP/1.1\r\nHost: app.te", 408}, // and then silence
+		{"GET / HTTP/1.1\nHost: app.test\n\n", 400},
+	} {
+		got := raw(t, ln.Addr().String(), c.req)
+		if !strings.HasPrefix(got, strconv.Itoa(c.status)+" ") {
+			t.Fatalf("answer = %q; want %d", got, c.status)
+		}
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`aralez_responses_total{status="408"} 1`, `aralez_responses_total{status="431"} 1`, `aralez_responses_total{status="400"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

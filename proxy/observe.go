@@ -108,10 +108,25 @@ func (e *Engine) finishFast(ctx *fasthttp.RequestCtx, st *state, start time.Time
 		protocol = h.Protocol()
 	}
 	e.record(&finished{
-		start: start, status: ctx.Response.StatusCode(), bytes: int64(ctx.Response.Header.ContentLength()),
+		start: start, status: ctx.Response.StatusCode(), bytes: fastBodyBytes(ctx),
 		proto: protoOf(protocol), method: h.Method(), protocol: protocol, ua: h.UserAgent(), rid: st.dec.RequestID,
 		upIdx: st.upIdx, upAddr: st.upAddr, req: &st.req, dec: &st.dec, cache: &st.cache,
 	})
+}
+
+// fastBodyBytes is the size of the body about to be sent for ctx: the
+// length of a body in memory (the proxy's own answers, buffered upstream
+// bodies), the declared length of a streamed one, or -1 when a stream's
+// length is unknown; 0 for HEAD.
+func fastBodyBytes(ctx *fasthttp.RequestCtx) int64 {
+	resp := &ctx.Response
+	switch {
+	case ctx.IsHead() || resp.SkipBody:
+		return 0
+	case resp.IsBodyStream():
+		return int64(resp.Header.ContentLength())
+	}
+	return int64(len(resp.Body()))
 }
 
 // statusRecorder remembers the status and body bytes a net/http handler
