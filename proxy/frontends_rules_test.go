@@ -3,9 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
@@ -223,18 +221,7 @@ func TestFrontEndsExpectContinue(t *testing.T) {
 func expectPOST(t *testing.T, fe frontEnd, f *fronts, host string) (int, bool) {
 	t.Helper()
 	if fe.proto == 1 {
-		var c net.Conn
-		var err error
-		if fe.xfp == "https" {
-			c, err = tls.Dial("tcp", f.tls, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-		} else {
-			c, err = net.Dial("tcp", f.plain)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialFront(t, fe, f)
 		io.WriteString(c, "POST /e HTTP/1.1\r\nHost: "+host+"\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)

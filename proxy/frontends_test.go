@@ -229,12 +229,7 @@ func TestFrontEndsSameCases(t *testing.T) {
 		io.WriteString(w, "ok "+r.URL.RequestURI())
 	})
 	adm, as := newUpstream(t, "admin", nil)
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := closed.Addr().String()
-	closed.Close()
+	dead := closedAddr(t)
 
 	cfg := &config.Config{}
 	cfg.Upstreams.Policy.ServerHeaders = []config.Header{{Name: "X-Proxy-From", Value: "global"}}

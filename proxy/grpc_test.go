@@ -305,12 +305,7 @@ func TestGRPCThroughProxy(t *testing.T) {
 // reach gRPC clients as status codes from trailers-only responses.
 func TestGRPCProxyErrors(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := closed.Addr().String()
-	closed.Close()
+	dead := closedAddr(t)
 	cfg := &config.Config{}
 	cfg.Upstreams.Hosts = []config.Host{
 		oneRoute("dead.test", "/", dead),

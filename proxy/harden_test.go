@@ -87,6 +87,19 @@ func dialFront(t *testing.T, fe frontEnd, f *fronts) net.Conn {
 	return c
 }
 
+// closedAddr returns a loopback address where nothing listens: a backend
+// that refuses connections.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
 // zeroReader yields zero bytes forever.
 type zeroReader struct{}
 
@@ -799,12 +812,7 @@ func (l *lockedBuffer) String() string {
 // 504 line names the backend that failed (issue 11).
 func TestFrontEndsAccessLogOwnReplies(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := closed.Addr().String()
-	closed.Close()
+	dead := closedAddr(t)
 	release := make(chan struct{})
 	slow, _ := newUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
