@@ -222,6 +222,10 @@ func (s *server) acmeNames(cfg *config.Config) []string {
 	return slices.Compact(names)
 }
 
+// acmeWithoutTLS is the warning of a start, and of aralez -t, when
+// main.yaml asks for certificates without a TLS listener to serve them.
+const acmeWithoutTLS = "acme_auto and acme_domains need proxy_address_tls; no certificates are obtained"
+
 // setupACME builds the certificate manager when there is a TLS listener
 // to serve its certificates; its names are managed once serve starts.
 func (s *server) setupACME(m *config.Main) error {
@@ -232,7 +236,7 @@ func (s *server) setupACME(m *config.Main) error {
 	s.domainsRead, s.domainsWrite = domainsPaths(m, base)
 	if s.certs == nil {
 		if m.ACME.Auto || len(m.ACME.Domains) > 0 {
-			s.log.Warn("acme: acme_auto and acme_domains need proxy_address_tls; no certificates are obtained")
+			s.log.Warn("acme: " + acmeWithoutTLS)
 		}
 		return nil
 	}

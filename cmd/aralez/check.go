@@ -54,8 +54,9 @@ func checkConfig(cfg *config.Config, path string, stdout, stderr io.Writer) int 
 // preflight checks what config.Load does not and a start would trip
 // over: files that cannot be read (errors), and a TLS listener whose
 // certificate folder is missing or empty (a warning, unless ACME or
-// Kubernetes Ingress TLS may fill it), plus an unwritable pid_file
-// folder (a warning: the start warns too). It returns every message,
+// Kubernetes Ingress TLS may fill it), an unwritable pid_file folder and
+// ACME without a TLS listener (warnings: the start warns too). It returns
+// every message,
 // plus the warnings Load collected.
 func preflight(cfg *config.Config) (errs, warns []string) {
 	m := &cfg.Main
@@ -102,6 +103,9 @@ func preflight(cfg *config.Config) (errs, warns []string) {
 		if err := writable(m.PIDFile); err != nil {
 			warns = append(warns, fmt.Sprintf("pid_file: %s: %v; the process will run without one", m.PIDFile, err))
 		}
+	}
+	if m.ProxyAddressTLS == "" && (m.ACME.Auto || len(m.ACME.Domains) > 0) {
+		warns = append(warns, acmeWithoutTLS)
 	}
 	if m.ProxyAddressTLS != "" {
 		dir := certDir(cfg)
@@ -171,7 +175,8 @@ func unwrapPath(err error) error {
 // keylessJWTRoutes returns the "host path" of every route whose jwt
 // authorization has neither data nor a master key to verify with: such a
 // route answers 401 to every request, as Aralez's does (auth.JWT with an
-// empty key accepts no token), instead of refusing the whole file.
+// empty key accepts no token), instead of refusing the whole file. A
+// redirect_to route is not one: it redirects before authorization runs.
 func keylessJWTRoutes(cfg *config.Config) []string {
 	if cfg.Main.MasterKey != "" {
 		return nil
@@ -183,6 +188,9 @@ func keylessJWTRoutes(cfg *config.Config) []string {
 	var routes []string
 	for _, h := range up.Hosts {
 		for _, p := range h.Paths {
+			if p.RedirectTo != "" {
+				continue
+			}
 			for _, a := range []*config.Auth{p.Policy.Authorization, h.Policy.Authorization, up.Policy.Authorization} {
 				if a != nil {
 					if keyless(a) {

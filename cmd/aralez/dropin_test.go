@@ -108,6 +108,10 @@ func TestCheckReportsStartProblems(t *testing.T) {
 	if code != 0 || strings.Contains(msg, "certificate folder") {
 		t.Errorf("-t with ACME and an empty certificate folder = %d %q; want 0 and no warning", code, msg)
 	}
+	code, msg = check("acme_domains: [www.example.com]\n")
+	if code != 0 || !strings.Contains(msg, "warning: acme_auto and acme_domains need proxy_address_tls") {
+		t.Errorf("-t with acme_domains and no TLS listener = %d %q; want 0 and the start's warning", code, msg)
+	}
 	code, msg = check("proxy_tls_grade: a+\n")
 	if code != 0 || !strings.Contains(msg, `warning: `) || !strings.Contains(msg, `using "medium"`) {
 		t.Errorf("-t with grade a+ = %d %q; want 0 and a warning", code, msg)
