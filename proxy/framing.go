@@ -142,22 +142,32 @@ func (f *framer) scan(b []byte) (int, error) {
 			if r := bytes.IndexByte(seg, '\r'); r >= 0 && r < len(seg)-1 {
 				return i + r + 1, errBareCR // the CR is delivered, as when a read ends on it
 			}
-			if f.lineLen < len(f.line) {
-				copy(f.line[f.lineLen:], seg)
+			if j >= 0 && f.lineLen == 0 {
+				// The whole line is in b: no copy.
+				if len(seg) == 0 || seg[len(seg)-1] != '\r' {
+					return i + j, errBareLF
+				}
+				i += j + 1
+				f.endLine(seg[:len(seg)-1], len(seg)-1)
+			} else {
+				if f.lineLen < len(f.line) {
+					copy(f.line[f.lineLen:], seg)
+				}
+				f.lineLen += len(seg)
+				if len(seg) > 0 {
+					f.pendCR = seg[len(seg)-1] == '\r'
+				}
+				if j < 0 {
+					i = len(b)
+					break
+				}
+				if !f.pendCR {
+					return i + j, errBareLF
+				}
+				i += j + 1
+				n := f.lineLen - 1 // without the CR
+				f.endLine(f.line[:min(n, len(f.line))], n)
 			}
-			f.lineLen += len(seg)
-			if len(seg) > 0 {
-				f.pendCR = seg[len(seg)-1] == '\r'
-			}
-			if j < 0 {
-				i = len(b)
-				break
-			}
-			if !f.pendCR {
-				return i + j, errBareLF
-			}
-			i += j + 1
-			f.endLine()
 			if f.state == frPassive {
 				return len(b), nil
 			}
@@ -168,10 +178,10 @@ func (f *framer) scan(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// endLine acts on a head or trailer line that ended with CRLF.
-func (f *framer) endLine() {
-	n := f.lineLen - 1 // without the CR
-	kept := f.line[:min(n, len(f.line))]
+// endLine acts on a head or trailer line that ended with CRLF: n bytes
+// long without the CRLF, of which kept holds the first (all of them, or
+// at least as many as f.line holds).
+func (f *framer) endLine(kept []byte, n int) {
 	f.startLine()
 	if n == 0 { // an empty line
 		switch {
@@ -201,9 +211,13 @@ func (f *framer) endLine() {
 	if f.lines == 1 {
 		return // the request line
 	}
-	if kept[0] == ' ' || kept[0] == '\t' {
+	switch kept[0] {
+	case ' ', '\t':
 		f.odd = true // obs-fold (RFC 9112 §5.2): fasthttp refuses it
 		return
+	case 'c', 'C', 't', 'T':
+	default:
+		return // not Content-Length or Transfer-Encoding
 	}
 	name, value, ok := bytes.Cut(kept, []byte{':'})
 	if !ok {
