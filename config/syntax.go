@@ -224,6 +224,12 @@ func unclosedBracket(data []byte) int {
 	var open []int
 	var quote byte
 	nodeStart := true // a node may start at the next non-blank byte
+	// ended: inside a flow collection, a quoted scalar or a nested
+	// collection has just ended, so only ",", ":" or a closing bracket
+	// may follow. Anything else is where the parser stops ("did not find
+	// expected ',' or ']'"): its scanner reads on past it, and a bracket
+	// opened there must not be taken for the unclosed one.
+	ended := false
 	for i := 0; i < len(data); i++ {
 		c := data[i]
 		if quote != 0 {
@@ -237,6 +243,7 @@ func unclosedBracket(data []byte) int {
 				}
 				quote = 0
 				nodeStart = false
+				ended = len(open) > 0
 			}
 			continue
 		}
@@ -256,6 +263,10 @@ func unclosedBracket(data []byte) int {
 			}
 		}
 		inFlow := len(open) > 0
+		if ended && c != ',' && c != ':' && c != ']' && c != '}' {
+			return open[len(open)-1]
+		}
+		ended = false
 		switch {
 		case (c == '[' || c == '{') && (nodeStart || inFlow):
 			open = append(open, i)
@@ -267,6 +278,7 @@ func unclosedBracket(data []byte) int {
 			}
 			open = open[:len(open)-1]
 			nodeStart = false
+			ended = len(open) > 0
 		case c == ',' && inFlow:
 			nodeStart = true
 		case (c == '"' || c == '\'') && (nodeStart || inFlow):
