@@ -64,15 +64,18 @@ func newIdleClosingBackend(t *testing.T, idle time.Duration, tlsOn bool) *idleCl
 
 // TestStaleKeepAlivePOST sends POSTs, each after the backend closed the
 // pooled connection of the one before for being idle: every one must
-// succeed and reach the backend exactly once, on every front end and
-// over cleartext and TLS upstream connections. The proxy must find the
-// closed connection before it writes a request to it; a POST is never
-// replayed (issue 11: 10 of 20 POSTs sent 1.1 s apart to a backend with
-// a 1 s keep-alive timeout got 502).
+// succeed and reach the backend exactly once, through both upstream
+// transports (HTTP/1.1 and h2c front ends) and over cleartext and TLS
+// upstream connections. The proxy must find the closed connection before
+// it writes a request to it; a POST is never replayed (issue 11: 10 of
+// 20 POSTs sent 1.1 s apart to a backend with a 1 s keep-alive timeout
+// got 502).
 func TestStaleKeepAlivePOST(t *testing.T) {
 	t.Parallel()
-	const posts = 5
-	for _, fe := range frontEnds {
+	const posts = 3
+	// HTTP/1.1 goes out through the fasthttp pools, h2c through the
+	// net/http transport: the two ways idle connections are kept.
+	for _, fe := range frontEnds[:2] {
 		for _, tlsOn := range []bool{false, true} {
 			name := fe.name + "/cleartext"
 			if tlsOn {
@@ -368,12 +371,12 @@ func TestBackendRestartsUnderLoad(t *testing.T) {
 	gen := 0
 	for cycle := range 6 {
 		served := a.hits.Load() + b.hits.Load()
-		waitFor(t, 10*time.Second, "requests before the stop", func() bool { return a.hits.Load()+b.hits.Load() > served+40 })
+		waitFor(t, 10*time.Second, "requests before the stop", func() bool { return a.hits.Load()+b.hits.Load() > served+20 })
 		a.stop(cycle%2 == 1)
 		gen++
 		reload(gen)
 		served = b.hits.Load()
-		waitFor(t, 10*time.Second, "b alone serving", func() bool { return b.hits.Load() > served+40 })
+		waitFor(t, 10*time.Second, "b alone serving", func() bool { return b.hits.Load() > served+20 })
 		aHits := a.hits.Load()
 		a.start()
 		gen++
