@@ -18,9 +18,10 @@ import (
 // TestTLSOnlyBackendHealthChecked runs the proxy with health checks on in
 // front of a backend that speaks only TLS, never answers clear text and
 // leaves the HEAD probe unanswered, as `openssl s_server -www` does: the
-// backend is detected as TLS before its first health check, and requests
-// reach it over TLS although its probes fail (issue 11: it was reached in
-// clear text and every request got 502).
+// backend is detected as TLS before the proxy serves and before its first
+// health check, nothing reaches it in clear text, and requests reach it
+// over TLS although its probes fail (issue 11: it was reached in clear
+// text and every request got 502).
 func TestTLSOnlyBackendHealthChecked(t *testing.T) {
 	be := tlsonlytest.Start(t, tlsonlytest.Options{NoHEAD: true})
 	dir := t.TempDir()
@@ -63,5 +64,10 @@ func TestTLSOnlyBackendHealthChecked(t *testing.T) {
 	}
 	if l := logs(); !strings.Contains(l, "backend protocol detected") || !strings.Contains(l, "proto=tls+http1") {
 		t.Errorf("log lacks the detected protocol (tls+http1); log:\n%s", l)
+	}
+	// Detection ran before the listener served and before the first
+	// health check: neither a request nor a probe went out in clear text.
+	if n := be.PlainConns(); n != 0 {
+		t.Errorf("backend got %d clear-text connections; want 0; log:\n%s", n, logs())
 	}
 }

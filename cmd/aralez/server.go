@@ -289,7 +289,13 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 	s.upNow.Store(&up)
 	s.engine.Swap(snap)
 	s.health.SetTargets(snap.HealthTargets())
-	go detectUnchecked(s.log, snap)
+	if reason == "start" {
+		// Before the listeners serve: the first requests and the first
+		// health checks already speak each backend's protocol.
+		detectBackends(s.log, snap)
+	} else {
+		go detectBackends(s.log, snap)
+	}
 	s.cfg, s.digest = cfg, digest
 	s.sweepLater()
 	s.metrics.Reload(true)
@@ -724,28 +730,50 @@ func notifyReady(log *slog.Logger) {
 	}
 }
 
-// detectUnchecked runs upstream protocol detection (TLS, h2, h2c) once for
-// the backends that no health check probes (healthcheck: false), so that
-// they too are reached over the protocol they speak. Backends already
-// detected are skipped. It runs off the reload loop and ends by itself.
-func detectUnchecked(log *slog.Logger, snap *proxy.Snapshot) {
+// detectWorkers bounds how many backends detectBackends probes at once.
+const detectWorkers = 64
+
+// detectBackends runs upstream protocol detection (TLS, h2, h2c) once for
+// every backend of snap whose protocol is not known yet, health-checked
+// or not, detectWorkers at a time, each within
+// health.DefaultDetectTimeout, and stores what it finds: a TLS handshake
+// or an HTTP/2 SETTINGS frame for every backend; clear-text HTTP/1.1
+// only for a backend that no health check probes, as a health check
+// stores it once a probe gets an answer (a TLS-only backend that was
+// slow to answer must not be fixed to clear text, issue 11). The health
+// checker detects again when a known protocol stops working. It ends by
+// itself.
+func detectBackends(log *slog.Logger, snap *proxy.Snapshot) {
 	checked := make(map[string]bool)
 	for _, t := range snap.HealthTargets() {
 		checked[t.Backend.Addr()] = true
 	}
-	for _, b := range snap.BackendStates() {
-		if checked[b.Addr()] || b.Proto() != balancer.ProtoUnknown {
-			continue
-		}
-		host, _, _ := net.SplitHostPort(b.Addr())
-		p, err := health.DetectBackend(context.Background(), b, host, 0)
-		if err != nil {
-			log.Debug("protocol detection failed; HTTP/1.1 assumed", "backend", b.Addr(), "err", err)
-			continue
-		}
-		b.SetProto(p)
-		log.Info("backend protocol detected", "backend", b.Addr(), "proto", p.String())
+	jobs := make(chan *balancer.Backend)
+	var wg sync.WaitGroup
+	for range detectWorkers {
+		wg.Go(func() {
+			for b := range jobs {
+				host, _, _ := net.SplitHostPort(b.Addr())
+				p, err := health.DetectBackend(context.Background(), b, host, 0)
+				switch {
+				case err != nil:
+					log.Debug("protocol detection failed; HTTP/1.1 assumed", "backend", b.Addr(), "err", err)
+				case p == balancer.ProtoHTTP1 && checked[b.Addr()]:
+					// Left to the health check's probe.
+				case b.Proto() == balancer.ProtoUnknown:
+					b.SetProto(p)
+					log.Info("backend protocol detected", "backend", b.Addr(), "proto", p.String())
+				}
+			}
+		})
 	}
+	for _, b := range snap.BackendStates() {
+		if b.Proto() == balancer.ProtoUnknown {
+			jobs <- b
+		}
+	}
+	close(jobs)
+	wg.Wait()
 }
 
 // baseSource is a discovery source that merges its findings into a
