@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/aralez-go/aralez/accesslog"
 	"github.com/aralez-go/aralez/config"
@@ -89,6 +90,11 @@ type Engine struct {
 	pl   *pipeline.Pipeline
 	reg  *Registry
 	snap atomic.Pointer[Snapshot]
+
+	// writeTimeout is the HTTP/1.1 front end's write_timeout, set by
+	// NewFastServer before serving: it bounds the answers the engine
+	// writes on a taken-over connection.
+	writeTimeout time.Duration
 }
 
 // NewEngine returns an Engine serving no routes (every request gets 404)

@@ -41,12 +41,16 @@ type ServerOptions struct {
 // NewFastServer returns the HTTP/1.1 front end: a fasthttp.Server serving
 // e's pipeline with fasthttp's path normalization switched off (the
 // pipeline normalizes, pipeline/doc.go), bodies above the engine's buffer
-// threshold streamed, and the timeouts and limits of o.
+// threshold streamed, and the timeouts and limits of o. It records
+// o.WriteTimeout in e for the answers e writes on a connection it takes
+// over (an HTTP/1.0 client's close-delimited body): build the server
+// before serving.
 func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
 	// fasthttp's ReadTimeout runs from a request's first byte to the end
 	// of its headers (read_header_timeout, against slow-header clients);
 	// once the headers are in, HeaderReceived gives the body its own
 	// deadline (read_timeout).
+	e.writeTimeout = o.WriteTimeout // for the answers the engine writes itself
 	headerTimeout := o.ReadHeaderTimeout
 	if headerTimeout <= 0 {
 		headerTimeout = o.ReadTimeout
@@ -378,7 +382,7 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	resp.Header.ResetConnectionClose()
 	e.pl.Responded(d, resp.StatusCode())
 	if resp.IsBodyStream() && resp.Header.ContentLength() < 0 && bytes.Equal(st.req.Proto, strHTTP10) {
-		relayCloseDelimited(ctx)
+		e.relayCloseDelimited(ctx)
 	}
 }
 
@@ -386,22 +390,33 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 // ctx to an HTTP/1.0 client, which cannot read chunked framing (RFC 9112
 // §7.1): without Content-Length or Transfer-Encoding, the body ended by
 // closing the connection (§6.3 item 8). fasthttp would chunk it, so the
-// connection is taken over once the handler returns; ctx and its
-// response live until the takeover ends.
-func relayCloseDelimited(ctx *fasthttp.RequestCtx) {
+// connection is taken over once the handler returns; the head is built
+// here, and the takeover keeps only the body stream (the upstream's) and
+// bounds the whole answer by the front end's write_timeout, which fasthttp
+// does not apply to a taken-over connection.
+func (e *Engine) relayCloseDelimited(ctx *fasthttp.RequestCtx) {
 	resp := &ctx.Response
 	resp.Header.DelBytes(strTransferEncoding)
 	resp.Header.SetContentLength(-2) // identity: no length, Connection: close
+	head := resp.Header.AppendBytes(nil)
+	body := resp.BodyStream()
+	wt := e.writeTimeout
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		head := resp.Header.AppendBytes(nil)
+		defer func() {
+			if bc, ok := body.(io.Closer); ok {
+				_ = bc.Close() // gives the upstream connection back
+			}
+		}()
+		if wt > 0 {
+			_ = c.SetWriteDeadline(time.Now().Add(wt))
+		}
 		if _, err := c.Write(head); err != nil {
 			return
 		}
 		bp := copyBufPool.Get().(*[]byte)
 		defer copyBufPool.Put(bp)
-		_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{resp.BodyStream()}, *bp)
-		_ = resp.CloseBodyStream() // gives the upstream connection back
+		_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{body}, *bp)
 	})
 }
 
