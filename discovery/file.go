@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -65,9 +66,15 @@ const DefaultDebounce = 150 * time.Millisecond
 // emits a reloaded config.Upstreams after every change. It watches the
 // folders, not the files, so that editors that save by rename work, and
 // filters events to the upstreams file and conf.d/*.yaml (logs or
-// certificates in the same folder cause no reload). Debouncing is on the
-// trailing edge: a second save inside the window restarts it, so the
-// last save is always applied.
+// certificates in the same folder cause no reload). A conf.d folder
+// removed, renamed or created after the start is watched again when one
+// is there. When the upstreams file is a symbolic link through another
+// entry of its folder, as in a Kubernetes ConfigMap volume
+// (upstreams.yaml -> ..data/upstreams.yaml, where the kubelet applies an
+// update by renaming a new ..data link over the old one), a change of
+// that entry is a change of the file. Debouncing is on the trailing
+// edge: a second save inside the window restarts it, so the last save is
+// always applied.
 type File struct {
 	path     string
 	debounce time.Duration
@@ -119,10 +126,18 @@ func (f *File) Run(ctx context.Context, out chan<- Update) error {
 			if !ok {
 				return nil
 			}
-			if ev.Name == confd && !confdWatched && ev.Has(fsnotify.Create) {
-				confdWatched = w.Add(confd) == nil
+			if ev.Name == confd {
+				switch {
+				case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
+					// The watch went with the folder (or follows it
+					// under its new name): drop it.
+					w.Remove(confd)
+					confdWatched = false
+				case ev.Has(fsnotify.Create) && !confdWatched:
+					confdWatched = w.Add(confd) == nil
+				}
 			}
-			if !f.relevant(ev.Name, confd) {
+			if !f.relevant(ev, confd) {
 				continue
 			}
 			timer.Reset(f.debounce)
@@ -132,6 +147,11 @@ func (f *File) Run(ctx context.Context, out chan<- Update) error {
 			}
 			f.log.Warn("config watch error", "err", err)
 		case <-timer.C:
+			if !confdWatched {
+				// A conf.d that came with a swapped link, or was
+				// created between a removal and this reload.
+				confdWatched = w.Add(confd) == nil
+			}
 			up, err := config.LoadUpstreams(f.path)
 			u := Update{Source: f.Name(), Upstreams: up, Err: err}
 			if err != nil {
@@ -146,9 +166,41 @@ func (f *File) Run(ctx context.Context, out chan<- Update) error {
 	}
 }
 
-func (f *File) relevant(name, confd string) bool {
+// relevant reports whether ev may change the routing table: an event of
+// the upstreams file, of conf.d or a YAML file in it, or the creation,
+// removal or renaming of the folder entry the upstreams file links
+// through (linkEntry).
+func (f *File) relevant(ev fsnotify.Event, confd string) bool {
+	name := ev.Name
 	if name == f.path || name == confd {
 		return true
 	}
-	return filepath.Dir(name) == confd && (strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
+	if filepath.Dir(name) == confd {
+		return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
+	}
+	return ev.Has(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) && name == f.linkEntry()
+}
+
+// linkEntry returns the entry of the upstreams file's folder that the
+// file, a symbolic link, points through ("..data" for upstreams.yaml ->
+// ..data/upstreams.yaml), or "" when it is not such a link. It is read
+// at each call: only creations, removals and renames in the folder ask.
+func (f *File) linkEntry() string {
+	target, err := os.Readlink(f.path)
+	if err != nil {
+		return ""
+	}
+	dir := filepath.Dir(f.path)
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(dir, target)
+	}
+	rel, err := filepath.Rel(dir, target)
+	if err != nil {
+		return ""
+	}
+	head, rest, ok := strings.Cut(filepath.ToSlash(rel), "/")
+	if !ok || rest == "" || head == ".." || head == "." {
+		return ""
+	}
+	return filepath.Join(dir, head)
 }
