@@ -77,12 +77,12 @@ func TestDNSProviderEnvironment(t *testing.T) {
 	})
 	env := map[string]string{}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	c, err := load(filepath.Join(dir, "main.yaml"), lookup)
+	c, err := load(nil, filepath.Join(dir, "main.yaml"), lookup)
 	if err != nil || c.Main.ACMEDNSProvider != "route53" {
 		t.Fatalf("load() = %+v, %v; want acme_dns_provider route53", c, err)
 	}
 	env[EnvDNSProvider] = "cloudflare"
-	if c, err = load(filepath.Join(dir, "main.yaml"), lookup); err != nil || c.Main.ACMEDNSProvider != "cloudflare" {
+	if c, err = load(nil, filepath.Join(dir, "main.yaml"), lookup); err != nil || c.Main.ACMEDNSProvider != "cloudflare" {
 		t.Errorf("load() with DNS_PROVIDER = %+v, %v; want cloudflare", c, err)
 	}
 }

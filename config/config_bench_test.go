@@ -2,6 +2,9 @@ package config
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -10,13 +13,20 @@ import (
 func benchUpstreams(n int) []byte {
 	var b strings.Builder
 	b.WriteString("provider: file\nclient_headers: [\"X-A: 1\"]\nupstreams:\n")
-	for i := range n {
-		fmt.Fprintf(&b, "  h%d.example.com:\n    rate_limit: 100\n    paths:\n", i)
+	benchHosts(&b, 0, n, "  ", "")
+	return []byte(b.String())
+}
+
+// benchHosts writes hosts from to to-1, indented, of 3 paths each; tag
+// goes into a header value, to make an edited copy.
+func benchHosts(b *strings.Builder, from, to int, indent, tag string) {
+	for i := from; i < to; i++ {
+		fmt.Fprintf(b, "%sh%d.example.com:\n%s  rate_limit: 100\n%s  paths:\n", indent, i, indent, indent)
 		for _, p := range []string{"/", "/api", "/static"} {
-			fmt.Fprintf(&b, "      %q:\n        servers: [\"10.0.%d.1:8080 weight=2\", \"10.0.%d.2:8080\"]\n        server_headers: [\"X-Forwarded-Proto: https\"]\n", p, i%250, i%250)
+			fmt.Fprintf(b, "%s    %q:\n%s      servers: [\"10.0.%d.1:8080 weight=2\", \"10.0.%d.2:8080\"]\n%s      server_headers: [\"X-Forwarded-Proto: https%s\"]\n",
+				indent, p, indent, i%250, i%250, indent, tag)
 		}
 	}
-	return []byte(b.String())
 }
 
 func BenchmarkParseUpstreams(b *testing.B) {
@@ -67,5 +77,112 @@ func BenchmarkSyntaxError(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// benchSpread writes the 10,000 hosts of benchUpstreams as conf.d/NNN.yaml
+// files of 100 hosts each beside an upstreams.yaml with the global keys
+// only, and returns the upstreams file's path and a function that edits
+// one host of one file (each call toggles it).
+func benchSpread(b *testing.B) (string, func()) {
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(dir, "upstreams.yaml")
+	if err := os.WriteFile(path, []byte("provider: file\nclient_headers: [\"X-A: 1\"]\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	file := func(i int, tag string) []byte {
+		var s strings.Builder
+		benchHosts(&s, i*100, i*100+100, "", "")
+		if tag != "" {
+			benchHosts(&s, 10000+i, 10000+i+1, "", tag)
+		}
+		return []byte(s.String())
+	}
+	for i := range 100 {
+		if err := os.WriteFile(filepath.Join(dir, "conf.d", fmt.Sprintf("%03d.yaml", i)), file(i, ""), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	edits := 0
+	edit := func() {
+		edits++
+		if err := os.WriteFile(filepath.Join(dir, "conf.d/042.yaml"), file(42, strconv.Itoa(edits)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return path, edit
+}
+
+// BenchmarkLoadConfD loads a 10,000-host table spread over 100 conf.d
+// files (issue 16): without a cache (every file parsed), through a
+// cache with nothing changed, and through a cache after one file was
+// edited (the file's write is not timed).
+func BenchmarkLoadConfD(b *testing.B) {
+	path, edit := benchSpread(b)
+	b.Run("uncached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := LoadUpstreams(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unchanged", func(b *testing.B) {
+		var c Cache
+		if _, err := c.LoadUpstreams(path); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.LoadUpstreams(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("one file edited", func(b *testing.B) {
+		var c Cache
+		if _, err := c.LoadUpstreams(path); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			edit()
+			b.StartTimer()
+			u, err := c.LoadUpstreams(path)
+			if err != nil || u.Stats.Parsed != 1 {
+				b.Fatalf("LoadUpstreams: %d parsed, %v; want 1 parsed", u.Stats.Parsed, err)
+			}
+		}
+	})
+}
+
+// BenchmarkUpstreamsSum measures the sum of a 10,000-host table (the
+// reload digest and the compile's reuse key).
+func BenchmarkUpstreamsSum(b *testing.B) {
+	u, err := ParseUpstreams("b.yaml", benchUpstreams(10000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		u.Sum()
+	}
+}
+
+// BenchmarkValidate measures Upstreams.Validate on 10,000 hosts.
+func BenchmarkValidate(b *testing.B) {
+	u, err := ParseUpstreams("b.yaml", benchUpstreams(10000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := u.Validate(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -151,6 +151,19 @@
 // is an error naming both. A table without hosts is valid with a
 // "no routes" warning.
 //
+// # Reloads
+//
+// A Cache keeps what each upstreams and conf.d file gave, keyed by the
+// file's name and content: loads through it read every file but parse
+// only those whose bytes changed, so a table spread over many conf.d
+// files costs one file's parse per edit. Each file's hosts are checked
+// on their own when parsed; a load then checks only what spans files
+// (duplicate hosts, send_proxy_protocol per server). Upstreams.Stats
+// says how many files a load read and parsed and the time it took.
+// Host.Sum and Upstreams.Sum hash the routing content of a host and of a
+// table, leaving out where it was written, for skipping unchanged
+// reloads and for compiling only the hosts that changed.
+//
 // Keys of older Aralez releases are read with a warning in
 // Upstreams.Warnings: globals.headers and a top-level headers list (Aralez
 // set them on responses, so they are client headers), path-level headers

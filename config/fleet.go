@@ -57,22 +57,23 @@ var proxyProtocolVersions = []string{"v1", "v2"}
 // its health checks and protocol detection must speak the same way.
 func (e *errs) sendProxyConsistent(u *Upstreams) {
 	type use struct {
-		version, path string
+		version      string
+		host, prefix string // where it was first seen; the YAML path is built on error only
 	}
 	first := make(map[string]use)
+	pathOf := func(host, prefix string) string { return joinPath(joinPath("upstreams", host), "paths."+prefix) }
 	for _, h := range u.Hosts {
 		for _, p := range h.Paths {
-			pp := joinPath(joinPath("upstreams", h.Name), "paths."+p.Prefix)
 			for i, s := range p.Servers {
 				f, ok := first[s.Address]
 				if !ok {
-					first[s.Address] = use{p.SendProxyProtocol, pp}
+					first[s.Address] = use{p.SendProxyProtocol, h.Name, p.Prefix}
 					continue
 				}
 				if f.version != p.SendProxyProtocol {
-					e.add(s.Pos, indexPath(joinPath(pp, "servers"), i),
+					e.add(s.Pos, indexPath(joinPath(pathOf(h.Name, p.Prefix), "servers"), i),
 						"server %q is used with send_proxy_protocol %q here and %q at %s; a backend either expects the PROXY header or not",
-						s.Address, p.SendProxyProtocol, f.version, f.path)
+						s.Address, p.SendProxyProtocol, f.version, pathOf(f.host, f.prefix))
 				}
 			}
 		}

@@ -86,7 +86,7 @@ func TestFleetPasswordFromEnvironment(t *testing.T) {
 	})
 	env := map[string]string{"ARALEZ_TEST_REDIS_PW": "from-env"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	c, err := load(filepath.Join(dir, "main.yaml"), lookup)
+	c, err := load(nil, filepath.Join(dir, "main.yaml"), lookup)
 	if err != nil || c.Main.RateLimitStore.Password != "from-env" {
 		t.Fatalf("load() = %+v, %v; want the password from the environment", c, err)
 	}
@@ -96,7 +96,7 @@ func TestFleetPasswordFromEnvironment(t *testing.T) {
 		t.Error("Clone shares the redis block")
 	}
 	delete(env, "ARALEZ_TEST_REDIS_PW")
-	if _, err := load(filepath.Join(dir, "main.yaml"), lookup); err == nil || !strings.Contains(err.Error(), "redis.password_env: the environment variable ARALEZ_TEST_REDIS_PW named by password_env is not set") {
+	if _, err := load(nil, filepath.Join(dir, "main.yaml"), lookup); err == nil || !strings.Contains(err.Error(), "redis.password_env: the environment variable ARALEZ_TEST_REDIS_PW named by password_env is not set") {
 		t.Errorf("load() without the variable error = %v; want the password_env error", err)
 	}
 }

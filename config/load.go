@@ -24,10 +24,10 @@ const EnvDNSProvider = "DNS_PROVIDER"
 // the error is an ErrorList holding every problem of every file; a bad main.yaml stops before the upstreams are read.
 // Load does no network I/O and is safe to call from several goroutines.
 func Load(mainPath string) (*Config, error) {
-	return load(mainPath, os.LookupEnv)
+	return load(nil, mainPath, os.LookupEnv)
 }
 
-func load(mainPath string, lookupEnv func(string) (string, bool)) (*Config, error) {
+func load(c *Cache, mainPath string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	abs, err := filepath.Abs(mainPath)
 	if err != nil {
 		return nil, ErrorList{{Pos: Pos{File: mainPath}, Msg: "resolving path: " + err.Error()}}
@@ -70,7 +70,7 @@ func load(mainPath string, lookupEnv func(string) (string, bool)) (*Config, erro
 		m.Warnings = append(m.Warnings, mainPath+": config_api_enabled: no master_key (nor "+EnvJWTKey+
 			" environment variable): the config API is read-only; POST /conf and POST /jwt answer 403 until one is set")
 	}
-	u, err := LoadUpstreams(m.UpstreamsConf)
+	u, err := loadUpstreams(c, m.UpstreamsConf)
 	if err != nil {
 		var el ErrorList
 		if errors.As(err, &el) {

@@ -534,7 +534,7 @@ config_api_enabled: true
 	etc := filepath.Join(dir, "etc")
 	env := map[string]string{}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	c, err := load(filepath.Join(etc, "main.yaml"), lookup)
+	c, err := load(nil, filepath.Join(etc, "main.yaml"), lookup)
 	if err != nil {
 		t.Fatalf("load() error: %v", err)
 	}
@@ -563,7 +563,7 @@ config_api_enabled: true
 	}
 
 	env[EnvJWTKey] = "from-env"
-	c, err = load(filepath.Join(etc, "main.yaml"), lookup)
+	c, err = load(nil, filepath.Join(etc, "main.yaml"), lookup)
 	if err != nil || c.Main.MasterKey != "from-env" {
 		t.Errorf("load() with JWT_KEY = %v, %v; want master key from-env", c, err)
 	}

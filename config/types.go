@@ -245,6 +245,10 @@ type Upstreams struct {
 	// Warnings lists non-fatal remarks (empty file, deprecated keys),
 	// each prefixed with file:line:col.
 	Warnings []string
+	// Stats says how the table was read from its files (Load,
+	// LoadUpstreams); zero for a table built otherwise. It is not part
+	// of the routing table.
+	Stats LoadStats
 }
 
 // Policy is the set of per-request settings that can be given globally,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -64,12 +66,19 @@ func ParseUpstreams(name string, data []byte) (*Upstreams, error) {
 // format); global keys are not allowed there. A host defined in two
 // files is an error that names both. The error, if any, is an ErrorList
 // with every problem of every file. It is safe for concurrent use.
+// (*Cache).LoadUpstreams does the same, parsing only the files whose
+// content changed.
 func LoadUpstreams(path string) (*Upstreams, error) {
+	return loadUpstreams(nil, path)
+}
+
+func loadUpstreams(c *Cache, path string) (*Upstreams, error) {
+	start := time.Now()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, ErrorList{{Pos: Pos{File: path}, Msg: "reading upstreams file: " + err.Error()}}
 	}
-	return parseWithConfD(path, data, path)
+	return parseWithConfD(c, start, path, data, path)
 }
 
 // ParseUpstreamsConfD parses data, named name in errors (e.g. "<api>"
@@ -79,36 +88,66 @@ func LoadUpstreams(path string) (*Upstreams, error) {
 // A host defined both in data and in a conf.d file is an error. The
 // error, if any, is an ErrorList. It is safe for concurrent use.
 func ParseUpstreamsConfD(name string, data []byte, path string) (*Upstreams, error) {
-	return parseWithConfD(name, data, path)
+	return parseWithConfD(nil, time.Now(), name, data, path)
 }
 
-func parseWithConfD(name string, data []byte, path string) (*Upstreams, error) {
-	u, all := parseUpstreams(name, data)
-	if u == nil {
-		u = &Upstreams{}
+// parseWithConfD parses the upstreams file's content data, named name,
+// and the conf.d files beside path, through c (nil: no cache), and
+// merges them; start is when reading began, for Stats.
+func parseWithConfD(c *Cache, start time.Time, name string, data []byte, path string) (*Upstreams, error) {
+	var all ErrorList
+	var st LoadStats
+	files := make(map[string]*fileParse)
+	read := func(name string, data []byte, parse func(string, []byte) *fileParse) *fileParse {
+		fp, fresh := c.parse(name, data, parse)
+		files[name] = fp
+		st.Files++
+		if fresh {
+			st.Parsed++
+		}
+		all = append(all, fp.errs...)
+		return fp
 	}
-	u.Files = []string{name}
-	seen := make(map[string]Pos, len(u.Hosts))
-	for _, h := range u.Hosts {
-		seen[h.Name] = h.Pos
-	}
+	top := read(name, data, parseTopFile)
 	dir := filepath.Join(filepath.Dir(path), "conf.d")
-	files, err := confFiles(dir)
+	names, err := confFiles(dir)
 	if err != nil {
 		all = append(all, &FieldError{Pos: Pos{File: dir}, Msg: "reading conf.d: " + err.Error()})
 	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	confd := make([]*fileParse, 0, len(names))
+	var buf []byte // one buffer for every file: most are unchanged, their bytes only compared
+	for _, f := range names {
+		buf, err = readFileInto(f, buf[:0])
 		if err != nil {
 			all = append(all, &FieldError{Pos: Pos{File: f}, Msg: "reading conf.d file: " + err.Error()})
 			continue
 		}
-		u.Files = append(u.Files, f)
-		p := &upParser{walker: newWalker(f), u: &Upstreams{}}
-		p.hostsFile(data)
-		all = append(all, p.errs...)
-		u.Warnings = append(u.Warnings, p.warns...)
-		for _, h := range p.u.Hosts {
+		confd = append(confd, read(f, buf, parseConfDFile))
+	}
+	c.keep(files)
+	merged := time.Now()
+	st.Parse = merged.Sub(start)
+
+	// The table is new; the hosts' content is shared with the cache.
+	u := &Upstreams{}
+	if top.up != nil {
+		*u = *top.up
+	}
+	n := len(u.Hosts)
+	for _, fp := range confd {
+		n += len(fp.hosts)
+	}
+	u.Hosts = append(make([]Host, 0, n), u.Hosts...)
+	u.Files = append(make([]string, 0, 1+len(confd)), name)
+	u.Warnings = append([]string(nil), u.Warnings...)
+	seen := make(map[string]Pos, n)
+	for _, h := range u.Hosts {
+		seen[h.Name] = h.Pos
+	}
+	for i, fp := range confd {
+		u.Files = append(u.Files, names[i])
+		u.Warnings = append(u.Warnings, fp.warns...)
+		for _, h := range fp.hosts {
 			if first, dup := seen[h.Name]; dup {
 				all = append(all, &FieldError{Pos: h.Pos, Path: h.Name, Msg: "host " + strconv.Quote(h.Name) + " is already defined at " + first.String()})
 				continue
@@ -120,7 +159,81 @@ func parseWithConfD(name string, data []byte, path string) (*Upstreams, error) {
 	if len(all) > 0 {
 		return nil, all.err()
 	}
-	return finishUpstreams(u)
+	// Each file's hosts were checked when it was parsed; what is left
+	// are the settings outside hosts and the rules between hosts.
+	if len(u.Hosts) == 0 && (u.Provider == "" || u.Provider == "file") {
+		u.Warnings = append(u.Warnings, name+": no routes: no hosts under upstreams; every request gets 404")
+	}
+	u.ApplyDefaults()
+	var e errs
+	e.globals(u)
+	e.sendProxyConsistent(u)
+	if err := e.l.err(); err != nil {
+		return nil, err
+	}
+	st.Merge = time.Since(merged)
+	u.Stats = st
+	return u, nil
+}
+
+// readFileInto appends the content of the file at path to buf.
+func readFileInto(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		buf = slices.Grow(buf, int(st.Size())+1)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 4096)
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// parseTopFile parses the upstreams file: its table with defaults
+// applied, the hosts checked.
+func parseTopFile(name string, data []byte) *fileParse {
+	u, errs := parseUpstreams(name, data)
+	fp := &fileParse{up: u, errs: errs}
+	if u != nil && len(errs) == 0 {
+		u.ApplyDefaults()
+		fp.errs = checkHosts(u.Hosts)
+	}
+	return fp
+}
+
+// parseConfDFile parses a conf.d file: hosts at the top level, with
+// defaults applied and checked.
+func parseConfDFile(name string, data []byte) *fileParse {
+	p := &upParser{walker: newWalker(name), u: &Upstreams{}}
+	p.hostsFile(data)
+	fp := &fileParse{hosts: p.u.Hosts, warns: p.warns, errs: p.errs}
+	if len(p.errs) == 0 {
+		p.u.ApplyDefaults()
+		fp.errs = checkHosts(p.u.Hosts)
+	}
+	return fp
+}
+
+// checkHosts runs Validate's checks of each host on its own.
+func checkHosts(hosts []Host) ErrorList {
+	var e errs
+	seen := make(map[string]Pos, len(hosts))
+	for i := range hosts {
+		e.host(&hosts[i], seen)
+	}
+	return e.l
 }
 
 // confFiles lists dir/*.yaml in name order; a missing dir is empty.

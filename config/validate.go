@@ -146,6 +146,17 @@ func (m *Main) Validate() error {
 // discovery. The error is an ErrorList.
 func (u *Upstreams) Validate() error {
 	var e errs
+	e.globals(u)
+	seen := make(map[string]Pos, len(u.Hosts))
+	for i := range u.Hosts {
+		e.host(&u.Hosts[i], seen)
+	}
+	e.sendProxyConsistent(u)
+	return e.l.err()
+}
+
+// globals checks the settings of u outside its hosts.
+func (e *errs) globals(u *Upstreams) {
 	if !slices.Contains(providers, u.Provider) {
 		e.add(Pos{}, "provider", "%s", enumMsg("provider", u.Provider, providers...))
 	}
@@ -153,42 +164,6 @@ func (u *Upstreams) Validate() error {
 		e.add(Pos{}, "sticky_sessions", "must be at least 0, got %d", u.StickySessions)
 	}
 	e.policy(&u.Policy, Pos{}, "")
-	seen := make(map[string]Pos)
-	for _, h := range u.Hosts {
-		hp := joinPath("upstreams", h.Name)
-		name, msg := normaliseHost(h.Name)
-		if msg != "" {
-			e.add(h.Pos, hp, "%s", msg)
-		} else if name != h.Name {
-			e.add(h.Pos, hp, "host %q is not in canonical form %q", h.Name, name)
-		}
-		if first, dup := seen[h.Name]; dup {
-			e.add(h.Pos, hp, "host %q defined twice (first at %s)", h.Name, first)
-		}
-		seen[h.Name] = h.Pos
-		e.policy(&h.Policy, h.Pos, hp)
-		type pathKey struct {
-			prefix string
-			match  PathMatch
-		}
-		paths := make(map[pathKey]bool)
-		for _, p := range h.Paths {
-			pp := joinPath(hp, "paths."+p.Prefix)
-			if msg := checkPathPrefix(p.Prefix); msg != "" {
-				e.add(p.Pos, pp, "%s", msg)
-			}
-			if p.Match != MatchPrefix && p.Match != MatchExact {
-				e.add(p.Pos, pp, "unknown path match %q; want %q or %q", p.Match, MatchPrefix, MatchExact)
-			}
-			key := pathKey{p.Prefix, p.Match}
-			if paths[key] {
-				e.add(p.Pos, pp, "path %q defined twice", p.Prefix)
-			}
-			paths[key] = true
-			e.path(&p, pp)
-		}
-	}
-	e.sendProxyConsistent(u)
 	if u.Consul != nil {
 		for i, s := range u.Consul.Services {
 			e.service(s.Proxy, s.Path, s.RealName, s.RedirectTo, &s.Policy, s.Pos, indexPath("consul.services", i))
@@ -199,7 +174,48 @@ func (u *Upstreams) Validate() error {
 			e.service(s.Hostname, s.Path, s.Upstream, s.RedirectTo, &s.Policy, s.Pos, indexPath("kubernetes.services", i))
 		}
 	}
-	return e.l.err()
+}
+
+// host checks one host on its own; seen holds the hosts checked
+// before it, for duplicates.
+func (e *errs) host(h *Host, seen map[string]Pos) {
+	hp := joinPath("upstreams", h.Name)
+	name, msg := normaliseHost(h.Name)
+	if msg != "" {
+		e.add(h.Pos, hp, "%s", msg)
+	} else if name != h.Name {
+		e.add(h.Pos, hp, "host %q is not in canonical form %q", h.Name, name)
+	}
+	if first, dup := seen[h.Name]; dup {
+		e.add(h.Pos, hp, "host %q defined twice (first at %s)", h.Name, first)
+	}
+	seen[h.Name] = h.Pos
+	e.policy(&h.Policy, h.Pos, hp)
+	type pathKey struct {
+		prefix string
+		match  PathMatch
+	}
+	var paths map[pathKey]bool
+	if len(h.Paths) > 1 {
+		paths = make(map[pathKey]bool, len(h.Paths))
+	}
+	for _, p := range h.Paths {
+		pp := joinPath(hp, "paths."+p.Prefix)
+		if msg := checkPathPrefix(p.Prefix); msg != "" {
+			e.add(p.Pos, pp, "%s", msg)
+		}
+		if p.Match != MatchPrefix && p.Match != MatchExact {
+			e.add(p.Pos, pp, "unknown path match %q; want %q or %q", p.Match, MatchPrefix, MatchExact)
+		}
+		key := pathKey{p.Prefix, p.Match}
+		if paths[key] {
+			e.add(p.Pos, pp, "path %q defined twice", p.Prefix)
+		}
+		if paths != nil {
+			paths[key] = true
+		}
+		e.path(&p, pp)
+	}
 }
 
 func (e *errs) path(p *Path, pp string) {
@@ -214,13 +230,14 @@ func (e *errs) path(p *Path, pp string) {
 	if !slices.Contains(loadBalances, p.LoadBalance) {
 		e.add(p.Pos, joinPath(pp, "load_balance"), "%s", enumMsg("load_balance", p.LoadBalance, loadBalances...))
 	}
+	// YAML paths are built only for an error: a reload validates every
+	// host of the table (issue 16).
 	for i, s := range p.Servers {
-		sp := indexPath(joinPath(pp, "servers"), i)
 		if msg := checkHostPort(s.Address, false); msg != "" {
-			e.add(s.Pos, sp, "%s", msg)
+			e.add(s.Pos, indexPath(joinPath(pp, "servers"), i), "%s", msg)
 		}
 		if s.Weight < 1 {
-			e.add(s.Pos, sp, "weight must be at least 1, got %d", s.Weight)
+			e.add(s.Pos, indexPath(joinPath(pp, "servers"), i), "weight must be at least 1, got %d", s.Weight)
 		}
 	}
 	for i, h := range p.AuthResponseHeaders {
@@ -262,10 +279,10 @@ func (e *errs) policy(p *Policy, pos Pos, path string) {
 	if p.X4xxLimit < 0 {
 		e.add(pos, joinPath(path, "x4xx_limit"), "must be a positive integer, got %d", p.X4xxLimit)
 	}
-	e.headers(p.ServerHeaders, pos, joinPath(path, "server_headers"))
-	e.headers(p.ClientHeaders, pos, joinPath(path, "client_headers"))
-	e.prefixes(p.Allow, pos, joinPath(path, "allow"))
-	e.prefixes(p.Deny, pos, joinPath(path, "deny"))
+	e.headers(p.ServerHeaders, pos, path, "server_headers")
+	e.headers(p.ClientHeaders, pos, path, "client_headers")
+	e.prefixes(p.Allow, pos, path, "allow")
+	e.prefixes(p.Deny, pos, path, "deny")
 	for i, b := range p.CacheBypass {
 		if msg := checkCacheBypass(b); msg != "" {
 			e.add(pos, indexPath(joinPath(path, "cache_bypass"), i), "%s", msg)
@@ -278,18 +295,20 @@ func (e *errs) policy(p *Policy, pos Pos, path string) {
 	}
 }
 
-func (e *errs) headers(hs []Header, pos Pos, path string) {
+// headers checks the list under key of path.
+func (e *errs) headers(hs []Header, pos Pos, path, key string) {
 	for i, h := range hs {
 		if msg := checkHeader(h); msg != "" {
-			e.add(pos, indexPath(path, i), "%s", msg)
+			e.add(pos, indexPath(joinPath(path, key), i), "%s", msg)
 		}
 	}
 }
 
-func (e *errs) prefixes(ps []netip.Prefix, pos Pos, path string) {
+// prefixes checks the list under key of path.
+func (e *errs) prefixes(ps []netip.Prefix, pos Pos, path, key string) {
 	for i, pf := range ps {
 		if !pf.IsValid() {
-			e.add(pos, indexPath(path, i), "invalid CIDR")
+			e.add(pos, indexPath(joinPath(path, key), i), "invalid CIDR")
 		}
 	}
 }
