@@ -37,6 +37,15 @@ func Compile(cfg *config.Config, reg *Registry) (*Snapshot, error) {
 	return pipeline.Compile(cfg, reg)
 }
 
+// Recompile is Compile that takes from prev, a snapshot compiled with
+// the same reg (the one serving), the routes of the hosts whose content
+// and inherited settings did not change (see pipeline.Recompile): a
+// reload compiles only what it changed. prev is not modified; nil
+// compiles every host.
+func Recompile(prev *Snapshot, cfg *config.Config, reg *Registry) (*Snapshot, error) {
+	return pipeline.Recompile(prev, cfg, reg)
+}
+
 // Options configures an Engine. Zero fields take the defaults noted.
 type Options struct {
 	// Logger receives request-path errors (upstream failures) at debug

@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"net"
 	"net/textproto"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -82,9 +84,38 @@ type Snapshot struct {
 	Generation uint64
 	// Digest identifies the config bytes this snapshot was built from.
 	Digest string
+	// Sum is the config.Upstreams.Sum of the table compiled, set by
+	// Compile and Recompile (which hash every host anyway).
+	Sum config.Sum
 
 	backends map[*balancer.Backend]Upstream
 	checked  []balancer.Target
+
+	reuse *reuseIndex // what a later Recompile may take from this snapshot
+}
+
+// reuseIndex records what a snapshot was compiled from, so that
+// Recompile can take the routes of the hosts that did not change.
+type reuseIndex struct {
+	res     Resolver
+	main    config.Main
+	globals config.Sum
+	hosts   map[config.Sum]*compiledHost // by config.Host.Sum
+}
+
+// compiledHost is one host's compiled routes, in config order, with
+// their backends and health check targets. Its slices are never
+// changed once built.
+type compiledHost struct {
+	routes   []*Route
+	backends []hostBackend
+	checked  []balancer.Target
+}
+
+// hostBackend is a backend of a host's routes and its connection pools.
+type hostBackend struct {
+	b *balancer.Backend
+	u Upstream
 }
 
 type vhost struct {
@@ -179,33 +210,76 @@ func RouteKey(host, prefix string) uint64 {
 // reloads. It starts no goroutines and binds no sockets; on error nothing
 // is changed and the returned error names the host and path.
 func Compile(cfg *config.Config, res Resolver) (*Snapshot, error) {
+	return Recompile(nil, cfg, res)
+}
+
+// Recompile is Compile that takes from prev, a snapshot compiled before
+// with the same res, the routes of every host whose content
+// (config.Host.Sum) is unchanged, when nothing they inherit changed
+// either: the same main config and the same settings outside the hosts
+// (config.Upstreams.GlobalSum). A reload that edits one host of 10,000
+// thus compiles one host (issue 16). Taken routes are shallow copies
+// that share their balancer pool and compiled policy with prev's, so
+// round-robin positions carry over; prev itself is not changed and may
+// keep serving. A nil prev compiles every host.
+func Recompile(prev *Snapshot, cfg *config.Config, res Resolver) (*Snapshot, error) {
 	up := &cfg.Upstreams
+	global := up.GlobalSum()
+	var old map[config.Sum]*compiledHost
+	if p := prev.reusable(); p != nil && p.res == res && p.globals == global && reflect.DeepEqual(p.main, cfg.Main) {
+		old = p.hosts
+	}
+	// Every host's sum first, to know what is taken: the values that
+	// hold the taken routes are then allocated once for all of them.
+	sums := make([]config.Sum, len(up.Hosts))
+	taken := make([]*compiledHost, len(up.Hosts))
+	takenHosts, takenRoutes, checked := 0, 0, 0
+	for i := range up.Hosts {
+		sums[i] = up.Hosts[i].Sum()
+		if ch := old[sums[i]]; ch != nil {
+			taken[i] = ch
+			takenHosts++
+			takenRoutes += len(ch.routes)
+			checked += len(ch.checked)
+		}
+	}
 	s := &Snapshot{
 		exact:    make(map[string]*vhost, len(up.Hosts)),
 		wildcard: make(map[string]*vhost),
 		backends: make(map[*balancer.Backend]Upstream),
+		Routes:   make([]*Route, 0, takenRoutes+len(up.Hosts)-takenHosts),
+		checked:  make([]balancer.Target, 0, checked+len(up.Hosts)-takenHosts),
+		Sum:      config.SumOf(global, sums),
+		reuse: &reuseIndex{
+			res: res, main: cfg.Main, globals: global,
+			hosts: make(map[config.Sum]*compiledHost, len(up.Hosts)),
+		},
 	}
-	for hi := range up.Hosts {
-		h := &up.Hosts[hi]
-		vh := &vhost{name: h.Name}
-		for pi := range h.Paths {
-			p := &h.Paths[pi]
-			r, err := s.compileRoute(cfg, res, h, p)
-			if err != nil {
-				return nil, fmt.Errorf("compiling route %q %q: %w", h.Name, p.Prefix, err)
+	slab := takeSlab{
+		routes: make([]Route, takenRoutes),
+		ptrs:   make([]*Route, 0, 2*takenRoutes),
+		hosts:  make([]compiledHost, takenHosts),
+	}
+	vhosts := make([]vhost, len(up.Hosts))
+	for i := range up.Hosts {
+		h := &up.Hosts[i]
+		var ch *compiledHost
+		if taken[i] != nil {
+			ch = s.takeHost(taken[i], &slab)
+		} else {
+			var err error
+			if ch, err = s.compileHost(cfg, res, h); err != nil {
+				return nil, err
 			}
-			if r.Exact {
-				if vh.exact == nil {
-					vh.exact = make(map[string]*Route)
-				}
-				vh.exact[r.Prefix] = r
-				continue
-			}
-			vh.routes = append(vh.routes, r)
 		}
-		sort.SliceStable(vh.routes, func(i, j int) bool {
-			return len(vh.routes[i].prefix) > len(vh.routes[j].prefix)
-		})
+		s.reuse.hosts[sums[i]] = ch
+		vh := &vhosts[i]
+		vh.name = h.Name
+		var buf []*Route
+		if taken[i] != nil {
+			buf = slab.take(len(ch.routes))
+		}
+		vh.setRoutes(ch.routes, buf)
 		switch {
 		case h.Name == defaultHost:
 			s.def = vh
@@ -216,6 +290,96 @@ func Compile(cfg *config.Config, res Resolver) (*Snapshot, error) {
 		}
 	}
 	return s, nil
+}
+
+// reusable returns what Recompile may take from s, or nil.
+func (s *Snapshot) reusable() *reuseIndex {
+	if s == nil {
+		return nil
+	}
+	return s.reuse
+}
+
+// takeSlab holds the values a Recompile fills for the routes it takes,
+// allocated at once.
+type takeSlab struct {
+	routes []Route
+	ptrs   []*Route
+	hosts  []compiledHost
+}
+
+// take returns an empty slice of capacity n from the slab, or nil when
+// it is used up: it holds two slices (the compiledHost's and the
+// vhost's) per taken route.
+func (sl *takeSlab) take(n int) []*Route {
+	if cap(sl.ptrs)-len(sl.ptrs) < n {
+		return nil
+	}
+	p := sl.ptrs[len(sl.ptrs) : len(sl.ptrs) : len(sl.ptrs)+n]
+	sl.ptrs = sl.ptrs[:len(sl.ptrs)+n]
+	return p
+}
+
+// compileHost compiles the routes of h.
+func (s *Snapshot) compileHost(cfg *config.Config, res Resolver, h *config.Host) (*compiledHost, error) {
+	ch := &compiledHost{routes: make([]*Route, 0, len(h.Paths))}
+	checked := len(s.checked)
+	for pi := range h.Paths {
+		p := &h.Paths[pi]
+		r, err := s.compileRoute(cfg, res, h, p)
+		if err != nil {
+			return nil, fmt.Errorf("compiling route %q %q: %w", h.Name, p.Prefix, err)
+		}
+		ch.routes = append(ch.routes, r)
+		for b, u := range r.upstreams {
+			if !slices.ContainsFunc(ch.backends, func(x hostBackend) bool { return x.b == b }) {
+				ch.backends = append(ch.backends, hostBackend{b, u})
+			}
+		}
+	}
+	// A copy: a slice of s.checked would keep all of it alive for as
+	// long as later snapshots take this host.
+	ch.checked = slices.Clone(s.checked[checked:])
+	return ch, nil
+}
+
+// takeHost adds copies of a host's routes compiled for an earlier
+// snapshot, with this snapshot's IDs, and their backends and health
+// check targets.
+func (s *Snapshot) takeHost(prev *compiledHost, sl *takeSlab) *compiledHost {
+	ch := &sl.hosts[0]
+	sl.hosts = sl.hosts[1:]
+	*ch = compiledHost{routes: sl.take(len(prev.routes)), backends: prev.backends, checked: prev.checked}
+	for _, pr := range prev.routes {
+		r := &sl.routes[0]
+		sl.routes = sl.routes[1:]
+		*r = *pr
+		r.ID = uint32(len(s.Routes))
+		s.Routes = append(s.Routes, r)
+		ch.routes = append(ch.routes, r)
+	}
+	for _, hb := range prev.backends {
+		s.backends[hb.b] = hb.u
+	}
+	s.checked = append(s.checked, prev.checked...)
+	return ch
+}
+
+// setRoutes sets vh's routes: exact routes by path, prefix routes
+// longest first, in buf when it has room.
+func (vh *vhost) setRoutes(routes []*Route, buf []*Route) {
+	vh.routes = buf
+	for _, r := range routes {
+		if r.Exact {
+			if vh.exact == nil {
+				vh.exact = make(map[string]*Route)
+			}
+			vh.exact[r.Prefix] = r
+			continue
+		}
+		vh.routes = append(vh.routes, r)
+	}
+	slices.SortStableFunc(vh.routes, func(a, b *Route) int { return len(b.prefix) - len(a.prefix) })
 }
 
 func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host, p *config.Path) (*Route, error) {
