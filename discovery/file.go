@@ -63,7 +63,8 @@ type Source interface {
 const DefaultDebounce = 150 * time.Millisecond
 
 // File watches an upstreams file and the conf.d folder beside it and
-// emits a reloaded config.Upstreams after every change. It watches the
+// emits a reloaded config.Upstreams after every change, parsing only the
+// files whose content changed (config.Cache). It watches the
 // folders, not the files, so that editors that save by rename work, and
 // filters events to the upstreams file and conf.d/*.yaml (logs or
 // certificates in the same folder cause no reload). A conf.d folder
@@ -79,6 +80,7 @@ type File struct {
 	path     string
 	debounce time.Duration
 	log      *slog.Logger
+	cache    *config.Cache
 }
 
 // NewFile returns a File source for the upstreams file at path. debounce
@@ -94,8 +96,15 @@ func NewFile(path string, debounce time.Duration, log *slog.Logger) *File {
 	if err == nil {
 		path = abs
 	}
-	return &File{path: path, debounce: debounce, log: log}
+	return &File{path: path, debounce: debounce, log: log, cache: new(config.Cache)}
 }
+
+// SetCache makes the File's loads go through c, a parse cache shared
+// with the other loads of the same files (the SIGHUP reload), so that a
+// file is parsed once per change whichever trigger reads it. Call it
+// before Run. By default a File has a cache of its own; nil parses
+// every file on every load.
+func (f *File) SetCache(c *config.Cache) { f.cache = c }
 
 // Name returns "file".
 func (f *File) Name() string { return "file" }
@@ -152,7 +161,7 @@ func (f *File) Run(ctx context.Context, out chan<- Update) error {
 				// created between a removal and this reload.
 				confdWatched = w.Add(confd) == nil
 			}
-			up, err := config.LoadUpstreams(f.path)
+			up, err := f.cache.LoadUpstreams(f.path)
 			u := Update{Source: f.Name(), Upstreams: up, Err: err}
 			if err != nil {
 				u.Upstreams = nil

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,25 +26,7 @@ func TestTLSOnlyBackendHealthChecked(t *testing.T) {
 			"health_check_interval: 200ms\nupstream_timeout: 2s\ndrain_timeout: 1s\n", addr))
 	writeFile(t, filepath.Join(dir, "upstreams.yaml"), upstreamsYAML(be.Addr, ""))
 
-	var stderr bytes.Buffer
-	var stderrMu sync.Mutex
-	done := make(chan int, 1)
-	go func() {
-		done <- run([]string{"-c", filepath.Join(dir, "main.yaml")}, io.Discard, lockedWriter{&stderr, &stderrMu})
-	}()
-	defer func() {
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("no exit after SIGTERM")
-		}
-	}()
-	logs := func() string {
-		stderrMu.Lock()
-		defer stderrMu.Unlock()
-		return stderr.String()
-	}
+	logs := runInProcess(t, filepath.Join(dir, "main.yaml"))
 	url := "http://" + addr + "/"
 	if !waitFor(10*time.Second, func() bool {
 		got, err := body(url)

@@ -43,7 +43,8 @@ func runProcess(args []string, stdout, stderr io.Writer, standalone bool) int {
 	if code >= 0 {
 		return code
 	}
-	cfg, err := config.Load(o.conf)
+	parsed := new(config.Cache) // later reloads parse only what changed
+	cfg, err := parsed.Load(o.conf)
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
@@ -101,7 +102,7 @@ func runProcess(args []string, stdout, stderr io.Writer, standalone bool) int {
 	defer signal.Stop(usr1)
 	go reopenLogs(ctx, usr1, sink, log)
 
-	srv, err := newProcServer(cfg, o.conf, log, sink.access(stdout), proc)
+	srv, err := newProcServer(cfg, o.conf, log, sink.access(stdout), proc, parsed)
 	if err != nil {
 		return fatal("start failed", err)
 	}

@@ -47,6 +47,10 @@ type server struct {
 	digest    string
 	gen       uint64
 
+	// parsed keeps the parse results of the upstreams files, shared by
+	// SIGHUP and the file watcher: a reload parses only what changed.
+	parsed *config.Cache
+
 	reg     *proxy.Registry
 	engine  *proxy.Engine
 	health  *health.HealthChecker
@@ -83,15 +87,19 @@ type server struct {
 }
 
 func newServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer) (*server, error) {
-	return newProcServer(cfg, mainPath, log, accessOut, nil)
+	return newProcServer(cfg, mainPath, log, accessOut, nil, nil)
 }
 
 // newProcServer is newServer for the standalone binary: listeners come
 // from proc (inherited over an upgrade) and proc writes the pid file
-// once the server is ready.
-func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer, proc *process) (*server, error) {
+// once the server is ready. parsed is the parse cache cfg was loaded
+// through (nil: a new one).
+func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, accessOut io.Writer, proc *process, parsed *config.Cache) (*server, error) {
 	m := &cfg.Main
-	s := &server{log: log, mainPath: mainPath, cfg: cfg, metrics: metrics.New(), push: discovery.NewPush(), proc: proc}
+	if parsed == nil {
+		parsed = new(config.Cache)
+	}
+	s := &server{log: log, mainPath: mainPath, cfg: cfg, parsed: parsed, metrics: metrics.New(), push: discovery.NewPush(), proc: proc}
 	var err error
 	if s.access, err = accesslog.New(accessOut, accesslog.Options{Mode: m.AccessLog, JSON: m.LogStructured != ""}); err != nil {
 		return nil, fmt.Errorf("access_log: %w", err)
@@ -265,24 +273,34 @@ func (s *server) setBase(up *config.Upstreams, reason string) error {
 // apply compiles cfg and swaps it in. On error nothing changes. A table
 // whose content digest (discovery.Digest) equals the running one is
 // skipped: an editor touching the file, or the watcher seeing a file the
-// config API has just saved and applied.
+// config API has just saved and applied. The compile comes first: it
+// hashes every host to take the routes of unchanged ones from the
+// running snapshot, and the digest is the table's sum of those hashes
+// (proxy.Recompile; issue 16), so an unchanged table costs no more than
+// hashing it.
+//
+// The "config applied" line gives the time of each stage: parse and
+// merge (config.LoadStats; zero for tables not read from files),
+// compile (with the digest) and swap (the swap and what follows it:
+// health targets, metrics, ACME names).
 func (s *server) apply(cfg *config.Config, reason string) error {
 	start := time.Now()
-	digest := discovery.Digest(&cfg.Upstreams)
-	if s.gen != 0 && digest == s.digest {
-		s.log.Info("config unchanged; reload skipped", "reason", reason, "digest", digest)
-		return nil
-	}
 	if fromFile(reason) && len(cfg.Upstreams.Hosts) == 0 && len(s.cfg.Upstreams.Hosts) > 0 {
 		s.metrics.Reload(false)
 		return errEmptyReload
 	}
-	locked := keylessJWTRoutes(cfg)
-	snap, err := proxy.Compile(cfg, s.reg)
+	snap, err := proxy.Recompile(s.engine.Snapshot(), cfg, s.reg)
 	if err != nil {
 		s.metrics.Reload(false)
 		return err
 	}
+	compiled := time.Now()
+	digest := discovery.DigestSum(snap.Sum)
+	if s.gen != 0 && digest == s.digest {
+		s.log.Info("config unchanged; reload skipped", "reason", reason, "digest", digest)
+		return nil
+	}
+	locked := keylessJWTRoutes(cfg)
 	s.gen++
 	snap.Generation, snap.Digest = s.gen, digest
 	up := cfg.Upstreams
@@ -316,8 +334,13 @@ func (s *server) apply(cfg *config.Config, reason string) error {
 			s.log.Warn(keylessJWTWarning(locked))
 		}
 	}
+	st := cfg.Upstreams.Stats
 	s.log.Info("config applied", "reason", reason, "generation", s.gen, "digest", digest,
-		"duration_seconds", time.Since(start).Seconds(), "hosts", len(cfg.Upstreams.Hosts), "routes", len(snap.Routes))
+		"duration_seconds", (st.Parse + st.Merge + time.Since(start)).Seconds(),
+		"parse_seconds", st.Parse.Seconds(), "merge_seconds", st.Merge.Seconds(),
+		"compile_seconds", compiled.Sub(start).Seconds(), "swap_seconds", time.Since(compiled).Seconds(),
+		"files", st.Files, "files_parsed", st.Parsed,
+		"hosts", len(cfg.Upstreams.Hosts), "routes", len(snap.Routes))
 	return nil
 }
 
@@ -384,6 +407,7 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 		}()
 	}
 	src := discovery.NewFile(m.UpstreamsConf, 0, s.log)
+	src.SetCache(s.parsed)
 	go func() {
 		if err := src.Run(hctx, updates); err != nil {
 			s.log.Warn("config file watch unavailable; SIGHUP still reloads", "err", err)
@@ -450,9 +474,7 @@ func (s *server) onUpdate(u discovery.Update) {
 		s.metrics.Reload(false)
 		s.log.Error("config rejected; old config keeps serving", "source", u.Source, "errors", err.Error())
 	} else {
-		cfg := s.cfg.Clone()
-		cfg.Upstreams = *u.Upstreams
-		if err = s.apply(cfg, u.Source); err != nil {
+		if err = s.apply(withTable(s.cfg, u.Upstreams), u.Source); err != nil {
 			s.log.Error("config rejected; old config keeps serving", "source", u.Source, "err", err)
 		} else if u.Source == "api" {
 			s.log.Info("pushed config applied; it holds until the next file change or SIGHUP (last writer wins)")
@@ -481,7 +503,7 @@ func (s *server) setCertificates(u discovery.Update) {
 // onHUP re-reads main.yaml and the upstreams; keys that need a restart
 // are logged as pending.
 func (s *server) onHUP() {
-	cfg, err := config.Load(s.mainPath)
+	cfg, err := s.parsed.Load(s.mainPath)
 	if err != nil {
 		s.log.Error("SIGHUP: config rejected; old config keeps serving", "errors", err.Error())
 		return
@@ -494,7 +516,7 @@ func (s *server) onHUP() {
 	if cfg.Main.UpstreamsConf != old.UpstreamsConf {
 		// upstreams_conf itself waits for a restart: keep reading the
 		// file that is watched now.
-		if up, err = config.LoadUpstreams(old.UpstreamsConf); err != nil {
+		if up, err = s.parsed.LoadUpstreams(old.UpstreamsConf); err != nil {
 			s.log.Error("SIGHUP: config rejected; old config keeps serving", "errors", err.Error())
 			return
 		}
@@ -506,12 +528,20 @@ func (s *server) onHUP() {
 		return
 	}
 	// Keep the running process settings; take the new routing table.
-	next := s.cfg.Clone()
-	next.Upstreams = *up
-	if err := s.apply(next, "sighup"); err != nil {
+	if err := s.apply(withTable(s.cfg, up), "sighup"); err != nil {
 		s.metrics.Reload(false)
 		s.log.Error("SIGHUP: config rejected; old config keeps serving", "err", err)
 	}
+}
+
+// withTable returns a copy of cfg's process settings with the routing
+// table up. Only Main is cloned: a deep copy of the old table, thrown
+// away at once, would cost more than the rest of a one-host reload of a
+// large table (issue 16).
+func withTable(cfg *config.Config, up *config.Upstreams) *config.Config {
+	next := (&config.Config{Main: cfg.Main, MainPath: cfg.MainPath}).Clone()
+	next.Upstreams = *up
+	return next
 }
 
 // restartKeys names the main.yaml keys whose value changed: SIGHUP
