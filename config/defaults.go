@@ -2,6 +2,15 @@ package config
 
 import "time"
 
+// maxKeepaliveSeconds and maxKeepaliveCount are the largest
+// tcp_keepalive_idle / tcp_keepalive_interval and tcp_keepalive_count
+// Linux accepts (TCP_KEEPIDLE and TCP_KEEPINTVL, TCP_KEEPCNT); a larger
+// value fails setsockopt on every accepted socket.
+const (
+	maxKeepaliveSeconds = 32767
+	maxKeepaliveCount   = 127
+)
+
 // Defaults of main.yaml keys. ApplyDefaults sets a field to its default
 // when the key is absent (the field is zero).
 const (

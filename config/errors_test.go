@@ -172,6 +172,9 @@ func TestParseErrors(t *testing.T) {
 			msg: `is the address of proxy_address_http "0.0.0.0:6193" (the default)`},
 		{main: true, name: "listener under a wildcard", src: "proxy_address_http: \":8080\"\nfile_server_folder: /srv\nfile_server_address: \"[::1]:8080\"\n", pos: "3:22",
 			msg: `file_server_address "[::1]:8080" is the address of proxy_address_http ":8080"`},
+		{main: true, name: "keep-alive probes over the kernel's", src: "tcp_keepalive_count: 128\n", pos: "1:22", msg: "must be at most 127, got 128"},
+		{main: true, name: "keep-alive idle over the kernel's", src: "tcp_keepalive_idle: 32768\n", pos: "1:21", msg: "must be at most 32767, got 32768"},
+		{main: true, name: "keep-alive interval over the kernel's", src: "tcp_keepalive_interval: 40000\n", pos: "1:25", msg: "must be at most 32767"},
 		{main: true, name: "grace period zero", src: "grace_period_seconds: 0\n", pos: "1:23", msg: "positive integer"},
 	}
 	for _, tt := range tests {

@@ -87,12 +87,15 @@ func buildMainKeys() map[string]mainHandler {
 			*f(p.m) = s
 		}
 	}
-	integer := func(f func(*Main) *int, lo int64) mainHandler {
+	bounded := func(f func(*Main) *int, lo, hi int64) mainHandler {
 		return func(p *mainParser, e entry) {
-			if n, ok := p.integer(e.val, e.path, lo, math.MaxInt32); ok {
+			if n, ok := p.integer(e.val, e.path, lo, hi); ok {
 				*f(p.m) = int(n)
 			}
 		}
+	}
+	integer := func(f func(*Main) *int, lo int64) mainHandler {
+		return bounded(f, lo, math.MaxInt32)
 	}
 	boolean := func(f func(*Main) *bool) mainHandler {
 		return func(p *mainParser, e entry) {
@@ -159,9 +162,9 @@ func buildMainKeys() map[string]mainHandler {
 		}, accessLogs),
 		"hc_method":              enum(func(m *Main) *string { return &m.HCMethod }, "hc_method", same, hcMethods),
 		"hc_interval":            integer(func(m *Main) *int { return &m.HCInterval }, 1),
-		"tcp_keepalive_idle":     integer(func(m *Main) *int { return &m.TCPKeepaliveIdle }, 0),
-		"tcp_keepalive_interval": integer(func(m *Main) *int { return &m.TCPKeepaliveInterval }, 0),
-		"tcp_keepalive_count":    integer(func(m *Main) *int { return &m.TCPKeepaliveCount }, 0),
+		"tcp_keepalive_idle":     bounded(func(m *Main) *int { return &m.TCPKeepaliveIdle }, 0, maxKeepaliveSeconds),
+		"tcp_keepalive_interval": bounded(func(m *Main) *int { return &m.TCPKeepaliveInterval }, 0, maxKeepaliveSeconds),
+		"tcp_keepalive_count":    bounded(func(m *Main) *int { return &m.TCPKeepaliveCount }, 0, maxKeepaliveCount),
 		"log_structured":         (*mainParser).logStructured,
 		"log_structired":         (*mainParser).logStructured, // the spelling of Aralez 0.92.x
 		"acme_dns_provider":      str(func(m *Main) *string { return &m.ACMEDNSProvider }),

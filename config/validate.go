@@ -71,6 +71,18 @@ func (m *Main) Validate() error {
 			e.add(pos, kv.key, "must be at least 0, got %d", kv.v)
 		}
 	}
+	for _, kv := range []struct {
+		key    string
+		v, max int
+	}{
+		{"tcp_keepalive_idle", m.TCPKeepaliveIdle, maxKeepaliveSeconds},
+		{"tcp_keepalive_interval", m.TCPKeepaliveInterval, maxKeepaliveSeconds},
+		{"tcp_keepalive_count", m.TCPKeepaliveCount, maxKeepaliveCount},
+	} {
+		if kv.v > kv.max {
+			e.add(pos, kv.key, "must be at most %d, got %d", kv.max, kv.v)
+		}
+	}
 	if m.Threads < 0 {
 		e.add(pos, "threads", "must be at least 0, got %d", m.Threads)
 	}
