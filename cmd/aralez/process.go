@@ -382,7 +382,9 @@ func keepAliveConfig(m *config.Main) net.KeepAliveConfig {
 // keepAliveListener applies a keep-alive config to each accepted
 // connection. It wraps listeners inherited over an upgrade: those come
 // from net.FileListener, which knows no ListenConfig, so the config is
-// set per connection instead.
+// set per connection instead. As with a ListenConfig, a setting the
+// kernel refuses leaves the connection's keep-alive as it was: an error
+// from Accept would stop the server that calls it.
 type keepAliveListener struct {
 	*net.TCPListener
 	cfg net.KeepAliveConfig
@@ -393,10 +395,7 @@ func (l keepAliveListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.SetKeepAliveConfig(l.cfg); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("setting TCP keep-alive on %s: %w", c.RemoteAddr(), err)
-	}
+	_ = c.SetKeepAliveConfig(l.cfg)
 	return c, nil
 }
 

@@ -337,6 +337,31 @@ func TestKeepAliveInherited(t *testing.T) {
 	}
 }
 
+// TestKeepAliveRefusedKeepsServing: a keep-alive setting the kernel
+// refuses for an accepted socket (a count over TCP_KEEPCNT's 127, say)
+// leaves that socket's keep-alive as it is, as a fresh listener's
+// ListenConfig does, instead of failing Accept: a failing Accept stopped
+// the whole process right after a binary upgrade.
+func TestKeepAliveRefusedKeepsServing(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := withKeepAlive(inner, net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Count: 100000})
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("Accept with a refused keep-alive count = %v; want the connection", err)
+	}
+	sc.Close()
+}
+
 // needNobody skips a test on systems without the Debian accounts
 // nobody (65534) and nogroup (65534) the privilege tests use.
 func needNobody(t *testing.T) {
