@@ -77,11 +77,12 @@ func runProcess(args []string, stdout, stderr io.Writer, standalone bool) int {
 		return 1
 	}
 	defer sink.close()
-	// fatal logs an error that ends the process; with log_level off it
-	// still reaches stderr.
+	// fatal logs an error that ends the process; with log_level off, or
+	// a log_file the person or daemon parent starting it does not watch,
+	// it also reaches stderr.
 	fatal := func(msg string, err error) int {
 		log.Error(msg, "err", err)
-		if cfg.Main.LogLevel == "off" {
+		if cfg.Main.LogLevel == "off" || cfg.Main.LogFile != "" {
 			fmt.Fprintf(stderr, "aralez: %s: %v\n", msg, err)
 		}
 		return 1

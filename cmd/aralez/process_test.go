@@ -575,6 +575,15 @@ func TestDaemonStartFailure(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// With log_file, as README advises for a daemon, the reason is
+	// printed too, not only written to the file.
+	writeFile(t, filepath.Join(dir, "main.yaml"), fmt.Sprintf(
+		"proxy_address_http: %q\nupstreams_conf: upstreams.yaml\ndaemon: true\nlog_file: %q\n",
+		busy.Addr().String(), filepath.Join(dir, "aralez.log")))
+	out, err = exec.CommandContext(ctx, bin, "-c", filepath.Join(dir, "main.yaml")).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("aralez -c (daemon with log_file, busy port) = %v; want exit 1 and the reason; output:\n%s", err, out)
+	}
 }
 
 // startBinary starts the binary on dir/main.yaml in the foreground, with
