@@ -73,43 +73,65 @@ func newIdleClosingBackend(t *testing.T, idle time.Duration, tlsOn bool) *idleCl
 func TestStaleKeepAlivePOST(t *testing.T) {
 	t.Parallel()
 	const posts = 3
+	type run struct {
+		name string
+		fe   frontEnd
+		be   *idleClosingBackend
+		f    *fronts
+	}
+	var runs []run
 	// HTTP/1.1 goes out through the fasthttp pools, h2c through the
 	// net/http transport: the two ways idle connections are kept.
 	for _, fe := range frontEnds[:2] {
 		for _, tlsOn := range []bool{false, true} {
-			name := fe.name + "/cleartext"
+			r := run{name: fe.name + " to cleartext", fe: fe}
 			if tlsOn {
-				name = fe.name + "/tls"
+				r.name = fe.name + " to TLS"
 			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				// Idle long enough to be checked (idleCheckAfter).
-				be := newIdleClosingBackend(t, idleCheckAfter+50*time.Millisecond, tlsOn)
-				cfg := &config.Config{}
-				cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", be.addr)}
-				f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
-				if tlsOn {
-					f.reg.Backends().Get(be.addr).SetProto(balancer.ProtoTLS | balancer.ProtoHTTP1)
-				}
-				for i := range posts {
-					closed := be.closed.Load()
-					body := "n=" + strconv.Itoa(i)
-					resp, got := doReq(t, fe.client, http.MethodPost, fe.base(f), "/form", nil, strings.NewReader(body))
-					if resp.StatusCode != 200 || got != "got "+body {
-						t.Fatalf("POST %d = %d %q; want 200 %q", i, resp.StatusCode, got, "got "+body)
-					}
-					// The backend closes the idle pooled connection
-					// before the next POST goes out.
-					waitFor(t, 5*time.Second, "the backend to close the idle connection", func() bool {
-						return be.closed.Load() > closed
-					})
-				}
-				if n := be.posts.Load(); n != posts {
-					t.Errorf("backend answered %d POSTs; want %d (each exactly once)", n, posts)
-				}
-			})
+			// Idle long enough to be checked (idleCheckAfter).
+			r.be = newIdleClosingBackend(t, idleCheckAfter+50*time.Millisecond, tlsOn)
+			cfg := &config.Config{}
+			cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", r.be.addr)}
+			r.f = startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+			if tlsOn {
+				r.f.reg.Backends().Get(r.be.addr).SetProto(balancer.ProtoTLS | balancer.ProtoHTTP1)
+			}
+			runs = append(runs, r)
 		}
 	}
+	// The runs wait on the backends' idle timers: side by side.
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Go(func() {
+			for i := range posts {
+				closed := r.be.closed.Load()
+				body := "n=" + strconv.Itoa(i)
+				resp, err := r.fe.client.Post(r.fe.base(r.f)+"/form", "text/plain", strings.NewReader(body))
+				if err != nil {
+					t.Errorf("%s: POST %d: %v", r.name, i, err)
+					return
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(got) != "got "+body {
+					t.Errorf("%s: POST %d = %d %q; want 200 %q", r.name, i, resp.StatusCode, got, "got "+body)
+					return
+				}
+				// The backend closes the idle pooled connection before
+				// the next POST goes out.
+				for deadline := time.Now().Add(5 * time.Second); r.be.closed.Load() == closed; time.Sleep(2 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Errorf("%s: the backend did not close the idle connection within 5 s", r.name)
+						return
+					}
+				}
+			}
+			if n := r.be.posts.Load(); n != posts {
+				t.Errorf("%s: backend answered %d POSTs; want %d (each exactly once)", r.name, n, posts)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // tcpPair returns both ends of a loopback TCP connection.
