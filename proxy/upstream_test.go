@@ -321,8 +321,9 @@ func (r *restartable) stop(graceful bool) {
 // again, to the other backend (RFC 9110 §9.2.2; issue 11: 13 of 1.18 M
 // requests got 502 err=EOF in 60 s of wrk against nginx backends, and
 // every PUT with a body was sent as a stream that cannot be sent twice).
+//
+// It is not parallel: its load would starve the package's timing tests.
 func TestBackendRestartsUnderLoad(t *testing.T) {
-	t.Parallel()
 	a, b := newRestartable(t, "a"), newRestartable(t, "b")
 	cfg := &config.Config{}
 	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", a.addr, b.addr)}
