@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -86,8 +87,14 @@ func preflight(cfg *config.Config) (errs, warns []string) {
 		}
 	}
 	if m.ConfigTLSAddress != "" {
+		n := len(errs)
 		readable("config_tls_certificate", m.ConfigTLSCertificate, false)
 		readable("config_tls_key_file", m.ConfigTLSKeyFile, false)
+		if len(errs) == n {
+			if err := configTLSPair(m); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
 	}
 	readable("ca_file", m.TLSCAFile, false)
 	readable("file_server_folder", m.FileServerFolder, true)
@@ -123,6 +130,19 @@ func preflight(cfg *config.Config) (errs, warns []string) {
 		}
 	}
 	return errs, warns
+}
+
+// configTLSPair loads the config API's certificate and key as its TLS
+// listener will, so that a start (and aralez -t) refuses a broken pair
+// before any listener serves rather than stopping afterwards.
+func configTLSPair(m *config.Main) error {
+	if m.ConfigTLSAddress == "" {
+		return nil
+	}
+	if _, err := tls.LoadX509KeyPair(m.ConfigTLSCertificate, m.ConfigTLSKeyFile); err != nil {
+		return fmt.Errorf("config_tls_certificate %s and config_tls_key_file %s: %w", m.ConfigTLSCertificate, m.ConfigTLSKeyFile, err)
+	}
+	return nil
 }
 
 // certDir is the TLS listener's certificate folder:

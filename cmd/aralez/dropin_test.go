@@ -93,6 +93,12 @@ func TestCheckReportsStartProblems(t *testing.T) {
 		!strings.Contains(msg, "ca_file: ") || !strings.Contains(msg, "configuration invalid: 2 error(s)") {
 		t.Errorf("-t with missing files = %d %q; want 1 and both errors", code, msg)
 	}
+	writeFile(t, filepath.Join(dir, "api.crt"), "not a certificate\n")
+	writeFile(t, filepath.Join(dir, "api.key"), "not a key\n")
+	code, msg = check("config_tls_address: \"127.0.0.1:4\"\nconfig_tls_certificate: api.crt\nconfig_tls_key_file: api.key\n")
+	if code != 1 || !strings.Contains(msg, "config_tls_certificate "+filepath.Join(dir, "api.crt")) || !strings.Contains(msg, "PEM") {
+		t.Errorf("-t with a broken config API certificate = %d %q; want 1 and the pair's error", code, msg)
+	}
 	code, msg = check("proxy_address_tls: \"127.0.0.1:3\"\n")
 	if code != 0 || !strings.Contains(msg, "warning: proxy_address_tls: certificate folder "+filepath.Join(dir, "certificates")+" does not exist") {
 		t.Errorf("-t without a certificate folder = %d %q; want 0 and a warning", code, msg)

@@ -703,6 +703,12 @@ func (s *server) listenAdmin(m *config.Main) error {
 		}
 	}
 	if m.ConfigTLSAddress != "" {
+		if err := configTLSPair(m); err != nil {
+			if s.adminLn != nil {
+				s.adminLn.Close()
+			}
+			return err
+		}
 		if s.adminTLSLn, err = s.listen(m.ConfigTLSAddress); err != nil {
 			if s.adminLn != nil {
 				s.adminLn.Close()
