@@ -38,12 +38,18 @@ func (e *sumEncoder) hostSum(h *Host) Sum {
 // each host, in order. It costs one Host.Sum per host; compute it once
 // per reload.
 func (u *Upstreams) Sum() Sum {
-	var e sumEncoder
+	return SumOf(u.GlobalSum(), u.HostSums())
+}
+
+// HostSums returns the Sum of each host, in order: Host.Sum without an
+// allocation per host.
+func (u *Upstreams) HostSums() []Sum {
+	e := sumEncoder{b: make([]byte, 0, 1024)}
 	sums := make([]Sum, len(u.Hosts))
 	for i := range u.Hosts {
 		sums[i] = e.hostSum(&u.Hosts[i])
 	}
-	return SumOf(u.GlobalSum(), sums)
+	return sums
 }
 
 // SumOf returns the Sum of a table whose GlobalSum is global and whose

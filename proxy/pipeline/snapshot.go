@@ -77,7 +77,7 @@ type Snapshot struct {
 	wildcard map[string]*vhost // key: the part after "*."
 	def      *vhost
 
-	// Routes lists every route by ID (Routes[r.ID] == r).
+	// Routes lists every route, in config order.
 	Routes []*Route
 	// Generation is the config generation this snapshot was built from,
 	// set by the caller of Compile; it appears in logs and metrics.
@@ -103,10 +103,11 @@ type reuseIndex struct {
 	hosts   map[config.Sum]*compiledHost // by config.Host.Sum
 }
 
-// compiledHost is one host's compiled routes, in config order, with
-// their backends and health check targets. Its slices are never
-// changed once built.
+// compiledHost is one host's compiled routes, in config order, and its
+// vhost, with their backends and health check targets. It is never
+// changed once built, so that later snapshots share it whole.
 type compiledHost struct {
+	vh       *vhost
 	routes   []*Route
 	backends []hostBackend
 	checked  []balancer.Target
@@ -127,13 +128,14 @@ type vhost struct {
 }
 
 // Route is one compiled path entry of a host. Its fields are read-only.
+//
+// A Route may belong to several snapshots: Recompile shares the routes
+// of unchanged hosts with the snapshot it takes them from.
 type Route struct {
-	// ID is the route's index in Snapshot.Routes.
-	ID uint32
 	// Key is the route's stable identity: FNV-1a 64 of Host, a NUL byte
 	// and Prefix ("=" and Prefix for an exact route). It is the same in
-	// every process and across reloads that keep the route, unlike ID;
-	// sticky cookies and cluster-wide limits name routes by it.
+	// every process and across reloads that keep the route; sticky
+	// cookies and cluster-wide limits name routes by it.
 	Key uint64
 	// Host is the host key as configured ("DEFAULT", "*.example.com", …).
 	Host string
@@ -214,81 +216,59 @@ func Compile(cfg *config.Config, res Resolver) (*Snapshot, error) {
 }
 
 // Recompile is Compile that takes from prev, a snapshot compiled before
-// with the same res, the routes of every host whose content
+// with the same res, the compiled routes of every host whose content
 // (config.Host.Sum) is unchanged, when nothing they inherit changed
 // either: the same main config and the same settings outside the hosts
 // (config.Upstreams.GlobalSum). A reload that edits one host of 10,000
-// thus compiles one host (issue 16). Taken routes are shallow copies
-// that share their balancer pool and compiled policy with prev's, so
-// round-robin positions carry over; prev itself is not changed and may
-// keep serving. A nil prev compiles every host.
+// thus compiles one host (issue 16). Taken routes are shared with prev,
+// balancer pools included, so round-robin positions carry over; prev
+// itself is not changed and may keep serving. A nil prev compiles every
+// host.
 func Recompile(prev *Snapshot, cfg *config.Config, res Resolver) (*Snapshot, error) {
 	up := &cfg.Upstreams
 	global := up.GlobalSum()
 	var old map[config.Sum]*compiledHost
+	nRoutes, nChecked := len(up.Hosts), 0
 	if p := prev.reusable(); p != nil && p.res == res && p.globals == global && reflect.DeepEqual(p.main, cfg.Main) {
 		old = p.hosts
-	}
-	// Every host's sum first, to know what is taken: the values that
-	// hold the taken routes are then allocated once for all of them.
-	sums := make([]config.Sum, len(up.Hosts))
-	taken := make([]*compiledHost, len(up.Hosts))
-	takenHosts, takenRoutes, checked := 0, 0, 0
-	for i := range up.Hosts {
-		sums[i] = up.Hosts[i].Sum()
-		if ch := old[sums[i]]; ch != nil {
-			taken[i] = ch
-			takenHosts++
-			takenRoutes += len(ch.routes)
-			checked += len(ch.checked)
-		}
+		// Room for a table like prev's and a few more.
+		nRoutes = max(nRoutes, len(prev.Routes)+len(prev.Routes)/16)
+		nChecked = len(prev.checked) + len(prev.checked)/16
 	}
 	s := &Snapshot{
 		exact:    make(map[string]*vhost, len(up.Hosts)),
 		wildcard: make(map[string]*vhost),
 		backends: make(map[*balancer.Backend]Upstream),
-		Routes:   make([]*Route, 0, takenRoutes+len(up.Hosts)-takenHosts),
-		checked:  make([]balancer.Target, 0, checked+len(up.Hosts)-takenHosts),
-		Sum:      config.SumOf(global, sums),
+		Routes:   make([]*Route, 0, nRoutes),
+		checked:  make([]balancer.Target, 0, nChecked),
 		reuse: &reuseIndex{
 			res: res, main: cfg.Main, globals: global,
 			hosts: make(map[config.Sum]*compiledHost, len(up.Hosts)),
 		},
 	}
-	slab := takeSlab{
-		routes: make([]Route, takenRoutes),
-		ptrs:   make([]*Route, 0, 2*takenRoutes),
-		hosts:  make([]compiledHost, takenHosts),
-	}
-	vhosts := make([]vhost, len(up.Hosts))
+	sums := up.HostSums()
 	for i := range up.Hosts {
 		h := &up.Hosts[i]
-		var ch *compiledHost
-		if taken[i] != nil {
-			ch = s.takeHost(taken[i], &slab)
-		} else {
+		ch := old[sums[i]]
+		if ch == nil {
 			var err error
 			if ch, err = s.compileHost(cfg, res, h); err != nil {
 				return nil, err
 			}
+		} else {
+			s.take(ch)
 		}
 		s.reuse.hosts[sums[i]] = ch
-		vh := &vhosts[i]
-		vh.name = h.Name
-		var buf []*Route
-		if taken[i] != nil {
-			buf = slab.take(len(ch.routes))
-		}
-		vh.setRoutes(ch.routes, buf)
 		switch {
 		case h.Name == defaultHost:
-			s.def = vh
+			s.def = ch.vh
 		case strings.HasPrefix(h.Name, "*."):
-			s.wildcard[h.Name[2:]] = vh
+			s.wildcard[h.Name[2:]] = ch.vh
 		default:
-			s.exact[h.Name] = vh
+			s.exact[h.Name] = ch.vh
 		}
 	}
+	s.Sum = config.SumOf(global, sums)
 	return s, nil
 }
 
@@ -300,76 +280,16 @@ func (s *Snapshot) reusable() *reuseIndex {
 	return s.reuse
 }
 
-// takeSlab holds the values a Recompile fills for the routes it takes,
-// allocated at once.
-type takeSlab struct {
-	routes []Route
-	ptrs   []*Route
-	hosts  []compiledHost
-}
-
-// take returns an empty slice of capacity n from the slab, or nil when
-// it is used up: it holds two slices (the compiledHost's and the
-// vhost's) per taken route.
-func (sl *takeSlab) take(n int) []*Route {
-	if cap(sl.ptrs)-len(sl.ptrs) < n {
-		return nil
-	}
-	p := sl.ptrs[len(sl.ptrs) : len(sl.ptrs) : len(sl.ptrs)+n]
-	sl.ptrs = sl.ptrs[:len(sl.ptrs)+n]
-	return p
-}
-
-// compileHost compiles the routes of h.
+// compileHost compiles the routes of h into s.
 func (s *Snapshot) compileHost(cfg *config.Config, res Resolver, h *config.Host) (*compiledHost, error) {
-	ch := &compiledHost{routes: make([]*Route, 0, len(h.Paths))}
-	checked := len(s.checked)
+	routes, checked := len(s.Routes), len(s.checked)
+	vh := &vhost{name: h.Name}
 	for pi := range h.Paths {
 		p := &h.Paths[pi]
 		r, err := s.compileRoute(cfg, res, h, p)
 		if err != nil {
 			return nil, fmt.Errorf("compiling route %q %q: %w", h.Name, p.Prefix, err)
 		}
-		ch.routes = append(ch.routes, r)
-		for b, u := range r.upstreams {
-			if !slices.ContainsFunc(ch.backends, func(x hostBackend) bool { return x.b == b }) {
-				ch.backends = append(ch.backends, hostBackend{b, u})
-			}
-		}
-	}
-	// A copy: a slice of s.checked would keep all of it alive for as
-	// long as later snapshots take this host.
-	ch.checked = slices.Clone(s.checked[checked:])
-	return ch, nil
-}
-
-// takeHost adds copies of a host's routes compiled for an earlier
-// snapshot, with this snapshot's IDs, and their backends and health
-// check targets.
-func (s *Snapshot) takeHost(prev *compiledHost, sl *takeSlab) *compiledHost {
-	ch := &sl.hosts[0]
-	sl.hosts = sl.hosts[1:]
-	*ch = compiledHost{routes: sl.take(len(prev.routes)), backends: prev.backends, checked: prev.checked}
-	for _, pr := range prev.routes {
-		r := &sl.routes[0]
-		sl.routes = sl.routes[1:]
-		*r = *pr
-		r.ID = uint32(len(s.Routes))
-		s.Routes = append(s.Routes, r)
-		ch.routes = append(ch.routes, r)
-	}
-	for _, hb := range prev.backends {
-		s.backends[hb.b] = hb.u
-	}
-	s.checked = append(s.checked, prev.checked...)
-	return ch
-}
-
-// setRoutes sets vh's routes: exact routes by path, prefix routes
-// longest first, in buf when it has room.
-func (vh *vhost) setRoutes(routes []*Route, buf []*Route) {
-	vh.routes = buf
-	for _, r := range routes {
 		if r.Exact {
 			if vh.exact == nil {
 				vh.exact = make(map[string]*Route)
@@ -380,6 +300,27 @@ func (vh *vhost) setRoutes(routes []*Route, buf []*Route) {
 		vh.routes = append(vh.routes, r)
 	}
 	slices.SortStableFunc(vh.routes, func(a, b *Route) int { return len(b.prefix) - len(a.prefix) })
+	// Copies: slices of s's would keep all of them alive for as long as
+	// later snapshots take this host.
+	ch := &compiledHost{vh: vh, routes: slices.Clone(s.Routes[routes:]), checked: slices.Clone(s.checked[checked:])}
+	for _, r := range ch.routes {
+		for b, u := range r.upstreams {
+			if !slices.ContainsFunc(ch.backends, func(x hostBackend) bool { return x.b == b }) {
+				ch.backends = append(ch.backends, hostBackend{b, u})
+			}
+		}
+	}
+	return ch, nil
+}
+
+// take adds a host compiled for an earlier snapshot to s: its routes,
+// backends and health check targets (its vhost is placed by the caller).
+func (s *Snapshot) take(ch *compiledHost) {
+	s.Routes = append(s.Routes, ch.routes...)
+	for _, hb := range ch.backends {
+		s.backends[hb.b] = hb.u
+	}
+	s.checked = append(s.checked, ch.checked...)
 }
 
 func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host, p *config.Path) (*Route, error) {
@@ -402,7 +343,6 @@ func (s *Snapshot) compileRoute(cfg *config.Config, res Resolver, h *config.Host
 		key, name = "="+p.Prefix, h.Name+"="+p.Prefix
 	}
 	r := &Route{
-		ID:         uint32(len(s.Routes)),
 		Key:        RouteKey(h.Name, key),
 		Host:       h.Name,
 		Prefix:     p.Prefix,
