@@ -34,11 +34,14 @@ const (
 	Caddy           = "Caddyfile"
 	AralezMain      = "aralez-main.yaml"
 	AralezUpstreams = "aralez-upstreams.yaml"
-	UpstreamNginx   = "upstream-nginx.conf"
+	// AralezConfD is a conf.d file of aralez: Hosts at its top level
+	// (the spread reload of the many-routes scenario).
+	AralezConfD   = "aralez-confd.yaml"
+	UpstreamNginx = "upstream-nginx.conf"
 )
 
 // ProxyTemplates lists the templates that take a Params, peers first.
-var ProxyTemplates = []string{Nginx, HAProxy, Caddy, AralezMain, AralezUpstreams}
+var ProxyTemplates = []string{Nginx, HAProxy, Caddy, AralezMain, AralezUpstreams, AralezConfD}
 
 // ErrUnknownTemplate is returned by Render for a name it does not know.
 var ErrUnknownTemplate = errors.New("peers: unknown template")
@@ -97,6 +100,9 @@ type Params struct {
 	CacheMB int
 	// CacheDir is nginx's proxy_cache_path; required with CacheMB.
 	CacheDir string
+	// LogLevel is aralez's log_level; empty: warn. The many-routes
+	// scenario sets info, for the reload log line and its stage times.
+	LogLevel string
 }
 
 // haproxyFDsPerConn and haproxyFDsExtra are HAProxy's descriptor needs:

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/aralez-go/aralez/config"
 )
 
 func testParams(t *testing.T, name string, hosts int) Params {
@@ -111,6 +113,8 @@ func TestRenderProxies(t *testing.T) {
 		{"aralez", AralezUpstreams, 0, []string{"DEFAULT:", `servers: ["127.0.0.1:19101", "127.0.0.1:19102"]`,
 			`server_headers: ["X-Proxy-From: aralez"]`, `client_headers: ["X-Served-Via: aralez"]`, `"/upload":`}},
 		{"aralez", AralezUpstreams, 3, []string{"h00001.bench.test:", "h00003.bench.test:"}},
+		{"aralez", AralezConfD, 2, []string{"\nh00001.bench.test:\n  paths:\n", "\nh00002.bench.test:\n",
+			`servers: ["127.0.0.1:19101", "127.0.0.1:19102"]`, `client_headers: ["X-Served-Via: aralez"]`}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s/hosts=%d", tt.name, tt.tmpl, tt.hosts), func(t *testing.T) {
@@ -144,7 +148,7 @@ func TestRenderSizingAndCache(t *testing.T) {
 		{"haproxy small sweep", HAProxy, 256, 0, []string{"maxconn 4096"}, nil},
 		{"haproxy cache", HAProxy, 0, 64, []string{"cache bench", "total-max-size 64", "http-request cache-use bench",
 			"http-response cache-store bench"}, nil},
-		{"aralez default", AralezMain, 0, 0, nil, []string{"cache_size_mb"}},
+		{"aralez default", AralezMain, 0, 0, []string{"log_level: warn\n"}, []string{"cache_size_mb"}},
 		{"aralez cache", AralezMain, 0, 64, []string{"cache_size_mb: 64"}, nil},
 	}
 	for _, tt := range tests {
@@ -306,4 +310,40 @@ func TestValidatePeers(t *testing.T) {
 			t.Errorf("Validate(upstream) = %v", err)
 		}
 	})
+}
+
+// TestRenderAralezConfD: the conf.d files of the spread reload, beside an
+// upstreams file without hosts, load as aralez's routing table with every
+// host and its headers; log_level follows LogLevel.
+func TestRenderAralezConfD(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := testParams(t, "aralez", 5)
+	for i, hosts := range [][]string{p.Hosts[:3], p.Hosts[3:]} {
+		q := p
+		q.Hosts = hosts
+		b, err := Render(AralezConfD, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "conf.d", fmt.Sprintf("%03d.yaml", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "upstreams.yaml"), []byte("upstreams: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u, err := config.LoadUpstreams(filepath.Join(dir, "upstreams.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Hosts) != 5 || u.Hosts[4].Name != "h00005.bench.test" || len(u.Hosts[4].Paths[0].Servers) != 2 ||
+		u.Hosts[4].Paths[0].Policy.ClientHeaders[0] != (config.Header{Name: "X-Served-Via", Value: "aralez"}) {
+		t.Errorf("conf.d table = %+v; want 5 hosts with 2 servers and X-Served-Via: aralez", u.Hosts)
+	}
+	p.LogLevel = "info"
+	checkRender(t, AralezMain, p, []string{"log_level: info\n"}, nil)
 }

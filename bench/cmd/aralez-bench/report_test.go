@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aralez-go/aralez/bench/peers"
 )
 
 // samplesFor builds kept samples of one case: per target, one value per
@@ -224,20 +226,84 @@ func TestBenchGoalsSubBenchmarks(t *testing.T) {
 
 func TestJudgeReload(t *testing.T) {
 	t.Parallel()
+	split := reloadStages{logged: true, split: true, total: 400 * time.Millisecond, parse: 300 * time.Millisecond,
+		merge: 10 * time.Millisecond, compile: 60 * time.Millisecond, swap: 30 * time.Millisecond}
 	tests := []struct {
 		name string
 		r    *reloadResult
+		took func(*reloadResult) (time.Duration, string, bool)
 		want string
 	}{
-		{"none", nil, "not measured in this run"},
-		{"failed", &reloadResult{err: "boom"}, "not measured: boom"},
-		{"fast", &reloadResult{applied: 150 * time.Millisecond, requests: 1000}, "met: applied after 150 ms; 0 non-2xx and 0 errors among 1000 requests"},
-		{"slow", &reloadResult{applied: 250 * time.Millisecond, requests: 1000}, "**not met**: applied after 250 ms"},
-		{"fast with errors", &reloadResult{applied: 50 * time.Millisecond, requests: 1000, errors: 3}, "**not met**: applied after 50 ms; 0 non-2xx and 3 errors"},
+		{"none", nil, reloadApplied, "not measured in this run"},
+		{"failed", &reloadResult{err: "boom"}, reloadApplied, "not measured: boom"},
+		{"fast", &reloadResult{applied: 150 * time.Millisecond, requests: 1000}, reloadApplied, "met: applied after 150 ms; 0 non-2xx and 0 errors among 1000 requests"},
+		{"slow", &reloadResult{applied: 250 * time.Millisecond, requests: 1000}, reloadApplied, "**not met**: applied after 250 ms"},
+		{"fast with errors", &reloadResult{applied: 50 * time.Millisecond, requests: 1000, errors: 3}, reloadApplied, "**not met**: applied after 50 ms; 0 non-2xx and 3 errors"},
+		{"non-parse", &reloadResult{applied: 420 * time.Millisecond, stages: split, requests: 9}, reloadNonParse,
+			"met: applied after 420 ms, of which all but the parse (300 ms) took 100 ms; 0 non-2xx"},
+		{"non-parse without stages", &reloadResult{applied: 420 * time.Millisecond, stages: reloadStages{logged: true}}, reloadNonParse,
+			"not measured: the proxy logged no stage times"},
 	}
 	for _, tt := range tests {
-		if got := judgeReload(tt.r); !strings.HasPrefix(got, tt.want) {
+		if got := judgeReload(tt.r, 200*time.Millisecond, tt.took); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("%s: judgeReload = %q; want prefix %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestAppliedLine reads the stage times of a reload from the proxy's log,
+// of this build and of one before issue 16.
+func TestAppliedLine(t *testing.T) {
+	t.Parallel()
+	log := []byte(`time=2026-12-05T14:00:00.000Z level=WARN msg="config warning" warning="a b=c"
+time=2026-12-05T14:00:00.100Z level=INFO msg="config applied" reason=sighup generation=2 digest=3b21a21aa6416c6d duration_seconds=0.254848464 parse_seconds=0.023580747 merge_seconds=0.046320292 compile_seconds=0.135643152 swap_seconds=0.023038681 files=101 files_parsed=1 hosts=10000 routes=10000
+time=2026-12-05T14:00:00.200Z level=INFO msg="config applied" reason=file generation=3 duration_seconds=9
+`)
+	got := appliedLine(log)
+	want := reloadStages{logged: true, split: true, total: 254848464, parse: 23580747, merge: 46320292, compile: 135643152, swap: 23038681, files: 101, parsed: 1}
+	if got != want {
+		t.Errorf("appliedLine = %+v; want %+v", got, want)
+	}
+	old := appliedLine([]byte(`time=x level=INFO msg="config applied" reason=sighup generation=2 digest=71b4 duration_seconds=0.637 hosts=10001 routes=10001` + "\n"))
+	if !old.logged || old.split || old.total != 637*time.Millisecond {
+		t.Errorf("appliedLine(old build) = %+v; want logged, no stages, total 637 ms", old)
+	}
+	if got := appliedLine([]byte("level=INFO msg=\"config unchanged; reload skipped\"\n")); got.logged {
+		t.Errorf("appliedLine(no applied line) = %+v; want nothing", got)
+	}
+}
+
+// TestSpreadFile: the spread's files hold every host once, and the edit
+// changes the headers of one host only.
+func TestSpreadFile(t *testing.T) {
+	t.Parallel()
+	p := peers.Params{Name: "aralez", Threads: 1, HTTPAddr: "127.0.0.1:1", TLSAddr: "127.0.0.1:2", H2CAddr: "127.0.0.1:1",
+		Upstreams: []string{"127.0.0.1:3"}, Helpers: []string{"127.0.0.1:4"}, GRPC: []string{"127.0.0.1:5"}}
+	for i := 1; i <= numHosts; i++ {
+		p.Hosts = append(p.Hosts, hostName(i))
+	}
+	seen := 0
+	for i := range spreadFiles {
+		b, err := spreadFile(p, i, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += strings.Count(string(b), ".bench.test:\n")
+	}
+	if seen != numHosts {
+		t.Errorf("the spread holds %d hosts; want %d", seen, numHosts)
+	}
+	orig, _ := spreadFile(p, spreadEdited, "")
+	edited, err := spreadFile(p, spreadEdited, "aralez-edited")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := hostName(spreadEdited*numHosts/spreadFiles + 1)
+	if !strings.Contains(string(edited), first+":\n") || strings.Count(string(edited), "X-Served-Via: aralez-edited") != 1 ||
+		strings.Count(string(edited), ".bench.test:\n") != strings.Count(string(orig), ".bench.test:\n") {
+		t.Errorf("edited file:\n%s\nwant %s with X-Served-Via: aralez-edited and the other hosts unchanged", edited, first)
+	}
+	if i := strings.Index(string(edited), "aralez-edited"); i < 0 || i > strings.Index(string(edited), hostName(spreadEdited*numHosts/spreadFiles+2)) {
+		t.Errorf("the edit is not on the file's first host %s", first)
 	}
 }

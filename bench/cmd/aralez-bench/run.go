@@ -101,7 +101,7 @@ type suite struct {
 	goCmd     string
 	goErr     string
 	profiles  []profileResult
-	reload    *reloadResult
+	reloads   []*reloadResult      // scenario 7, aralez and its A/B base
 	sysc      map[string]*sysCount // case|target -> syscalls window
 	perfEvts  []string             // per-syscall tracepoints perf can count here
 	nofile    uint64               // RLIMIT_NOFILE the driver passes on
@@ -428,6 +428,9 @@ func (s *suite) params(t *target, set string) peers.Params {
 			p.Hosts = append(p.Hosts, hostName(i))
 		}
 		p.HostsFile = filepath.Join(s.o.outDir, "conf", set, "hosts.lst")
+	}
+	if set == setHosts && t.kind == kindOurs {
+		p.LogLevel = "info" // the reload log line, with its stage times
 	}
 	if set == setFeatures && t.kind == kindOurs {
 		p.RateLimit = 1000000
@@ -799,8 +802,9 @@ func (s *suite) runSet(set string, cs []tcase) error {
 	if set == setHosts && s.ctx.Err() == nil {
 		for _, t := range s.targets {
 			for _, c := range cs {
-				// One reload result per run: the binary under test's.
-				if t.name == "aralez" && ok[c.id+"|"+t.name] {
+				// The reloads of each aralez binary (the one under test
+				// and its A/B base).
+				if t.kind == kindOurs && ok[c.id+"|"+t.name] {
 					s.reloadUnderLoad(c, t)
 				}
 			}
