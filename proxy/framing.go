@@ -264,10 +264,15 @@ func (f *framer) setBodyLimit(seq uint64, limit int64) bool {
 func (f *framer) stop() { f.state = frPassive }
 
 // framingConn is a client connection of the HTTP/1.1 front end with the
-// framing check of this file on its reads.
+// framing check of this file on its reads. Until the connection turns
+// into a tunnel (framer.stop), one goroutine reads and writes it, and a
+// Read after a Write (the next request after a response) yields first
+// (yieldBeforeReply); a tunnel reads and writes on two goroutines and
+// never yields.
 type framingConn struct {
 	net.Conn
-	f framer
+	f     framer
+	wrote bool // a Write since the last Read, before the tunnel
 }
 
 // newFramingConn wraps c, keeping it recognisable as TLS for fasthttp.
@@ -284,6 +289,10 @@ func (c *framingConn) Read(p []byte) (int, error) {
 	if err := c.f.err; err != nil {
 		return 0, err
 	}
+	if c.wrote {
+		c.wrote = false
+		yieldBeforeReply()
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.f.state != frPassive {
 		if k, ferr := c.f.scan(p[:n]); ferr != nil {
@@ -295,6 +304,13 @@ func (c *framingConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+func (c *framingConn) Write(p []byte) (int, error) {
+	if c.f.state != frPassive {
+		c.wrote = true
+	}
+	return c.Conn.Write(p)
 }
 
 // CloseWrite half-closes the connection when it can, for tunnels.
