@@ -165,13 +165,25 @@ func normalize(t Target) Target {
 // after which it is marked up, so that it is not left down forever with
 // no one checking it.
 func (h *HealthChecker) SetTargets(ts []Target) {
-	byB := make(map[*balancer.Backend][]Target)
+	// Counted first, so that each backend's list is allocated once at
+	// its size: a reload of 10,000 hosts hands in 10,000 targets per
+	// backend (issue 16).
+	n := make(map[*balancer.Backend]int)
+	for _, t := range ts {
+		if t.Backend != nil {
+			n[t.Backend]++
+		}
+	}
+	byB := make(map[*balancer.Backend][]Target, len(n))
 	for _, t := range ts {
 		if t.Backend == nil {
 			continue
 		}
-		t = normalize(t)
-		byB[t.Backend] = append(byB[t.Backend], t)
+		l, ok := byB[t.Backend]
+		if !ok {
+			l = make([]Target, 0, n[t.Backend])
+		}
+		byB[t.Backend] = append(l, normalize(t))
 	}
 	for b, l := range byB {
 		slices.SortFunc(l, func(x, y Target) int {

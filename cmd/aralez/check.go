@@ -206,8 +206,10 @@ func keylessJWTRoutes(cfg *config.Config) []string {
 	}
 	up := &cfg.Upstreams
 	var routes []string
-	for _, h := range up.Hosts {
-		for _, p := range h.Paths {
+	for i := range up.Hosts { // by index: a reload runs this over every host
+		h := &up.Hosts[i]
+		for j := range h.Paths {
+			p := &h.Paths[j]
 			if p.RedirectTo != "" {
 				continue
 			}
