@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"time"
 
 	"github.com/aralez-go/aralez/proxy/pipeline"
 )
@@ -273,6 +274,10 @@ type framingConn struct {
 	net.Conn
 	f     framer
 	wrote bool // a Write since the last Read, before the tunnel
+	// rd and wd are the read and write deadlines in force: fasthttp asks
+	// for new ones on every request; they are coarse (deadline.go) until
+	// the tunnel, which sets its own from two goroutines.
+	rd, wd coarseDeadline
 }
 
 // newFramingConn wraps c, keeping it recognisable as TLS for fasthttp.
@@ -311,6 +316,37 @@ func (c *framingConn) Write(p []byte) (int, error) {
 		c.wrote = true
 	}
 	return c.Conn.Write(p)
+}
+
+// SetReadDeadline sets the read deadline, coarsely before a tunnel.
+func (c *framingConn) SetReadDeadline(t time.Time) error {
+	if c.f.state == frPassive {
+		return c.Conn.SetReadDeadline(t)
+	}
+	if set, ok := c.rd.next(t, time.Now); ok {
+		return c.Conn.SetReadDeadline(set)
+	}
+	return nil
+}
+
+// SetWriteDeadline sets the write deadline, coarsely before a tunnel.
+func (c *framingConn) SetWriteDeadline(t time.Time) error {
+	if c.f.state == frPassive {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	if set, ok := c.wd.next(t, time.Now); ok {
+		return c.Conn.SetWriteDeadline(set)
+	}
+	return nil
+}
+
+// SetDeadline sets both deadlines as they are.
+func (c *framingConn) SetDeadline(t time.Time) error {
+	if c.f.state != frPassive {
+		c.rd.forget()
+		c.wd.forget()
+	}
+	return c.Conn.SetDeadline(t)
 }
 
 // CloseWrite half-closes the connection when it can, for tunnels.

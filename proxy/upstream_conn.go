@@ -16,7 +16,8 @@ import (
 
 // upstreamConn is an HTTP/1.1 upstream connection, TCP or TLS over TCP,
 // of a backend's fasthttp pool or net/http transport. It gives every
-// Read and Write its own deadline of timeout from the call: an idle
+// Read and Write its own deadline of timeout from the call (a coarse
+// one, deadline.go: up to an eighth of timeout late): an idle
 // timeout between successive operations (like nginx's
 // proxy_read_timeout), so that a large body that keeps flowing is never
 // cut by a deadline set when the request started. It keeps its TCP
@@ -34,6 +35,8 @@ type upstreamConn struct {
 	// (fasthttp's pool), so a Read after a Write yields first
 	// (yieldBeforeReply). wrote is set by Write and cleared by Read.
 	yield, wrote bool
+	// rd and wd are the read and write deadlines in force (coarse).
+	rd, wd coarseDeadline
 
 	raw     syscall.RawConn  // the TCP socket; nil when there is none
 	peekFn  func(fd uintptr) // c.peek, bound once so that alive allocates nothing
@@ -119,8 +122,11 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 		yieldBeforeReply()
 	}
 	if c.timeout > 0 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-			return 0, err
+		now := time.Now()
+		if t, ok := c.rd.next(now.Add(c.timeout), func() time.Time { return now }); ok {
+			if err := c.Conn.SetReadDeadline(t); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return c.Conn.Read(p)
@@ -131,14 +137,39 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 		return 0, errIdleClosed
 	}
 	if c.timeout > 0 {
-		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-			return 0, err
+		now := time.Now()
+		if t, ok := c.wd.next(now.Add(c.timeout), func() time.Time { return now }); ok {
+			if err := c.Conn.SetWriteDeadline(t); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if c.yield {
 		c.wrote = true
 	}
 	return c.Conn.Write(p)
+}
+
+// SetDeadline sets both deadlines on the connection as they are; the
+// next Read and Write set their own again.
+func (c *upstreamConn) SetDeadline(t time.Time) error {
+	c.rd.forget()
+	c.wd.forget()
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline as it is; the next Read sets
+// its own again.
+func (c *upstreamConn) SetReadDeadline(t time.Time) error {
+	c.rd.forget()
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline as it is; the next Write sets
+// its own again.
+func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
+	c.wd.forget()
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // alive reports whether an idle connection can carry a request: its

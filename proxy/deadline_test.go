@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// TestCoarseDeadline walks the rule of coarseDeadline.next through the
+// sequence fasthttp and the upstream connections produce: the same
+// timeout asked for again and again is set once, an earlier deadline is
+// always set, a later one is set once the one in force would fire more
+// than an eighth of the timeout early... never early.
+func TestCoarseDeadline(t *testing.T) {
+	base := time.Unix(1_000_000, 0)
+	var d coarseDeadline
+	steps := []struct {
+		name    string
+		now     time.Duration // since base
+		want    time.Duration // asked-for deadline, since base; -1: zero
+		set     bool
+		applied time.Duration // the deadline set, since base
+	}{
+		{"first 60 s deadline is set with a sixteenth on top", 0, 60 * time.Second, true, 63750 * time.Millisecond},
+		{"the same timeout 1 s later fits", time.Second, 61 * time.Second, false, 0},
+		{"3.7 s later still fits", 3700 * time.Millisecond, 63700 * time.Millisecond, false, 0},
+		{"4 s later would fire early: set", 4 * time.Second, 64 * time.Second, true, 67750 * time.Millisecond},
+		{"a 10 s deadline (header) is earlier: set", 5 * time.Second, 15 * time.Second, true, 15625 * time.Millisecond},
+		{"a 60 s deadline (body) is later: set", 5 * time.Second, 65 * time.Second, true, 68750 * time.Millisecond},
+		{"zero clears it", 6 * time.Second, -1, true, -1},
+		{"zero again is nothing", 6 * time.Second, -1, false, 0},
+		{"a past deadline is set as it is", 7 * time.Second, 6 * time.Second, true, 6 * time.Second},
+		{"a later one after it is set", 8 * time.Second, 68 * time.Second, true, 71750 * time.Millisecond},
+	}
+	for _, s := range steps {
+		var want time.Time
+		if s.want >= 0 {
+			want = base.Add(s.want)
+		}
+		now := base.Add(s.now)
+		got, ok := d.next(want, func() time.Time { return now })
+		if ok != s.set {
+			t.Fatalf("%s: set = %v, want %v", s.name, ok, s.set)
+		}
+		if !ok {
+			continue
+		}
+		if s.applied < 0 {
+			if !got.IsZero() {
+				t.Fatalf("%s: set %v, want zero", s.name, got)
+			}
+			continue
+		}
+		if !got.Equal(base.Add(s.applied)) {
+			t.Fatalf("%s: set %v, want %v", s.name, got.Sub(base), s.applied)
+		}
+		if got.Before(want) {
+			t.Fatalf("%s: set %v before the deadline asked for %v", s.name, got.Sub(base), s.want)
+		}
+	}
+	d.forget()
+	if _, ok := d.next(base.Add(70*time.Second), func() time.Time { return base.Add(9 * time.Second) }); !ok {
+		t.Fatal("after forget, next did not set")
+	}
+}
+
+// TestCoarseDeadlineFires checks that a read through a framingConn whose
+// deadline was asked for over and over still times out, and not before
+// the time asked for.
+func TestCoarseDeadlineFires(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			buf := make([]byte, 1)
+			_, _ = c.Read(buf) // until the client closes
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newFramingConn(raw)
+	defer c.Close()
+	const timeout = 200 * time.Millisecond
+	var start time.Time
+	for range 100 {
+		start = time.Now()
+		if err := c.SetReadDeadline(start.Add(timeout)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = c.Read(make([]byte, 1))
+	took := time.Since(start)
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("read: %v, want a timeout", err)
+	}
+	if took < timeout {
+		t.Fatalf("timed out after %v, before the %v asked for", took, timeout)
+	}
+	if took > 10*timeout {
+		t.Fatalf("timed out after %v, want about %v", took, timeout)
+	}
+}
+
+// BenchmarkDeadline is the cost of asking for a 60 s read deadline on a
+// loopback TCP connection, as fasthttp does on every request: "direct"
+// sets it on the socket every time, "coarse" through a framingConn.
+func BenchmarkDeadline(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			_, _ = c.Read(make([]byte, 1))
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	for _, v := range []struct {
+		name string
+		c    net.Conn
+	}{{"direct", raw}, {"coarse", newFramingConn(raw)}} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := v.c.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
