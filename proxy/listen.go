@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 
 	edgetls "github.com/aralez-go/aralez/tls"
 )
@@ -30,8 +29,16 @@ const DefaultH2IdleTimeout = 120 * time.Second
 const DefaultDrainTimeout = 10 * time.Second
 
 // DefaultMaxConcurrentStreams is ListenOptions.MaxConcurrentStreams when
-// zero.
+// zero: net/http's own default for its HTTP/2 server.
 const DefaultMaxConcurrentStreams = 250
+
+// DefaultH2StreamWindowBytes and DefaultH2ConnectionWindowBytes are
+// ListenOptions.StreamWindowBytes and ConnectionWindowBytes when zero:
+// net/http's own defaults for its HTTP/2 server, 1 MiB each.
+const (
+	DefaultH2StreamWindowBytes     = 1 << 20
+	DefaultH2ConnectionWindowBytes = 1 << 20
+)
 
 // ListenOptions configures Serve and ServeTLS. Zero fields take the
 // defaults noted.
@@ -44,9 +51,20 @@ type ListenOptions struct {
 	// IdleTimeout closes an HTTP/2 connection without open streams.
 	// Default DefaultH2IdleTimeout.
 	IdleTimeout time.Duration
-	// MaxConcurrentStreams caps the streams of one HTTP/2 connection.
-	// Default DefaultMaxConcurrentStreams.
+	// MaxConcurrentStreams caps the streams of one HTTP/2 connection
+	// (SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113 §6.5.2). Default
+	// DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams uint32
+	// StreamWindowBytes is the flow-control window of each HTTP/2
+	// request body, in bytes (SETTINGS_INITIAL_WINDOW_SIZE, RFC 9113
+	// §6.9.2): how much a client may send on one stream before the proxy
+	// has read it. Default DefaultH2StreamWindowBytes.
+	StreamWindowBytes int
+	// ConnectionWindowBytes is the flow-control window of each HTTP/2
+	// connection, in bytes (RFC 9113 §6.9.1): how much a client may send
+	// over all its streams before the proxy has read it. Default
+	// DefaultH2ConnectionWindowBytes.
+	ConnectionWindowBytes int
 	// DrainTimeout is how long Serve waits, after its context is done,
 	// for HTTP/2 connections to finish their streams after GOAWAY
 	// before closing them. Default DefaultDrainTimeout.
@@ -70,22 +88,27 @@ type ListenOptions struct {
 }
 
 // h2Preface is the HTTP/2 client connection preface, RFC 9113 §3.4.
-var h2Preface = []byte(http2.ClientPreface)
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 // frontends hands accepted connections to the HTTP/1.1 server (fasthttp)
-// or the HTTP/2 server (x/net/http2 with a net/http handler). One is
-// built per Serve or ServeTLS call; it owns the goroutines it starts.
+// or to net/http's own HTTP/2 server. One is built per Serve or ServeTLS
+// call; it owns the goroutines it starts.
 type frontends struct {
-	o     ListenOptions
-	fast  *fasthttp.Server
-	h1    *chanListener
-	h2    *http2.Server
-	base  *http.Server // h2's BaseConfig; its Shutdown sends GOAWAY
-	h2opt http2.ServeConnOpts
+	o    ListenOptions
+	fast *fasthttp.Server
+	h1   *chanListener
+	// h2 serves HTTP/2 only (Protocols: HTTP2 and UnencryptedHTTP2), on
+	// the connections the dispatch hands to h2ln: TLS connections that
+	// negotiated h2 (net/http dispatches a *tls.Conn by its ALPN) and
+	// cleartext ones whose preface was peeked and is replayed (net/http
+	// reads it again and serves prior-knowledge h2c). Its Shutdown sends
+	// GOAWAY and waits for those connections; its Close ends them.
+	h2   *http.Server
+	h2ln *chanListener
 
 	mu    sync.Mutex            // guards conns
-	conns map[net.Conn]struct{} // being dispatched or served by h2
-	wg    sync.WaitGroup        // per-connection goroutines
+	conns map[net.Conn]struct{} // being dispatched
+	wg    sync.WaitGroup        // per-connection dispatch goroutines
 }
 
 func newFrontends(ctx context.Context, addr net.Addr, fast *fasthttp.Server, h http.Handler, o ListenOptions) *frontends {
@@ -101,28 +124,49 @@ func newFrontends(ctx context.Context, addr net.Addr, fast *fasthttp.Server, h h
 	if o.MaxConcurrentStreams == 0 {
 		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
+	if o.StreamWindowBytes <= 0 {
+		o.StreamWindowBytes = DefaultH2StreamWindowBytes
+	}
+	if o.ConnectionWindowBytes <= 0 {
+		o.ConnectionWindowBytes = DefaultH2ConnectionWindowBytes
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	p := new(http.Protocols)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	// Streams must outlive ctx: a shutdown drains them after GOAWAY.
+	base := context.WithoutCancel(ctx)
 	f := &frontends{
-		o:     o,
-		fast:  fast,
-		h1:    newChanListener(addr),
-		h2:    &http2.Server{IdleTimeout: o.IdleTimeout, MaxConcurrentStreams: o.MaxConcurrentStreams},
-		base:  &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0), MaxHeaderBytes: o.MaxHeaderBytes},
+		o:    o,
+		fast: fast,
+		h1:   newChanListener(addr),
+		h2ln: newChanListener(addr),
+		h2: &http.Server{
+			Handler:        h,
+			Protocols:      p,
+			IdleTimeout:    o.IdleTimeout,
+			MaxHeaderBytes: o.MaxHeaderBytes,
+			ErrorLog:       log.New(io.Discard, "", 0),
+			BaseContext:    func(net.Listener) context.Context { return base },
+			HTTP2: &http.HTTP2Config{
+				MaxConcurrentStreams:          int(o.MaxConcurrentStreams),
+				MaxReceiveBufferPerStream:     o.StreamWindowBytes,
+				MaxReceiveBufferPerConnection: o.ConnectionWindowBytes,
+			},
+		},
 		conns: make(map[net.Conn]struct{}),
 	}
-	// ConfigureServer registers the GOAWAY-on-Shutdown hook; it fails
-	// only for a TLSConfig without an h2-capable suite, and base has none.
-	_ = http2.ConfigureServer(f.base, f.h2)
-	// Streams must outlive ctx: a shutdown drains them after GOAWAY.
-	f.h2opt = http2.ServeConnOpts{Context: context.WithoutCancel(ctx), BaseConfig: f.base, Handler: h}
 	return f
 }
 
-// serveH2 serves c with the HTTP/2 server until it closes.
+// serveH2 hands c to the HTTP/2 server, or closes it when that server is
+// shutting down.
 func (f *frontends) serveH2(c net.Conn) {
-	f.h2.ServeConn(c, &f.h2opt) //nolint:staticcheck // ServeConn is the per-connection entry point the dispatch needs.
+	if !f.h2ln.deliver(c) {
+		c.Close()
+	}
 }
 
 // track records c as owned by f (dispatching or HTTP/2) so that a drain
@@ -145,6 +189,8 @@ func (f *frontends) untrack(c net.Conn) {
 func (f *frontends) run(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
 	fastErr := make(chan error, 1)
 	go func() { fastErr <- f.fast.Serve(f.h1) }()
+	h2Done := make(chan struct{})
+	go func() { _ = f.h2.Serve(f.h2ln); close(h2Done) }() // ends when drain closes h2ln
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 
@@ -189,6 +235,7 @@ func (f *frontends) run(ctx context.Context, ln net.Listener, handle func(net.Co
 	ln.Close()
 	f.drain()
 	f.h1.Close()
+	<-h2Done
 	if ferr := <-fastErr; err == nil && ferr != nil {
 		err = ferr
 	}
@@ -196,19 +243,25 @@ func (f *frontends) run(ctx context.Context, ln net.Listener, handle func(net.Co
 }
 
 // drain sends GOAWAY to every HTTP/2 connection, waits up to the drain
-// timeout for them to finish, then closes the rest and waits for every
-// connection goroutine.
+// timeout for them to finish, then closes the rest (and the connections
+// still being dispatched) and waits for every dispatch goroutine.
 func (f *frontends) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), f.o.DrainTimeout)
 	defer cancel()
-	_ = f.base.Shutdown(ctx) // triggers GOAWAY through ConfigureServer's hook
 	done := make(chan struct{})
 	go func() { f.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return
-	case <-ctx.Done():
+	// Shutdown closes h2ln (a dispatch then closes its connection), sends
+	// GOAWAY and returns when every HTTP/2 connection has ended.
+	err := f.h2.Shutdown(ctx)
+	f.h2ln.Close() // in case Serve had not started yet
+	if err == nil {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
 	}
+	_ = f.h2.Close()
 	f.mu.Lock()
 	for c := range f.conns {
 		c.Close()
@@ -227,7 +280,8 @@ func isTemporary(err error) bool {
 // connection gets its own goroutine, which reads the first bytes under
 // the handshake timeout: the HTTP/2 connection preface (RFC 9113 §3.4,
 // prior knowledge, as gRPC clients speak without TLS) sends it to an
-// x/net/http2 server with handler h2, anything else to fast (HTTP/1.1);
+// HTTP/2 server (net/http's own) with handler h2, anything else to fast
+// (HTTP/1.1);
 // the bytes read are replayed to whichever server gets the connection.
 // A client that sends nothing is closed when the timeout expires; the
 // accept loop never waits on a client. An h2c upgrade (RFC 7540 §3.2,
@@ -284,11 +338,11 @@ func (f *frontends) dispatchClear(raw net.Conn) {
 		}
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	f.untrack(raw)
 	if pc.n == len(h2Preface) && bytes.Equal(pc.buf[:pc.n], h2Preface) {
 		f.serveH2(pc)
 		return
 	}
-	f.untrack(raw)
 	h1 := newFramingConn(pc) // bare LF and chunk-size checks (framing.go)
 	if !f.h1.deliver(h1) {
 		// The HTTP/1.1 server is shutting down: serve this one request
@@ -300,7 +354,7 @@ func (f *frontends) dispatchClear(raw net.Conn) {
 // ServeTLS accepts TLS connections on ln until ctx is done, terminating
 // TLS with certificates from store at grade (edgetls.Grade), offering
 // ALPN "h2" and "http/1.1". A connection that negotiates h2 is served by
-// an x/net/http2 server with handler h2; http/1.1 or no ALPN goes to
+// net/http's HTTP/2 server with handler h2; http/1.1 or no ALPN goes to
 // fast. The handshake runs in the connection's own goroutine under the
 // handshake timeout, so a slow client never blocks the accept loop. While
 // the store holds no certificate, handshakes fail (edgetls's
@@ -308,7 +362,7 @@ func (f *frontends) dispatchClear(raw net.Conn) {
 //
 // Shutdown and the return value are as for Serve.
 func ServeTLS(ctx context.Context, ln net.Listener, store *edgetls.Store, grade edgetls.Grade, fast *fasthttp.Server, h2 http.Handler, o ListenOptions) error {
-	cfg := store.ServerConfig(grade, []string{http2.NextProtoTLS, "http/1.1"})
+	cfg := store.ServerConfig(grade, []string{"h2", "http/1.1"})
 	f := newFrontends(ctx, ln.Addr(), fast, h2, o)
 	return f.run(ctx, ln, func(c net.Conn) { f.dispatchTLS(ctx, c, cfg) })
 }
@@ -335,11 +389,11 @@ func (f *frontends) dispatchTLS(ctx context.Context, raw net.Conn, cfg *tls.Conf
 		tc.Close()
 		return
 	}
-	if tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
+	f.untrack(raw)
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		f.serveH2(tc)
 		return
 	}
-	f.untrack(raw)
 	h1 := newFramingConn(tc)
 	if !f.h1.deliver(h1) {
 		_ = f.fast.ServeConn(h1)
