@@ -14,6 +14,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/aralez-go/aralez/balancer"
 	"github.com/aralez-go/aralez/proxy/cache"
 	"github.com/aralez-go/aralez/proxy/pipeline"
@@ -26,6 +28,17 @@ import (
 // length stream with a flush per read (gRPC streams in both directions),
 // a client's stream reset cancels the upstream request, and every answer
 // of the proxy's own to a gRPC client is a trailers-only gRPC status.
+//
+// Requests to HTTP/1.1 backends go over the backends' fasthttp connection
+// pools (roundTrip, upstream_fast.go), the ones the HTTP/1.1 front end
+// uses: one synchronous exchange in the handler's goroutine, no
+// allocation once warm. gRPC, backends that speak only HTTP/2, routes with
+// the response cache, send_proxy_protocol routes and requests that accept
+// trailers ("TE: trailers", RFC 9110 §10.1.4) go over the net/http
+// transports (upstream_net.go), which relay trailers and cancel the
+// upstream request when the client resets its stream. On the fasthttp
+// pools a reset is seen when the relay next writes, and a backend that
+// sends no headers is bounded by upstream_timeout.
 
 // netState is the pooled per-request scratch space of the net/http front
 // end. It is the pipeline.Transport of its request's attempts.
@@ -44,6 +57,18 @@ type netState struct {
 	cache  pipeline.CacheState
 	peek   netPeeker
 	fields cache.Fields // the upstream response's lines, for the cache
+
+	// The exchange over a fasthttp pool (fastUpstream): its request and
+	// response, and the client's body as a reader without Close (fasthttp
+	// closes a body stream it has written).
+	fast     bool // the answering attempt went over a fasthttp pool
+	freq     fasthttp.Request
+	fresp    fasthttp.Response
+	bodyRead struct{ io.Reader }
+	vals     valueCache
+
+	outReady bool // out is built and the plan applied to r.Header (prepareOut)
+	noBody   bool // the upstream request has no body
 
 	opaque, rawQuery string                        // the forwarded path and query
 	body             []byte                        // the request body when buffered (bufferNet), else nil
@@ -67,6 +92,7 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st := netStatePool.Get().(*netState)
 	st.e, st.r, st.snap, st.res = e, r, e.snap.Load(), nil
 	st.upIdx, st.upAddr = -1, ""
+	st.fast, st.outReady, st.noBody = false, false, false
 	st.req.Reset()
 	st.dec.Reset()
 	st.cache.Reset()
@@ -74,6 +100,9 @@ func (e *Engine) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st.grpc = isGRPC(r.Header)
 	defer func() {
 		st.r, st.snap, st.res, st.out, st.peek.h, st.body, st.limit = nil, nil, nil, http.Request{}, nil, nil, nil
+		st.fresp.Reset() // closes a body stream the relay left: its connection is closed
+		st.freq.Reset()
+		st.bodyRead.Reader = nil
 		netStatePool.Put(st)
 	}()
 	defer e.finishNet(r, st, start)
@@ -180,19 +209,9 @@ func (e *Engine) forwardNet(st *netState) {
 	r := st.r
 	e.pl.PlanRequest(&st.req, d, &st.plan)
 	e.pl.PlanCacheRequest(&st.cache, &st.plan, time.Now().UnixNano())
-	out := &st.out
-	*out = *r // shallow: the header map is shared and owned by this handler
-	out.RequestURI = ""
-	out.Close = false
-	applyNet(out.Header, &st.plan)
-	out.Host = string(st.plan.Host)
-	st.opaque = sameString(r.URL.Path, r.URL.RawPath == "", st.req.Path)
-	st.rawQuery = sameString(r.URL.RawQuery, true, d.Query)
 	body := pipeline.BodyStreamed
-	if out.ContentLength == 0 && !st.grpc {
-		out.Body = nil
-	}
-	if out.Body == nil || out.Body == http.NoBody {
+	st.noBody = r.ContentLength == 0 && !st.grpc
+	if st.noBody || r.Body == nil || r.Body == http.NoBody {
 		body = pipeline.BodyNone
 	}
 	buf, err := bufferNet(r, e.opts.BodyBufferBytes, st.grpc) // replayable when small (body.go)
@@ -203,10 +222,6 @@ func (e *Engine) forwardNet(st *netState) {
 	}
 	if st.body = buf; buf != nil {
 		body = pipeline.BodyBuffered
-		if st.getBody == nil {
-			st.getBody = func() (io.ReadCloser, error) { return bufferedBody(st.body), nil }
-		}
-		out.GetBody = st.getBody
 	}
 	o := e.pl.Attempt(&st.req, d, body, st)
 	if o.Backend == nil {
@@ -228,10 +243,18 @@ func (e *Engine) forwardNet(st *netState) {
 		return
 	}
 	defer o.Backend.Release()
-	res := st.res
-	defer res.Body.Close()
 	u := o.Upstream.(*upstream)
 	st.upIdx, st.upAddr = u.metricIdx, o.Backend.Addr()
+	if st.fast {
+		resp := &st.fresp
+		e.pl.PlanResponse(d, o.Backend, resp.Header.PeekBytes(strConnection), &st.plan)
+		e.pl.PlanCacheStatus(&st.cache, &st.plan)
+		e.pl.Responded(d, resp.StatusCode())
+		e.relayFastNet(st)
+		return
+	}
+	res := st.res
+	defer res.Body.Close()
 	if st.cache.Upstream() {
 		body, buffered, err := e.readForCache(st, res)
 		if err != nil {
@@ -274,6 +297,11 @@ func sameString(s string, ok bool, b []byte) string {
 // pipeline.ErrBodyTooLarge, so that neither is blamed on the backend.
 func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 	u := up.(*upstream)
+	if st.fastUpstream(u) {
+		return st.roundTripFast(u)
+	}
+	st.fast = false
+	st.prepareOut()
 	tr, scheme := u.net.transport(st.grpc)
 	out := &st.out
 	if st.body != nil {
@@ -304,6 +332,154 @@ func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 
 var _ pipeline.Transport = (*netState)(nil)
 
+// prepareOut builds the net/http upstream request from the client's, once
+// per request: the plan's header operations are applied to the client's
+// header map (owned by this handler), which the upstream request shares.
+func (st *netState) prepareOut() {
+	if st.outReady {
+		return
+	}
+	st.outReady = true
+	r, d := st.r, &st.dec
+	out := &st.out
+	*out = *r // shallow: the header map is shared and owned by this handler
+	out.RequestURI = ""
+	out.Close = false
+	applyNet(out.Header, &st.plan)
+	out.Host = string(st.plan.Host)
+	st.opaque = sameString(r.URL.Path, r.URL.RawPath == "", st.req.Path)
+	st.rawQuery = sameString(r.URL.RawQuery, true, d.Query)
+	if st.noBody {
+		out.Body = nil
+	}
+	if st.body != nil {
+		if st.getBody == nil {
+			st.getBody = func() (io.ReadCloser, error) { return bufferedBody(st.body), nil }
+		}
+		out.GetBody = st.getBody
+	}
+}
+
+// fastUpstream reports whether the request goes to u over its fasthttp
+// pool: u speaks HTTP/1.1 (cleartext or TLS), without the PROXY protocol,
+// and the request is not gRPC, not cached and does not accept trailers.
+func (st *netState) fastUpstream(u *upstream) bool {
+	return !st.grpc && len(st.req.TE) == 0 && !st.cache.Upstream() && !u.net.usesNet()
+}
+
+// roundTripFast is RoundTrip over u's fasthttp pool: the client's header
+// lines are copied into st.freq and the plan applied there (never to the
+// client's map, unless a net/http attempt already did: then the copy has
+// them), and the response head is read into st.fresp. A body of known
+// length up to the body buffer size is read whole; a longer one streams
+// from the pooled connection until the relay ends.
+func (st *netState) roundTripFast(u *upstream) error {
+	req, resp := &st.freq, &st.fresp
+	req.Reset()
+	resp.Reset()
+	resp.Header.SetNoDefaultContentType(true)
+	h := &req.Header
+	h.SetMethodBytes(st.req.Method)
+	for k, vs := range st.r.Header {
+		switch k {
+		case "Host", "Content-Length", "Connection", "Transfer-Encoding":
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	if st.outReady {
+		req.SetRequestURIBytes(st.plan.URI)
+		req.UseHostHeader = true
+		if len(st.plan.Host) > 0 {
+			h.SetHostBytes(st.plan.Host)
+		}
+	} else {
+		applyReq(req, &st.plan)
+	}
+	if len(st.plan.Host) == 0 {
+		h.SetHost(u.hc.Addr)
+	}
+	switch r := st.r; {
+	case st.body != nil:
+		req.SetBodyRaw(st.body) // each attempt sends it whole
+	case !st.noBody && r.Body != nil && r.Body != http.NoBody:
+		st.bodyRead.Reader = r.Body
+		cl := int(r.ContentLength)
+		if cl < 0 {
+			cl = -1 // chunked
+		}
+		req.SetBodyStream(&st.bodyRead, cl)
+	}
+	err := roundTrip(u.hc, req, resp, st.e.opts.BodyBufferBytes, nil)
+	if err != nil {
+		switch {
+		case st.r.Context().Err() != nil:
+			return fmt.Errorf("%w: %w", pipeline.ErrClientGone, err)
+		case st.limit != nil && st.limit.over && !errors.Is(err, pipeline.ErrBodyTooLarge):
+			return fmt.Errorf("%w: %w", pipeline.ErrBodyTooLarge, err)
+		}
+		return err
+	}
+	st.fast = true
+	return nil
+}
+
+// relayFastNet writes the response of a fasthttp-pool exchange to the
+// client: the upstream's header lines (values from st.vals), the planned
+// operations, then the body, with a flush per read when its length is
+// unknown. A read error mid-body aborts the client stream, as in relayNet.
+func (e *Engine) relayFastNet(st *netState) {
+	resp := &st.fresp
+	w := &st.rec
+	h := w.Header()
+	for k, v := range resp.Header.All() {
+		key := st.vals.key(k)
+		if old, ok := h[key]; ok {
+			h[key] = append(old[:len(old):len(old)], string(v))
+			continue
+		}
+		h[key] = st.vals.values(v)
+	}
+	applyNetVals(h, &st.plan, &st.vals)
+	w.WriteHeader(resp.StatusCode())
+	if !resp.IsBodyStream() {
+		if b := resp.Body(); len(b) > 0 {
+			_, _ = w.Write(b)
+		}
+		return
+	}
+	body := resp.BodyStream()
+	// Gives the connection back to the pool (after EOF) or closes it.
+	defer resp.CloseBodyStream() //nolint:errcheck
+	stream := resp.Header.ContentLength() < 0
+	if stream {
+		w.Flush() // headers now: a stream's first bytes may take a while
+	}
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the client is gone; the stream's connection is closed
+			}
+			if stream {
+				w.Flush()
+			}
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			e.pl.Logger().Debug("upstream body failed", "route", st.dec.Route.Name, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
 // applyNet applies a plan's header operations to a net/http header map.
 func applyNet(h http.Header, pl *pipeline.Plan) {
 	for i := range pl.Del {
@@ -322,6 +498,87 @@ func applyNet(h http.Header, pl *pipeline.Plan) {
 		k := netKey(f)
 		h[k] = append(h[k][:len(h[k]):len(h[k])], string(f.Value)) // never appends into a shared Values
 	}
+}
+
+// applyNetVals is applyNet for a response header map, with the values of
+// Set taken from vals (no allocation for a value seen before).
+func applyNetVals(h http.Header, pl *pipeline.Plan, vals *valueCache) {
+	for i := range pl.Del {
+		delete(h, netKey(&pl.Del[i]))
+	}
+	for i := range pl.Set {
+		f := &pl.Set[i]
+		if f.Values != nil {
+			h[netKey(f)] = f.Values // shared, never modified
+			continue
+		}
+		h[netKey(f)] = vals.values(f.Value)
+	}
+	for i := range pl.Add {
+		f := &pl.Add[i]
+		k := netKey(f)
+		h[k] = append(h[k][:len(h[k]):len(h[k])], string(f.Value)) // never appends into a shared slice
+	}
+}
+
+// valueCache hands out header keys and one-value slices for byte views
+// without allocating for those seen recently: a response's lines (Server,
+// Content-Type, the proxy's own headers) mostly repeat from one request
+// to the next. A value is kept from its second sighting on, so values
+// unique to a request (X-Request-Id) do not crowd the others out. The
+// slices are shared by every response given them and must never be
+// modified (appending is fine: they are full). It belongs to one pooled
+// netState, so it takes no lock; it is cleared when it holds maxCached
+// entries, and values longer than maxCachedLen are not kept.
+type valueCache struct {
+	keys map[string]string
+	vals map[string][]string
+	seen [maxCached]uint64 // FNV-1a hashes of values seen once, by hash
+}
+
+const (
+	maxCached    = 64
+	maxCachedLen = 64
+)
+
+// key returns the canonical header key of k (RFC 9110 §5.1 names are
+// case-insensitive; net/http's maps use the canonical form).
+func (c *valueCache) key(k []byte) string {
+	if s, ok := c.keys[string(k)]; ok {
+		return s
+	}
+	s := http.CanonicalHeaderKey(string(k))
+	if len(k) <= maxCachedLen {
+		if c.keys == nil || len(c.keys) >= maxCached {
+			c.keys = make(map[string]string, maxCached)
+		}
+		c.keys[string(k)] = s
+	}
+	return s
+}
+
+// values returns a full one-element slice holding v as a string.
+func (c *valueCache) values(v []byte) []string {
+	if vs, ok := c.vals[string(v)]; ok {
+		return vs
+	}
+	vs := []string{string(v)}
+	if len(v) > maxCachedLen {
+		return vs
+	}
+	h := uint64(14695981039346656037)
+	for _, b := range v {
+		h = (h ^ uint64(b)) * 1099511628211
+	}
+	if c.seen[h%maxCached] != h {
+		c.seen[h%maxCached] = h
+		return vs
+	}
+	if c.vals == nil || len(c.vals) >= maxCached {
+		c.vals = make(map[string][]string, maxCached)
+	}
+	c.vals[vs[0]] = vs
+	return vs
 }
 
 // netKey returns the canonical map key of a plan field.
