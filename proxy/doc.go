@@ -18,7 +18,7 @@
 //
 //   - listen.go: the accept loops; cleartext connections are dispatched
 //     by their first bytes (HTTP/2 preface → h2c, else HTTP/1.1), TLS ones
-//     by ALPN;
+//     by ALPN, to fasthttp's server or to net/http's own HTTP/2 server;
 //   - proxyproto.go: the PROXY protocol header of connections from the
 //     load balancers in ListenOptions.ProxyProtocolFrom, read before that
 //     dispatch; the client address it carries becomes the connection's
@@ -26,7 +26,8 @@
 //   - front_fast.go: the HTTP/1.1 front end (fasthttp) and its
 //     pipeline.Transport;
 //   - front_net.go, grpc.go: the net/http front end (h2, h2c, gRPC) and
-//     its Transport, with gRPC's status mapping;
+//     its Transport, with gRPC's status mapping; it reaches HTTP/1.1
+//     backends over the same fasthttp pools as the HTTP/1.1 front end;
 //   - ws.go: WebSocket tunnels from the HTTP/1.1 front end;
 //   - upstream_fast.go, upstream_net.go, registry.go: the upstream
 //     transports (fasthttp connection pools with streamed bodies; net/http

@@ -8,10 +8,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,4 +273,75 @@ func TestH2BodyLimit(t *testing.T) {
 	}
 	// The upstream saw the small body and the start of the streamed one.
 	waitFor(t, 5*time.Second, "2 upstream requests", func() bool { return s.hits.Load() == 2 })
+}
+
+// TestH2ToHTTP1Backend checks the h2 and h2c front ends' exchanges with an
+// HTTP/1.1 backend over its fasthttp pool (issue 16): header values that
+// repeat, change or are unique to a request all reach the client as the
+// backend sent them, many requests in a row (the per-state value cache
+// never hands one request's value to another); the backend's connections
+// are reused; and a client that accepts trailers ("TE: trailers") gets
+// the backend's chunked trailers, over the net/http transport.
+func TestH2ToHTTP1Backend(t *testing.T) {
+	t.Parallel()
+	var n, conns atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		w.Header().Set("X-Same", "constant")
+		w.Header().Set("X-Seq", strconv.FormatInt(i, 10))
+		w.Header().Set("X-Mod", strconv.FormatInt(i%3, 10))
+		w.Header().Add("X-Multi", "a")
+		w.Header().Add("X-Multi", "b")
+		if r.URL.Path == "/trailer" {
+			w.Header().Set("Trailer", "X-Sum")
+			io.WriteString(w, "body")
+			w.(http.Flusher).Flush() // chunked, so the trailer can follow
+			w.Header().Set("X-Sum", "t"+strconv.FormatInt(i, 10))
+			return
+		}
+		io.WriteString(w, "seq="+strconv.FormatInt(i, 10)+" te="+r.Header.Get("Te"))
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	addr := up.Listener.Addr().String()
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addr)}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{KeepalivePoolSize: 4}, ListenOptions{})
+	for _, fe := range frontEnds[1:3] { // h2c, h2
+		t.Run(fe.name, func(t *testing.T) {
+			for range 200 {
+				resp, body := doReq(t, fe.client, "GET", fe.base(f), "/seq", nil, nil)
+				seq := resp.Header.Get("X-Seq")
+				mod, _ := strconv.Atoi(seq)
+				if resp.StatusCode != 200 || body != "seq="+seq+" te=" || resp.Header.Get("X-Same") != "constant" ||
+					resp.Header.Get("X-Mod") != strconv.Itoa(mod%3) || strings.Join(resp.Header["X-Multi"], ",") != "a,b" {
+					t.Fatalf("GET /seq = %d %q, header %v; want 200, the body's seq in X-Seq, X-Mod = seq%%3, X-Multi a,b", resp.StatusCode, body, resp.Header)
+				}
+			}
+			req, err := http.NewRequest("GET", fe.base(f)+"/trailer", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("TE", "trailers")
+			resp, err := fe.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := resp.Trailer.Get("X-Sum"); resp.StatusCode != 200 || string(b) != "body" || !strings.HasPrefix(got, "t") {
+				t.Errorf("GET /trailer with TE: trailers = %d %q, trailer X-Sum %q; want 200 \"body\" and the backend's trailer", resp.StatusCode, b, got)
+			}
+		})
+	}
+	// Sequential requests reuse pooled connections: a few at most (one
+	// pool per transport), not one per request.
+	if c := conns.Load(); c > 4 {
+		t.Errorf("backend saw %d connections for %d requests; want them reused (at most 4)", c, n.Load())
+	}
 }
