@@ -76,7 +76,7 @@ func (e *Engine) serveCachedNet(st *netState, now int64) {
 		}
 	}
 	e.pl.PlanHit(&st.dec, cs, &st.plan, now)
-	applyNet(h, &st.plan)
+	applyNet(h, &st.plan, &st.vals)
 	status := en.Status()
 	if cs.NotModified {
 		status = http.StatusNotModified

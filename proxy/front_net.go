@@ -185,7 +185,7 @@ func (e *Engine) replyNet(st *netState) {
 	e.pl.PlanReply(d, &st.plan)
 	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	h := w.Header()
-	applyNet(h, &st.plan)
+	applyNet(h, &st.plan, &st.vals)
 	e.pl.Responded(d, d.Status)
 	if st.grpc {
 		delete(h, "Location")
@@ -317,17 +317,24 @@ func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 	}
 	res, err := tr.RoundTrip(out)
 	if err != nil {
-		switch {
-		case st.r.Context().Err() != nil:
-			return fmt.Errorf("%w: %w", pipeline.ErrClientGone, err)
-		case st.limit != nil && st.limit.over && !errors.Is(err, pipeline.ErrBodyTooLarge):
-			// The transport may report the body's error unwrapped.
-			return fmt.Errorf("%w: %w", pipeline.ErrBodyTooLarge, err)
-		}
-		return err
+		return st.upstreamErr(err)
 	}
 	st.res = res
 	return nil
+}
+
+// upstreamErr classifies an attempt's error: a cancelled client request
+// is pipeline.ErrClientGone, a body over the route's limit
+// pipeline.ErrBodyTooLarge (a transport may report the body's error
+// unwrapped), anything else the backend's.
+func (st *netState) upstreamErr(err error) error {
+	switch {
+	case st.r.Context().Err() != nil:
+		return fmt.Errorf("%w: %w", pipeline.ErrClientGone, err)
+	case st.limit != nil && st.limit.over && !errors.Is(err, pipeline.ErrBodyTooLarge):
+		return fmt.Errorf("%w: %w", pipeline.ErrBodyTooLarge, err)
+	}
+	return err
 }
 
 var _ pipeline.Transport = (*netState)(nil)
@@ -345,7 +352,7 @@ func (st *netState) prepareOut() {
 	*out = *r // shallow: the header map is shared and owned by this handler
 	out.RequestURI = ""
 	out.Close = false
-	applyNet(out.Header, &st.plan)
+	applyNet(out.Header, &st.plan, &st.vals)
 	out.Host = string(st.plan.Host)
 	st.opaque = sameString(r.URL.Path, r.URL.RawPath == "", st.req.Path)
 	st.rawQuery = sameString(r.URL.RawQuery, true, d.Query)
@@ -412,15 +419,8 @@ func (st *netState) roundTripFast(u *upstream) error {
 		}
 		req.SetBodyStream(&st.bodyRead, cl)
 	}
-	err := roundTrip(u.hc, req, resp, st.e.opts.BodyBufferBytes, nil)
-	if err != nil {
-		switch {
-		case st.r.Context().Err() != nil:
-			return fmt.Errorf("%w: %w", pipeline.ErrClientGone, err)
-		case st.limit != nil && st.limit.over && !errors.Is(err, pipeline.ErrBodyTooLarge):
-			return fmt.Errorf("%w: %w", pipeline.ErrBodyTooLarge, err)
-		}
-		return err
+	if err := roundTrip(u.hc, req, resp, st.e.opts.BodyBufferBytes, nil); err != nil {
+		return st.upstreamErr(err)
 	}
 	st.fast = true
 	return nil
@@ -442,7 +442,7 @@ func (e *Engine) relayFastNet(st *netState) {
 		}
 		h[key] = st.vals.values(v)
 	}
-	applyNetVals(h, &st.plan, &st.vals)
+	applyNet(h, &st.plan, &st.vals)
 	w.WriteHeader(resp.StatusCode())
 	if !resp.IsBodyStream() {
 		if b := resp.Body(); len(b) > 0 {
@@ -457,6 +457,17 @@ func (e *Engine) relayFastNet(st *netState) {
 	if stream {
 		w.Flush() // headers now: a stream's first bytes may take a while
 	}
+	e.copyBody(st, body, stream) // a client gone closes the stream's connection
+}
+
+// copyBody relays an upstream body to the client, with a flush per read
+// when stream, and reports whether it reached the end. It returns false
+// when the client is gone; a read error from the upstream mid-body aborts
+// the client stream (panic with http.ErrAbortHandler, an HTTP/2
+// RST_STREAM), so the client never takes a truncated body for a whole
+// one.
+func (e *Engine) copyBody(st *netState, body io.Reader, stream bool) bool {
+	w := &st.rec
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -464,14 +475,14 @@ func (e *Engine) relayFastNet(st *netState) {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client is gone; the stream's connection is closed
+				return false
 			}
 			if stream {
 				w.Flush()
 			}
 		}
 		if err == io.EOF {
-			return
+			return true
 		}
 		if err != nil {
 			e.pl.Logger().Debug("upstream body failed", "route", st.dec.Route.Name, "err", err)
@@ -480,29 +491,9 @@ func (e *Engine) relayFastNet(st *netState) {
 	}
 }
 
-// applyNet applies a plan's header operations to a net/http header map.
-func applyNet(h http.Header, pl *pipeline.Plan) {
-	for i := range pl.Del {
-		delete(h, netKey(&pl.Del[i]))
-	}
-	for i := range pl.Set {
-		f := &pl.Set[i]
-		if f.Values != nil {
-			h[netKey(f)] = f.Values // shared, never modified
-			continue
-		}
-		h[netKey(f)] = []string{string(f.Value)}
-	}
-	for i := range pl.Add {
-		f := &pl.Add[i]
-		k := netKey(f)
-		h[k] = append(h[k][:len(h[k]):len(h[k])], string(f.Value)) // never appends into a shared Values
-	}
-}
-
-// applyNetVals is applyNet for a response header map, with the values of
-// Set taken from vals (no allocation for a value seen before).
-func applyNetVals(h http.Header, pl *pipeline.Plan, vals *valueCache) {
+// applyNet applies a plan's header operations to a net/http header map,
+// with the values of Set from vals (nil: a new slice each).
+func applyNet(h http.Header, pl *pipeline.Plan, vals *valueCache) {
 	for i := range pl.Del {
 		delete(h, netKey(&pl.Del[i]))
 	}
@@ -517,7 +508,7 @@ func applyNetVals(h http.Header, pl *pipeline.Plan, vals *valueCache) {
 	for i := range pl.Add {
 		f := &pl.Add[i]
 		k := netKey(f)
-		h[k] = append(h[k][:len(h[k]):len(h[k])], string(f.Value)) // never appends into a shared slice
+		h[k] = append(h[k][:len(h[k]):len(h[k])], string(f.Value)) // never appends into a shared Values
 	}
 }
 
@@ -557,8 +548,12 @@ func (c *valueCache) key(k []byte) string {
 	return s
 }
 
-// values returns a full one-element slice holding v as a string.
+// values returns a full one-element slice holding v as a string. A nil
+// c caches nothing.
 func (c *valueCache) values(v []byte) []string {
+	if c == nil {
+		return []string{string(v)}
+	}
 	if vs, ok := c.vals[string(v)]; ok {
 		return vs
 	}
@@ -596,7 +591,7 @@ func netKey(f *pipeline.Field) string {
 // truncated body for a whole one.
 func (e *Engine) relayNet(st *netState, res *http.Response) {
 	w := &st.rec
-	applyNet(res.Header, &st.plan)
+	applyNet(res.Header, &st.plan, &st.vals)
 	h := w.Header()
 	for k, v := range res.Header {
 		h[k] = v
@@ -609,26 +604,8 @@ func (e *Engine) relayNet(st *netState, res *http.Response) {
 		// that ends the stream, so it is not flushed early.
 		w.Flush()
 	}
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
-	for {
-		n, err := res.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client is gone; closing res.Body resets upstream
-			}
-			if stream {
-				w.Flush()
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			e.pl.Logger().Debug("upstream body failed", "route", st.dec.Route.Name, "err", err)
-			panic(http.ErrAbortHandler)
-		}
+	if !e.copyBody(st, res.Body, stream) {
+		return // the client is gone; closing res.Body resets upstream
 	}
 	// Trailers arrive after the body and are usually not announced
 	// (gRPC's are not): send each under the undeclared-trailer prefix.
