@@ -25,9 +25,25 @@ import (
 // read-only, and Clone one before changing it. A Cache is safe for
 // concurrent use; its zero value is ready to use. A nil *Cache caches
 // nothing: its loads parse every file, like the package functions.
+//
+// Loads that run at the same time parse a file once: a load that finds
+// the same name with the same content being parsed by another waits for
+// that parse and takes its result. The file watcher and SIGHUP often
+// load the same edit together, and two parses of a 10,000-host file at
+// once would each take twice as long (issue 16).
 type Cache struct {
-	mu    sync.Mutex            // guards files
-	files map[string]*fileParse // by file name
+	mu       sync.Mutex            // guards files and parsing
+	files    map[string]*fileParse // by file name
+	parsing  map[string]*inflight  // by file name: the parses under way
+	waitHook func()                // tests: called when a load starts waiting
+}
+
+// inflight is a parse under way: data is its content; fp is set before
+// done is closed.
+type inflight struct {
+	data []byte
+	done chan struct{}
+	fp   *fileParse
 }
 
 // fileParse is what reading one file gave. Its fields are never changed
@@ -77,20 +93,55 @@ func (c *Cache) LoadUpstreams(path string) (*Upstreams, error) {
 // last load. fresh reports whether parse ran. data may be reused by the
 // caller once parse returns.
 func (c *Cache) parse(name string, data []byte, parse func(name string, data []byte) *fileParse) (fp *fileParse, fresh bool) {
-	if c != nil {
-		c.mu.Lock()
-		fp = c.files[name]
+	if c == nil {
+		return parse(name, bytes.Clone(data)), true
+	}
+	c.mu.Lock()
+	if fp = c.files[name]; fp != nil && bytes.Equal(fp.data, data) {
 		c.mu.Unlock()
-		if fp != nil && bytes.Equal(fp.data, data) {
-			return fp, false
+		return fp, false
+	}
+	if in := c.parsing[name]; in != nil && bytes.Equal(in.data, data) {
+		hook := c.waitHook
+		c.mu.Unlock()
+		if hook != nil {
+			hook()
 		}
+		<-in.done
+		if in.fp != nil {
+			return in.fp, false
+		}
+		// The other parse panicked; this one parses for itself.
+		return c.parseNow(name, bytes.Clone(data), parse, nil), true
 	}
-	data = bytes.Clone(data)
-	fp = parse(name, data)
-	if c != nil {
-		fp.data = data
+	in := &inflight{data: bytes.Clone(data), done: make(chan struct{})}
+	if c.parsing == nil {
+		c.parsing = make(map[string]*inflight)
 	}
-	return fp, true
+	c.parsing[name] = in
+	c.mu.Unlock()
+	return c.parseNow(name, in.data, parse, in), true
+}
+
+// parseNow parses data, which it keeps, and hands the result to the
+// loads waiting on in (nil: none can).
+func (c *Cache) parseNow(name string, data []byte, parse func(name string, data []byte) *fileParse, in *inflight) *fileParse {
+	if in != nil {
+		defer func() {
+			c.mu.Lock()
+			if c.parsing[name] == in {
+				delete(c.parsing, name)
+			}
+			c.mu.Unlock()
+			close(in.done)
+		}()
+	}
+	fp := parse(name, data)
+	fp.data = data
+	if in != nil {
+		in.fp = fp
+	}
+	return fp
 }
 
 // keep replaces c's files by those of the load that just read them.

@@ -244,3 +244,93 @@ func TestCacheConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestCacheSharesParseUnderWay: a load that finds the same file with the
+// same content being parsed by another load waits and takes that parse's
+// result (the watcher and SIGHUP loading one edit together); a load of
+// other content does not wait; a parse that panics leaves its waiter to
+// parse for itself.
+func TestCacheSharesParseUnderWay(t *testing.T) {
+	t.Parallel()
+	var c Cache
+	waiting := make(chan struct{}, 4)
+	c.waitHook = func() { waiting <- struct{}{} }
+	release := make(chan struct{})
+	var mu sync.Mutex
+	parsed := map[string]int{}
+	parse := func(block bool) func(string, []byte) *fileParse {
+		return func(name string, data []byte) *fileParse {
+			mu.Lock()
+			parsed[string(data)]++
+			mu.Unlock()
+			if block {
+				<-release
+			}
+			return &fileParse{warns: []string{string(data)}}
+		}
+	}
+	type result struct {
+		fp    *fileParse
+		fresh bool
+	}
+	first, second := make(chan result, 1), make(chan result, 1)
+	go func() { fp, fresh := c.parse("a.yaml", []byte("v1"), parse(true)); first <- result{fp, fresh} }()
+	// The first load is parsing once it has counted its parse.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := parsed["v1"]
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first parse did not start")
+		}
+	}
+	go func() { fp, fresh := c.parse("a.yaml", []byte("v1"), parse(false)); second <- result{fp, fresh} }()
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second load of the same content did not wait for the first")
+	}
+	// Other content under the same name does not wait.
+	if fp, fresh := c.parse("a.yaml", []byte("v2"), parse(false)); !fresh || fp.warns[0] != "v2" {
+		t.Errorf("parse(v2) during the parse of v1 = %v, fresh %v; want its own parse", fp.warns, fresh)
+	}
+	close(release)
+	r1, r2 := <-first, <-second
+	if !r1.fresh || r2.fresh || r1.fp != r2.fp || r1.fp.warns[0] != "v1" || string(r1.fp.data) != "v1" {
+		t.Errorf("the two loads of v1 got %p (fresh %v) and %p (fresh %v); want one parse shared, the first fresh", r1.fp, r1.fresh, r2.fp, r2.fresh)
+	}
+	if parsed["v1"] != 1 || parsed["v2"] != 1 {
+		t.Errorf("parses: %v; want v1 and v2 once each", parsed)
+	}
+
+	// A parse that panics: its waiter parses for itself.
+	release = make(chan struct{})
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		c.parse("b.yaml", []byte("p"), func(string, []byte) *fileParse { <-release; panic("boom") })
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		n := len(c.parsing)
+		c.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the panicking parse did not start")
+		}
+	}
+	go func() { fp, fresh := c.parse("b.yaml", []byte("p"), parse(false)); second <- result{fp, fresh} }()
+	<-waiting
+	close(release)
+	if p := <-panicked; p != "boom" {
+		t.Errorf("the panicking parse recovered %v; want boom", p)
+	}
+	if r := <-second; !r.fresh || r.fp == nil || r.fp.warns[0] != "p" {
+		t.Errorf("the waiter of a panicked parse got %+v; want its own parse of p", r)
+	}
+}
