@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // clkTck is USER_HZ, the unit of /proc CPU times; 100 on every Linux
@@ -239,4 +240,41 @@ func parseCPUList(s string) ([]int, error) {
 		return nil, fmt.Errorf("cpu list %q is empty", s)
 	}
 	return out, nil
+}
+
+// pidsSched returns how long the threads of pids have run on a CPU and
+// waited on a run queue for one, from /proc/PID/task/TID/schedstat (ns,
+// unlike the ticks of stat); vanished threads count zero. The wait is
+// the time others' processes, on the CPUs a pinned proxy may use, took
+// from it.
+func pidsSched(pids []int) (run, wait time.Duration) {
+	for _, p := range pids {
+		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			if r, w, err := parseSchedstat(b); err == nil {
+				run += r
+				wait += w
+			}
+		}
+	}
+	return run, wait
+}
+
+// parseSchedstat reads a schedstat line: time on a CPU, time waiting on
+// a run queue (both ns) and the number of time slices.
+func parseSchedstat(b []byte) (run, wait time.Duration, err error) {
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("schedstat %q: want 3 fields", b)
+	}
+	r, err1 := strconv.ParseInt(f[0], 10, 64)
+	w, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, fmt.Errorf("schedstat %q: %w", b, err)
+	}
+	return time.Duration(r), time.Duration(w), nil
 }

@@ -193,3 +193,20 @@ func TestPortFree(t *testing.T) {
 	}
 	t.Errorf("portFree(%s) after close = %v; want nil", addr, err2)
 }
+
+func TestParseSchedstat(t *testing.T) {
+	t.Parallel()
+	run, wait, err := parseSchedstat([]byte("12452927 7503246 43\n"))
+	if err != nil || run != 12452927 || wait != 7503246 {
+		t.Errorf("parseSchedstat = %v, %v, %v; want 12.452927ms, 7.503246ms", run, wait, err)
+	}
+	for _, bad := range []string{"", "12", "x 1 2"} {
+		if _, _, err := parseSchedstat([]byte(bad)); err == nil {
+			t.Errorf("parseSchedstat(%q) = nil error; want one", bad)
+		}
+	}
+	// This process's own threads have run.
+	if run, _ := pidsSched([]int{os.Getpid()}); run <= 0 {
+		t.Errorf("pidsSched(self) ran %v; want > 0", run)
+	}
+}

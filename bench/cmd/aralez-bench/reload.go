@@ -36,14 +36,18 @@ const (
 
 // reloadResult is one reload of a 10,000-host config under load.
 type reloadResult struct {
-	target   string
-	kind     string        // reloadFile or reloadSpread
-	applied  time.Duration // from the file rename to the first answer of the new table; 0 = never
-	stages   reloadStages
-	requests float64 // requests wrk completed during the load window
-	non2xx   float64
-	errors   float64
-	err      string
+	target  string
+	kind    string        // reloadFile or reloadSpread
+	applied time.Duration // from the file rename to the first answer of the new table; 0 = never
+	stages  reloadStages
+	// ran and waited are the proxy's time on its CPU and waiting on a
+	// run queue for it (others' processes) from the change to the
+	// answer: a large wait means a busy machine, not a slow reload.
+	ran, waited time.Duration
+	requests    float64 // requests wrk completed during the load window
+	non2xx      float64
+	errors      float64
+	err         string
 }
 
 // reloadStages is aralez's "config applied" log line of a reload: the
@@ -75,9 +79,10 @@ func (s *suite) reloadUnderLoad(c tcase, t *target) {
 			s.loud(c.scen, "RELOAD (%s) of %s not measured: %s", res.kind, t.name, res.err)
 			return false
 		}
-		s.say("reload (%s) of %s: applied after %v (logged %v, %v without the parse); %0.f requests, %.0f non-2xx, %.0f errors during the window",
+		s.say("reload (%s) of %s: applied after %v (logged %v, %v without the parse; the proxy ran %v and waited %v for its CPU); %0.f requests, %.0f non-2xx, %.0f errors during the window",
 			res.kind, t.name, res.applied.Round(time.Millisecond), res.stages.total.Round(time.Millisecond),
-			res.stages.nonParse().Round(time.Millisecond), res.requests, res.non2xx, res.errors)
+			res.stages.nonParse().Round(time.Millisecond), res.ran.Round(time.Millisecond), res.waited.Round(time.Millisecond),
+			res.requests, res.non2xx, res.errors)
 		return true
 	}
 	if t.p == nil || !t.p.alive() {
@@ -145,12 +150,16 @@ func (s *suite) reloadWindow(c tcase, t *target, kind string, change func() erro
 	case <-time.After(d / 3):
 	case <-s.ctx.Done():
 	}
+	pids := treePids(t.p.pid())
+	run0, wait0 := pidsSched(pids)
 	t0 := time.Now()
 	if err := change(); err != nil {
 		res.err = err.Error()
 	} else {
 		_ = syscall.Kill(t.p.pid(), syscall.SIGHUP)
 		res.applied = poll(s.ctx, t0)
+		run1, wait1 := pidsSched(pids)
+		res.ran, res.waited = run1-run0, wait1-wait0
 	}
 	o := <-done
 	r, perr := parseWrk(o.b)

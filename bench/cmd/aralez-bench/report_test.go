@@ -307,3 +307,39 @@ func TestSpreadFile(t *testing.T) {
 		t.Errorf("the edit is not on the file's first host %s", first)
 	}
 }
+
+// TestRenderReloads: every row of the reload table has the header's
+// columns, with the stage times, the CPU wait and failures marked.
+func TestRenderReloads(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	renderReloads(&b, []*reloadResult{
+		{target: "aralez", kind: reloadSpread, applied: 24500 * time.Microsecond, ran: 18 * time.Millisecond, waited: 3 * time.Millisecond, requests: 5000, errors: 2,
+			stages: reloadStages{logged: true, split: true, total: 20 * time.Millisecond, parse: 5 * time.Millisecond, merge: 3 * time.Millisecond, compile: 8 * time.Millisecond, swap: 4 * time.Millisecond, files: 101, parsed: 1}},
+		{target: "aralez-base", kind: reloadFile, applied: time.Second, stages: reloadStages{logged: true, total: 400 * time.Millisecond}},
+		{target: "aralez-base", kind: reloadSpread, err: "boom"},
+	})
+	var rows []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "| ") {
+			rows = append(rows, l)
+		}
+	}
+	if len(rows) != 4 {
+		t.Fatalf("renderReloads wrote %d table lines; want a header and 3 rows:\n%s", len(rows), b.String())
+	}
+	for _, r := range rows[1:] {
+		if got, want := strings.Count(r, "|"), strings.Count(rows[0], "|"); got != want {
+			t.Errorf("row %q has %d bars; want %d", r, got, want)
+		}
+	}
+	for i, want := range []string{
+		"| aralez | conf.d spread | 24.5 | 20.0 | 5.0 | 3.0 | 8.0 | 4.0 | 15.0 | 1 of 101 | 18.0 | 3.0 | 5000 | 0 | **!!! 2** |",
+		"| aralez-base | whole file | 1000.0 | 400.0 | — | — | — | — | — | — | 0.0 | 0.0 | 0 | 0 | 0 |",
+		"| aralez-base | conf.d spread | **not measured: boom** |",
+	} {
+		if !strings.HasPrefix(rows[i+1], want) {
+			t.Errorf("row %d = %q; want prefix %q", i+1, rows[i+1], want)
+		}
+	}
+}
