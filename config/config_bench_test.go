@@ -6,7 +6,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // benchUpstreams builds an upstreams.yaml with n hosts of 3 paths each.
@@ -185,4 +188,49 @@ func BenchmarkValidate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLoadTogether loads a changed 10,000-host upstreams file
+// through one Cache from two goroutines at once, as the file watcher and
+// SIGHUP do after one edit (issue 16). cpu-ms/op is the process's user
+// and system time per pair of loads: one parse's worth when the second
+// load takes the first one's parse. The file's write is not timed.
+func BenchmarkLoadTogether(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "upstreams.yaml")
+	data := [2][]byte{benchUpstreams(10000), benchUpstreams(10001)}
+	var c Cache
+	var cpu time.Duration
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		n++
+		if err := os.WriteFile(path, data[n%2], 0o644); err != nil {
+			b.Fatal(err)
+		}
+		c0 := processCPU()
+		b.StartTimer()
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				if _, err := c.LoadUpstreams(path); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		cpu += processCPU() - c0
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(cpu)/float64(n)/1e6, "cpu-ms/op")
+}
+
+// processCPU returns the user and system time of the process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
