@@ -112,12 +112,13 @@ func (quietLogger) Printf(string, ...any) {}
 // state is the pooled per-request scratch space of the fasthttp front
 // end. It is the pipeline.Transport of its request's attempts.
 type state struct {
-	e    *Engine
-	ctx  *fasthttp.RequestCtx // valid while the handler runs
-	snap *Snapshot
-	req  pipeline.Request
-	dec  pipeline.Decision
-	plan pipeline.Plan
+	e     *Engine
+	ctx   *fasthttp.RequestCtx // valid while the handler runs
+	snap  *Snapshot
+	start int64 // when the handler started, Unix nanoseconds
+	req   pipeline.Request
+	dec   pipeline.Decision
+	plan  pipeline.Plan
 
 	cache    pipeline.CacheState
 	fields   cache.Fields // the upstream response's lines, for the cache
@@ -249,7 +250,12 @@ func (e *Engine) expectFast(ctx *fasthttp.RequestCtx) int {
 // planned request, and the planned response. It allocates nothing for
 // requests and responses whose bodies are under the buffer threshold.
 func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	// fasthttp read the clock just before calling the handler; a second
+	// read costs ~0.2 µs on some virtual machines' clocks.
+	start := ctx.Time()
+	if start.IsZero() {
+		start = time.Now()
+	}
 	st, _ := ctx.UserValue(admittedKey).(*state)
 	if st != nil {
 		ctx.RemoveUserValue(admittedKey)
@@ -262,17 +268,18 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 			e.pl.Admit(ctx, &st.req, &st.dec)
 		}
 	}
+	st.start = start.UnixNano()
 	defer releaseState(st)
 	defer e.finishFast(ctx, st, start)
 	d := &st.dec
 	if d.Action == pipeline.ActForward && !pipeline.IsWebSocket(&st.req) {
-		e.pl.CacheLookup(&st.req, d, (*fastPeeker)(&ctx.Request.Header), &st.cache, start.UnixNano())
+		e.pl.CacheLookup(&st.req, d, (*fastPeeker)(&ctx.Request.Header), &st.cache, st.start)
 		defer e.pl.CacheDone(&st.cache)
 		if st.cache.Serve != nil {
 			if rf := e.pl.TakeRefresh(&st.cache); rf != nil {
 				e.refreshFromFast(ctx, st, rf)
 			}
-			e.serveCachedFast(ctx, st, start.UnixNano())
+			e.serveCachedFast(ctx, st, st.start)
 			return
 		}
 	}
@@ -323,7 +330,7 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 		req.SetBodyStream(&st.body, -1)
 	}
 	e.pl.PlanRequest(&st.req, d, &st.plan)
-	e.pl.PlanCacheRequest(&st.cache, &st.plan, time.Now().UnixNano())
+	e.pl.PlanCacheRequest(&st.cache, &st.plan, st.start)
 	st.bufLimit = e.pl.CacheBodyLimit(&st.cache, e.opts.BodyBufferBytes)
 	applyReq(req, &st.plan)
 	body, err := bufferFast(req, e.opts.BodyBufferBytes) // replayable when small (body.go)
