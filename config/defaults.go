@@ -69,6 +69,20 @@ const (
 	DefaultDrainTimeout = 10 * time.Second
 	// DefaultMaxHeaderBytes limits a request's header block (bytes).
 	DefaultMaxHeaderBytes = 16384
+	// DefaultH2MaxConcurrentStreams is h2_max_concurrent_streams:
+	// net/http's own default for its HTTP/2 server.
+	DefaultH2MaxConcurrentStreams = 250
+	// DefaultH2StreamWindowBytes is h2_stream_window_bytes: net/http's
+	// own default, 1 MiB.
+	DefaultH2StreamWindowBytes = 1 << 20
+	// DefaultH2ConnectionWindowBytes is h2_connection_window_bytes:
+	// net/http's own default, 1 MiB.
+	DefaultH2ConnectionWindowBytes = 1 << 20
+	// MinH2WindowBytes is the smallest HTTP/2 flow-control window the
+	// h2_*_window_bytes keys accept: the protocol's initial window (RFC
+	// 9113 §6.9.2). MaxH2WindowBytes is the largest (§6.9.1).
+	MinH2WindowBytes = 65535
+	MaxH2WindowBytes = 1<<31 - 1
 	// DefaultMaxURIBytes limits the request target (bytes).
 	DefaultMaxURIBytes = 8192
 	// DefaultBodyBufferBytes is the largest known-length body buffered
@@ -125,6 +139,9 @@ func (m *Main) ApplyDefaults() {
 	setInt(&m.UpstreamKeepalivePoolSize, DefaultUpstreamKeepalivePoolSize)
 	setInt(&m.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setInt(&m.MaxURIBytes, DefaultMaxURIBytes)
+	setInt(&m.H2MaxConcurrentStreams, DefaultH2MaxConcurrentStreams)
+	setInt(&m.H2StreamWindowBytes, DefaultH2StreamWindowBytes)
+	setInt(&m.H2ConnectionWindowBytes, DefaultH2ConnectionWindowBytes)
 	setInt(&m.BodyBufferBytes, DefaultBodyBufferBytes)
 	setInt(&m.CacheTTL, DefaultCacheTTL)
 	setInt(&m.CacheMaxObjectBytes, DefaultCacheMaxObjectBytes)

@@ -625,6 +625,7 @@ func TestMainDefaultsAndKeys(t *testing.T) {
 			ProxyTLSGrade: "medium", LogLevel: "info", AccessLog: "off", HCMethod: "HEAD",
 			LogFileSizeMB: 100, LogFileKeep: 5, HCInterval: 2, HealthCheckRise: 2, HealthCheckFall: 2,
 			UpstreamKeepalivePoolSize: 128, MaxHeaderBytes: 16384, MaxURIBytes: 8192, BodyBufferBytes: 65536,
+			H2MaxConcurrentStreams: 250, H2StreamWindowBytes: 1 << 20, H2ConnectionWindowBytes: 1 << 20,
 			CacheTTL: 60, CacheMaxObjectBytes: 1 << 20,
 			UpstreamWaitTimeout: time.Second, UpstreamConnectTimeout: 5 * time.Second,
 			UpstreamTimeout: time.Minute, UpstreamIdleTimeout: time.Minute,
@@ -664,6 +665,9 @@ idle_timeout: 2m
 drain_timeout: 15s
 max_header_bytes: 8192
 max_uri_bytes: 4096
+h2_max_concurrent_streams: 100
+h2_stream_window_bytes: 65535
+h2_connection_window_bytes: 4194304
 body_buffer_bytes: 1024
 max_request_body_bytes: 10485760
 trusted_proxies: ["10.0.0.0/8", "::1"]
@@ -683,6 +687,9 @@ cache_status_header: X-Cache
 		}
 		if m.CacheSizeMB != 128 || m.CacheTTL != 30 || m.CacheMaxObjectBytes != 4096 || m.CacheStatusHeader != "X-Cache" {
 			t.Errorf("cache keys = %d %d %d %q; want 128 30 4096 X-Cache", m.CacheSizeMB, m.CacheTTL, m.CacheMaxObjectBytes, m.CacheStatusHeader)
+		}
+		if m.H2MaxConcurrentStreams != 100 || m.H2StreamWindowBytes != 65535 || m.H2ConnectionWindowBytes != 4194304 {
+			t.Errorf("h2 keys = %d %d %d; want 100 65535 4194304", m.H2MaxConcurrentStreams, m.H2StreamWindowBytes, m.H2ConnectionWindowBytes)
 		}
 		if m.TCPKeepaliveIdle != 60 || m.TCPKeepaliveInterval != 10 || m.TCPKeepaliveCount != 5 {
 			t.Errorf("tcp keepalive = %d %d %d; want 60 10 5", m.TCPKeepaliveIdle, m.TCPKeepaliveInterval, m.TCPKeepaliveCount)
@@ -877,8 +884,10 @@ func TestValidateBuiltInCode(t *testing.T) {
 	m.LogLevel = "loud"
 	m.ReadTimeout = -1
 	m.ConfigTLSAddress = "127.0.0.1:1"
+	m.H2StreamWindowBytes = 1024
 	err = m.Validate()
-	for _, want := range []string{"log_level: unknown log_level", "read_timeout: duration must be greater than zero", "config_tls_address: config_tls_address needs"} {
+	for _, want := range []string{"log_level: unknown log_level", "read_timeout: duration must be greater than zero", "config_tls_address: config_tls_address needs",
+		"h2_stream_window_bytes: must be between 65535 and 2147483647 bytes, got 1024"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Main.Validate() = %v; want %q", err, want)
 		}

@@ -152,6 +152,19 @@ type Main struct {
 
 	// MaxHeaderBytes limits a request's header block (then 431).
 	MaxHeaderBytes int
+	// H2MaxConcurrentStreams caps the open streams of one HTTP/2 client
+	// connection (SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113 §6.5.2).
+	// Default DefaultH2MaxConcurrentStreams.
+	H2MaxConcurrentStreams int
+	// H2StreamWindowBytes is the flow-control window of each HTTP/2
+	// request body, in bytes (SETTINGS_INITIAL_WINDOW_SIZE, RFC 9113
+	// §6.9.2): how much a client may send on one stream before the proxy
+	// reads it. At least 65535. Default DefaultH2StreamWindowBytes.
+	H2StreamWindowBytes int
+	// H2ConnectionWindowBytes is the flow-control window of each HTTP/2
+	// client connection, in bytes (RFC 9113 §6.9.1), over all its
+	// streams. At least 65535. Default DefaultH2ConnectionWindowBytes.
+	H2ConnectionWindowBytes int
 	// MaxURIBytes limits the request target (then 414).
 	MaxURIBytes int
 	// BodyBufferBytes is the largest body with a known length that is

@@ -99,6 +99,7 @@ func (m *Main) Validate() error {
 		{"health_check_fall", m.HealthCheckFall},
 		{"max_header_bytes", m.MaxHeaderBytes},
 		{"max_uri_bytes", m.MaxURIBytes},
+		{"h2_max_concurrent_streams", m.H2MaxConcurrentStreams},
 		{"body_buffer_bytes", m.BodyBufferBytes},
 		{"log_file", min(m.LogFileSizeMB, m.LogFileKeep)},
 		{"cache_ttl", m.CacheTTL},
@@ -106,6 +107,17 @@ func (m *Main) Validate() error {
 	} {
 		if kv.v < 1 {
 			e.add(pos, kv.key, "must be a positive integer, got %d", kv.v)
+		}
+	}
+	for _, kv := range []struct {
+		key string
+		v   int
+	}{
+		{"h2_stream_window_bytes", m.H2StreamWindowBytes},
+		{"h2_connection_window_bytes", m.H2ConnectionWindowBytes},
+	} {
+		if kv.v < MinH2WindowBytes || kv.v > MaxH2WindowBytes {
+			e.add(pos, kv.key, "must be between %d and %d bytes, got %d", MinH2WindowBytes, MaxH2WindowBytes, kv.v)
 		}
 	}
 	for _, kv := range []struct {

@@ -344,3 +344,63 @@ func TestServeTLSGrades(t *testing.T) {
 		}
 	}
 }
+
+// TestServeH2Settings checks that ListenOptions reach the HTTP/2 server
+// (h2_max_concurrent_streams, h2_stream_window_bytes and
+// h2_connection_window_bytes, issue 16): its SETTINGS frame announces the
+// stream limit and the stream window, and a WINDOW_UPDATE on stream 0
+// raises the connection window from the protocol's 65535 to the one set;
+// the defaults are net/http's (250 streams, 1 MiB windows).
+func TestServeH2Settings(t *testing.T) {
+	t.Parallel()
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", "127.0.0.1:1")}
+	for _, tt := range []struct {
+		name                    string
+		lo                      ListenOptions
+		streams, stream, connWn uint32
+	}{
+		{"set", ListenOptions{MaxConcurrentStreams: 7, StreamWindowBytes: 100000, ConnectionWindowBytes: 300000}, 7, 100000, 300000},
+		{"defaults", ListenOptions{}, 250, 1 << 20, 1 << 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := startFronts(t, cfg, Options{}, UpstreamOptions{}, tt.lo)
+			c, err := net.Dial("tcp", f.plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+				t.Fatal(err)
+			}
+			fr := http2.NewFramer(c, c)
+			if err := fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+			got := map[http2.SettingID]uint32{}
+			var connWindow uint32
+			for connWindow == 0 {
+				frame, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("ReadFrame: %v (settings so far %v)", err, got)
+				}
+				switch fm := frame.(type) {
+				case *http2.SettingsFrame:
+					if !fm.IsAck() {
+						_ = fm.ForeachSetting(func(s http2.Setting) error { got[s.ID] = s.Val; return nil })
+					}
+				case *http2.WindowUpdateFrame:
+					if fm.StreamID == 0 {
+						connWindow = 65535 + fm.Increment
+					}
+				}
+			}
+			if got[http2.SettingMaxConcurrentStreams] != tt.streams || got[http2.SettingInitialWindowSize] != tt.stream || connWindow != tt.connWn {
+				t.Errorf("server SETTINGS %v, connection window %d; want %d streams, stream window %d, connection window %d",
+					got, connWindow, tt.streams, tt.stream, tt.connWn)
+			}
+		})
+	}
+}

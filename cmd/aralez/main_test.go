@@ -332,6 +332,7 @@ func TestRestartKeys(t *testing.T) {
 	for in, want := range map[string]string{
 		"ProxyAddressHTTP": "proxy_address_http", "HCInterval": "hc_interval", "MaxURIBytes": "max_uri_bytes",
 		"TCPKeepaliveIdle": "tcp_keepalive_idle", "ReadHeaderTimeout": "read_header_timeout", "Threads": "threads",
+		"H2MaxConcurrentStreams": "h2_max_concurrent_streams", "H2ConnectionWindowBytes": "h2_connection_window_bytes",
 	} {
 		if got := snakeCase(in); got != want {
 			t.Errorf("snakeCase(%q) = %q; want %q", in, got, want)

@@ -353,7 +353,8 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	// The listeners stop when ctx is done or the loop below ends.
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
-	lo := proxy.ListenOptions{HandshakeTimeout: m.ReadHeaderTimeout, IdleTimeout: m.IdleTimeout, DrainTimeout: m.DrainTimeout, MaxHeaderBytes: m.MaxHeaderBytes, Logger: s.log}
+	lo := proxy.ListenOptions{HandshakeTimeout: m.ReadHeaderTimeout, IdleTimeout: m.IdleTimeout, DrainTimeout: m.DrainTimeout, MaxHeaderBytes: m.MaxHeaderBytes, Logger: s.log,
+		MaxConcurrentStreams: uint32(m.H2MaxConcurrentStreams), StreamWindowBytes: m.H2StreamWindowBytes, ConnectionWindowBytes: m.H2ConnectionWindowBytes}
 	if m.ProxyProtocol {
 		lo.ProxyProtocolFrom = m.ProxyProtocolFrom
 	}
@@ -565,14 +566,15 @@ func restartKeys(a, b *config.Main) []string {
 }
 
 // snakeCase turns a Go field name into its YAML key: runs of capitals
-// are one word ("HCInterval" is hc_interval, "MaxURIBytes" max_uri_bytes).
+// are one word ("HCInterval" is hc_interval, "MaxURIBytes" max_uri_bytes)
+// and a digit ends one ("H2StreamWindowBytes" is h2_stream_window_bytes).
 func snakeCase(name string) string {
 	var b strings.Builder
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		upper := c >= 'A' && c <= 'Z'
 		if upper && i > 0 {
-			prevLower := name[i-1] >= 'a' && name[i-1] <= 'z'
+			prevLower := name[i-1] >= 'a' && name[i-1] <= 'z' || name[i-1] >= '0' && name[i-1] <= '9'
 			nextLower := i+1 < len(name) && name[i+1] >= 'a' && name[i+1] <= 'z'
 			if prevLower || nextLower && name[i-1] >= 'A' && name[i-1] <= 'Z' {
 				b.WriteByte('_')
