@@ -62,8 +62,10 @@ func (e *errs) sendProxyConsistent(u *Upstreams) {
 	}
 	first := make(map[string]use)
 	pathOf := func(host, prefix string) string { return joinPath(joinPath("upstreams", host), "paths."+prefix) }
-	for _, h := range u.Hosts {
-		for _, p := range h.Paths {
+	for hi := range u.Hosts { // by index: every reload runs this over every host
+		h := &u.Hosts[hi]
+		for pi := range h.Paths {
+			p := &h.Paths[pi]
 			for i, s := range p.Servers {
 				f, ok := first[s.Address]
 				if !ok {

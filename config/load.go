@@ -93,9 +93,9 @@ func (u *Upstreams) cacheRequested() bool {
 	if c := u.Policy.Cache; c != nil && *c {
 		return true
 	}
-	for _, h := range u.Hosts {
-		for _, p := range h.Paths {
-			if c := p.Policy.Cache; c != nil && *c {
+	for i := range u.Hosts { // by index: every reload runs this over every host
+		for j := range u.Hosts[i].Paths {
+			if c := u.Hosts[i].Paths[j].Policy.Cache; c != nil && *c {
 				return true
 			}
 		}

@@ -141,8 +141,8 @@ func parseWithConfD(c *Cache, start time.Time, name string, data []byte, path st
 	u.Files = append(make([]string, 0, 1+len(confd)), name)
 	u.Warnings = append([]string(nil), u.Warnings...)
 	seen := make(map[string]Pos, n)
-	for _, h := range u.Hosts {
-		seen[h.Name] = h.Pos
+	for i := range u.Hosts {
+		seen[u.Hosts[i].Name] = u.Hosts[i].Pos
 	}
 	for i, fp := range confd {
 		u.Files = append(u.Files, names[i])
