@@ -340,7 +340,9 @@ func (f *frontends) dispatchClear(raw net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	f.untrack(raw)
 	if pc.n == len(h2Preface) && bytes.Equal(pc.buf[:pc.n], h2Preface) {
-		f.serveH2(pc)
+		bc := &batchConn{Conn: pc}
+		bc.enable()
+		f.serveH2(bc)
 		return
 	}
 	h1 := newFramingConn(pc) // bare LF and chunk-size checks (framing.go)
@@ -381,7 +383,8 @@ func (f *frontends) dispatchTLS(ctx context.Context, raw net.Conn, cfg *tls.Conf
 	if !ok {
 		return
 	}
-	tc := tls.Server(c, cfg)
+	bc := &batchConn{Conn: c}
+	tc := tls.Server(bc, cfg)
 	hctx, cancel := context.WithTimeout(ctx, f.o.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()
@@ -391,6 +394,7 @@ func (f *frontends) dispatchTLS(ctx context.Context, raw net.Conn, cfg *tls.Conf
 	}
 	f.untrack(raw)
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		bc.enable()
 		f.serveH2(tc)
 		return
 	}
