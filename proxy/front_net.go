@@ -51,6 +51,7 @@ type netState struct {
 	plan pipeline.Plan
 	rec  statusRecorder
 	out  http.Request // the upstream request
+	url  url.URL      // its URL
 	res  *http.Response
 	grpc bool
 
@@ -307,7 +308,8 @@ func (st *netState) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 	if st.body != nil {
 		out.Body = bufferedBody(st.body) // each attempt reads it whole
 	}
-	out.URL = &url.URL{Scheme: scheme, Host: b.Addr(), Opaque: st.opaque, RawQuery: st.rawQuery}
+	st.url = url.URL{Scheme: scheme, Host: b.Addr(), Opaque: st.opaque, RawQuery: st.rawQuery}
+	out.URL = &st.url // pooled with out
 	if len(st.plan.Host) == 0 {
 		out.Host = b.Addr()
 	}
@@ -353,7 +355,7 @@ func (st *netState) prepareOut() {
 	out.RequestURI = ""
 	out.Close = false
 	applyNet(out.Header, &st.plan, &st.vals)
-	out.Host = string(st.plan.Host)
+	out.Host = sameString(r.Host, true, st.plan.Host)
 	st.opaque = sameString(r.URL.Path, r.URL.RawPath == "", st.req.Path)
 	st.rawQuery = sameString(r.URL.RawQuery, true, d.Query)
 	if st.noBody {
@@ -522,9 +524,10 @@ func applyNet(h http.Header, pl *pipeline.Plan, vals *valueCache) {
 // netState, so it takes no lock; it is cleared when it holds maxCached
 // entries, and values longer than maxCachedLen are not kept.
 type valueCache struct {
-	keys map[string]string
-	vals map[string][]string
-	seen [maxCached]uint64 // FNV-1a hashes of values seen once, by hash
+	keys     map[string]string
+	trailers map[string]string // gRPC's trailers are the same names each time
+	vals     map[string][]string
+	seen     [maxCached]uint64 // FNV-1a hashes of values seen once, by hash
 }
 
 const (
@@ -544,6 +547,22 @@ func (c *valueCache) key(k []byte) string {
 			c.keys = make(map[string]string, maxCached)
 		}
 		c.keys[string(k)] = s
+	}
+	return s
+}
+
+// trailerKey returns k with net/http's undeclared-trailer prefix
+// (http.TrailerPrefix).
+func (c *valueCache) trailerKey(k string) string {
+	if s, ok := c.trailers[k]; ok {
+		return s
+	}
+	s := http.TrailerPrefix + k
+	if len(k) <= maxCachedLen {
+		if c.trailers == nil || len(c.trailers) >= maxCached {
+			c.trailers = make(map[string]string, maxCached)
+		}
+		c.trailers[k] = s
 	}
 	return s
 }
@@ -610,6 +629,6 @@ func (e *Engine) relayNet(st *netState, res *http.Response) {
 	// Trailers arrive after the body and are usually not announced
 	// (gRPC's are not): send each under the undeclared-trailer prefix.
 	for k, v := range res.Trailer {
-		h[http.TrailerPrefix+k] = v
+		h[st.vals.trailerKey(k)] = v
 	}
 }
