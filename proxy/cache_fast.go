@@ -40,6 +40,7 @@ func (e *Engine) serveCachedFast(ctx *fasthttp.RequestCtx, st *state, now int64)
 	resp := &ctx.Response
 	resp.Reset()
 	h := &resp.Header
+	h.SetNoDefaultContentType(true) // a stored untyped answer stays untyped
 	stored := en.Header()
 	for off := 0; ; {
 		name, value, next := stored.Next(off)

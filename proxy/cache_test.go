@@ -183,6 +183,13 @@ func cacheCases() []cacheCase {
 			{hdr: map[string]string{"Accept-Encoding": "gzip"}, cache: "HIT", body: str("enc=gzip"), hits: 2},
 			{hdr: map[string]string{"Accept-Encoding": "br"}, cache: "HIT", body: str("enc=br"), hits: 2},
 		}},
+		{name: "untyped", up: func(w http.ResponseWriter, r *http.Request, n int) {
+			w.Header()["Content-Type"] = nil // no sniffing by the backend either
+			reply("<html>untyped", "Cache-Control: max-age=60")(w, r, n)
+		}, steps: []cacheStep{
+			{cache: "MISS", body: str("<html>untyped"), hits: 1, check: noContentType},
+			{cache: "HIT", body: str("<html>untyped"), hits: 1, check: noContentType},
+		}},
 		{name: "vary star", up: reply("x", "Cache-Control: max-age=60", "Vary: *"), steps: []cacheStep{{cache: "MISS", hits: 1}, {cache: "MISS", hits: 2}}},
 		{name: "head from get", up: reply("0123456789", "Cache-Control: max-age=60"), steps: []cacheStep{
 			{cache: "MISS", hits: 1},
@@ -252,6 +259,14 @@ func cacheCases() []cacheCase {
 }
 
 // casePath is the path of a case on the backend.
+// noContentType fails a response that carries a Content-Type: an
+// untyped answer must stay untyped, stored or not (RFC 9110 §8.3).
+func noContentType(t *testing.T, r *http.Response, _ *countingBackend) {
+	if v, ok := r.Header["Content-Type"]; ok {
+		t.Errorf("Content-Type = %q; want none", v)
+	}
+}
+
 func casePath(name string) string { return "/" + strings.NewReplacer(" ", "-", "_", "-").Replace(name) }
 
 // cacheConfig is the conformance table's routes: c.test (cached, with

@@ -226,6 +226,12 @@ func TestFrontEndsSameCases(t *testing.T) {
 		w.Header().Set("Keep-Alive", "timeout=5")
 		w.Header().Set("X-Served-Via", "upstream")
 		w.Header().Set("X-Upstream", "a")
+		if strings.HasPrefix(r.URL.Path, "/untyped") {
+			// No Content-Type at all (net/http would sniff one).
+			w.Header()["Content-Type"] = nil
+			io.WriteString(w, "<html>ok "+r.URL.RequestURI())
+			return
+		}
 		io.WriteString(w, "ok "+r.URL.RequestURI())
 	})
 	adm, as := newUpstream(t, "admin", nil)
@@ -336,6 +342,13 @@ func TestFrontEndsSameCases(t *testing.T) {
 			want{status: 200, body: "ok /b", upURI: "/b", up: map[string]string{"Authorization": ""}}, nil, false},
 		{"denied client", "GET", "/d", map[string]string{"Host": "deny.test"}, want{status: 403, body: "403 Forbidden\n"}, nil, false},
 		{"post body", "POST", "/echo", map[string]string{"Host": "app.test", "Content-Type": "text/plain"}, want{status: 200, body: "ok /echo", upURI: "/echo"}, nil, false},
+		// A body without Content-Type is forwarded without one, both ways:
+		// no default type, no sniffing (an untyped upload sniffed as
+		// text/html would be rendered by browsers; RFC 9110 §8.3).
+		{"untyped request body", "POST", "/echo", map[string]string{"Host": "app.test"},
+			want{status: 200, body: "ok /echo", upURI: "/echo", up: map[string]string{"Content-Type": ""}}, nil, false},
+		{"untyped response", "GET", "/untyped", map[string]string{"Host": "app.test"},
+			want{status: 200, body: "<html>ok /untyped", upURI: "/untyped", hdr: map[string]string{"Content-Type": ""}}, nil, false},
 		// Issue 10: the same forwarding-header rule on every front end.
 		// From an untrusted peer every client copy is removed, all lines,
 		// any case, and ours are set; "_" spellings of protected names go.

@@ -138,16 +138,31 @@ type statusRecorder struct {
 	bytes  int64
 }
 
+// WriteHeader records code and sends the response head. A final
+// response without Content-Type is sent without one: net/http would
+// otherwise sniff a type from the body, and an untyped upload labelled
+// text/html by the proxy is rendered by browsers (RFC 9110 §8.3: a
+// recipient may only assume application/octet-stream, or sniff itself).
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 && code >= 200 {
 		r.status = code
+		untyped(r.ResponseWriter.Header())
 	}
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// untyped marks a header without Content-Type so that net/http adds
+// none (a nil value suppresses its sniffing and writes no line).
+func untyped(h http.Header) {
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil
+	}
 }
 
 func (r *statusRecorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
+		untyped(r.ResponseWriter.Header())
 	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)

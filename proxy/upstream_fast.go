@@ -33,6 +33,11 @@ import (
 // upstream restarted and closed them all), pipeline.ErrClientBody, or
 // another I/O error; on error the connection is closed.
 func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend) error {
+	// A message without Content-Type goes on without one, both ways
+	// (fasthttp would add application/octet-stream to a request body
+	// and text/plain to a response; RFC 9110 §8.3).
+	req.Header.SetNoDefaultContentType(true)
+	resp.Header.SetNoDefaultContentType(true)
 	cc, err := hc.AcquireConn(0, false)
 	for err == nil && !reusable(cc.Conn(), cc.LastUseTime()) {
 		// The upstream closed this idle connection: drop it before any

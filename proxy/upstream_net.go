@@ -336,6 +336,7 @@ func (n *netUpstream) closeIdle() {
 // from src to dst on a send_proxy_protocol route. A streamed body holds lease's
 // in-flight count and releases it on Close. Errors are as for roundTrip.
 func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend, src, dst net.Addr) error {
+	resp.Header.SetNoDefaultContentType(true) // untyped stays untyped, as in roundTrip
 	if u.net == nil || !u.net.usesNet() {
 		return roundTrip(u.hc, req, resp, bufLimit, lease)
 	}
