@@ -18,6 +18,8 @@ type fakeHeader struct{}
 
 func (*fakeHeader) Peek([]byte) []byte { return nil }
 
+func (*fakeHeader) Repeated([]byte) bool { return false }
+
 // TestCachePurge checks POST /cache/purge against a real cache (issue
 // 15): the key rules, exact URL and host/prefix purges, and errors.
 func TestCachePurge(t *testing.T) {

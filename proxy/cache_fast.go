@@ -18,6 +18,12 @@ func (h *fastPeeker) Peek(name []byte) []byte {
 	return (*fasthttp.RequestHeader)(h).PeekBytes(name)
 }
 
+// Repeated reports whether the header has more than one line named name
+// (fasthttp keeps every line; Cookie lines are joined into one).
+func (h *fastPeeker) Repeated(name []byte) bool {
+	return len((*fasthttp.RequestHeader)(h).PeekAll(string(name))) > 1
+}
+
 var _ cache.Peeker = (*fastPeeker)(nil)
 
 // appendFastFields appends a fasthttp response's header lines to dst in

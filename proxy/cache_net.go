@@ -29,6 +29,12 @@ func (p *netPeeker) Peek(name []byte) []byte {
 	return s2b(vs[0])
 }
 
+// Repeated reports whether the header has more than one line named name;
+// Cookie lines count as one, as Peek joins them.
+func (p *netPeeker) Repeated(name []byte) bool {
+	return len(p.h[http.CanonicalHeaderKey(string(name))]) > 1 && !strings.EqualFold(string(name), "Cookie")
+}
+
 var _ cache.Peeker = (*netPeeker)(nil)
 
 // appendNetFields appends a net/http response's header lines to dst, for

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -189,6 +190,18 @@ func cacheCases() []cacheCase {
 		}, steps: []cacheStep{
 			{cache: "MISS", body: str("<html>untyped"), hits: 1, check: noContentType},
 			{cache: "HIT", body: str("<html>untyped"), hits: 1, check: noContentType},
+		}},
+		// Two Accept-Encoding lines reach the backend as "gzip, br": that
+		// answer must not be stored as the gzip variant, nor a gzip
+		// variant served to it.
+		{name: "vary repeated field", up: func(w http.ResponseWriter, r *http.Request, n int) {
+			vs := slices.Sorted(slices.Values(r.Header.Values("Accept-Encoding"))) // lines of both spellings come in map order
+			reply("enc="+strings.Join(vs, ","), "Cache-Control: max-age=60", "Vary: Accept-Encoding")(w, r, n)
+		}, steps: []cacheStep{
+			{hdr: map[string]string{"Accept-Encoding": "gzip", "accept-encoding": "br"}, cache: "MISS", body: str("enc=br,gzip"), hits: 1},
+			{hdr: map[string]string{"Accept-Encoding": "gzip"}, cache: "MISS", body: str("enc=gzip"), hits: 2},
+			{hdr: map[string]string{"Accept-Encoding": "gzip"}, cache: "HIT", body: str("enc=gzip"), hits: 2},
+			{hdr: map[string]string{"Accept-Encoding": "gzip", "accept-encoding": "br"}, cache: "MISS", body: str("enc=br,gzip"), hits: 3},
 		}},
 		{name: "vary star", up: reply("x", "Cache-Control: max-age=60", "Vary: *"), steps: []cacheStep{{cache: "MISS", hits: 1}, {cache: "MISS", hits: 2}}},
 		{name: "head from get", up: reply("0123456789", "Cache-Control: max-age=60"), steps: []cacheStep{

@@ -330,7 +330,9 @@ func (n *node) match(h Peeker) *Entry {
 }
 
 // varyMatches reports whether the request h has the same values (OWS
-// trimmed, absent = absent) for every field the stored request had.
+// trimmed, absent = absent) for every field the stored request had. A
+// request with more than one line of such a field matches nothing: the
+// stored value is one line's.
 func varyMatches(v Fields, h Peeker) bool {
 	for off := 0; ; {
 		name, val, next := v.Next(off)
@@ -338,6 +340,9 @@ func varyMatches(v Fields, h Peeker) bool {
 			return true
 		}
 		off = next
+		if h.Repeated(name) {
+			return false
+		}
 		got := h.Peek(name)
 		storedAbsent := len(val) == 1 && val[0] == 0
 		if got == nil {
@@ -430,7 +435,7 @@ func (c *Cache) Store(r *Request, f *Fill, resp *Response) (*Entry, Reason) {
 	fr := storeRules(r, &reqCC, resp, resp.Header, c.o.MaxObjectBytes, c.ttl(r))
 	hash := c.hash(r.Key)
 	if fr.reason != Stored {
-		if f != nil && fr.reason != NotStoredRequestNoStore && fr.reason != NotStoredMethod {
+		if f != nil && fr.reason != NotStoredRequestNoStore && fr.reason != NotStoredMethod && fr.reason != NotStoredVaryRepeated {
 			c.markHitForMiss(hash, r.Key, resp.ResponseTime)
 		}
 		f.finish(true)

@@ -230,6 +230,35 @@ func TestVary(t *testing.T) {
 	}
 }
 
+// TestVaryRepeatedField checks that a request repeating a field the
+// response varies on neither matches a stored variant nor stores one:
+// the upstream saw every line ("gzip, br"), so storing the answer under
+// the first line's value would serve it to "gzip" clients (cache
+// poisoning), and serving the "gzip" variant to it would mismatch.
+func TestVaryRepeatedField(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, Options{HitForMiss: time.Minute})
+	const key = "http://ex.com/vr"
+	twice := mkHdr("Accept-Encoding", "gzip", "accept-encoding", "br")
+	res := c.Lookup(getReq(key, twice), at(0))
+	if res.Outcome != Miss {
+		t.Fatalf("Lookup(twice) = %v; want miss", res.Outcome)
+	}
+	if e, why := c.Store(getReq(key, twice), res.Fill, respAt(0, 200, "both", "Cache-Control", "max-age=60", "Vary", "Accept-Encoding")); e != nil || why != NotStoredVaryRepeated {
+		t.Fatalf("Store(twice) = %v, %v; want not stored (%v)", e != nil, why, NotStoredVaryRepeated)
+	}
+	// Not a hit-for-miss: the next plain request fills the key.
+	fill(t, c, getReq(key, mkHdr("Accept-Encoding", "gzip")), time.Second, respAt(time.Second, 200, "gz", "Cache-Control", "max-age=60", "Vary", "Accept-Encoding"))
+	if res := c.Lookup(getReq(key, mkHdr("Accept-Encoding", "gzip")), at(2*time.Second)); res.Outcome != Hit || string(res.Entry.Body()) != "gz" {
+		t.Errorf("Lookup(gzip) = %v; want hit \"gz\"", res.Outcome)
+	}
+	if res := c.Lookup(getReq(key, twice), at(2*time.Second)); res.Outcome != Miss {
+		t.Errorf("Lookup(twice) over a stored gzip variant = %v; want miss", res.Outcome)
+	} else {
+		res.Fill.Abandon()
+	}
+}
+
 // TestRevalidated checks the 304 path: fields merged, freshness renewed,
 // validators kept.
 func TestRevalidated(t *testing.T) {

@@ -75,6 +75,7 @@
 //
 // Revalidation updates the entry that was revalidated, not every entry
 // the 304's validator selects. A HEAD answer does not update a stored
-// GET entry (§4.3.5). Multiple request fields of one name are compared
-// by their first value when matching Vary.
+// GET entry (§4.3.5). A request with more than one line of a field a
+// response varies on is served upstream and its answer not stored
+// (matching would compare one line; the upstream saw them all).
 package cache

@@ -26,6 +26,16 @@ func (h *hdr) Peek(name []byte) []byte {
 	return nil
 }
 
+func (h *hdr) Repeated(name []byte) bool {
+	n := 0
+	for _, f := range *h {
+		if equalFold(f[0], name) {
+			n++
+		}
+	}
+	return n > 1
+}
+
 func fields(kv ...string) Fields {
 	var f Fields
 	for i := 0; i+1 < len(kv); i += 2 {

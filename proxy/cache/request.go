@@ -7,11 +7,16 @@ import (
 
 // Peeker gives the cache read access to a request's header fields. Peek
 // returns the value of the first field named name (case-insensitive), or
-// nil when there is none; the value is only read during the call. Front
-// ends implement it on a pointer to their own header type, so passing one
+// nil when there is none; the value is only read during the call.
+// Repeated reports whether the request has more than one field line
+// named name, as forwarded upstream (lines a front end joins into the
+// value Peek returns, such as HTTP/2's Cookie lines, count as one); the
+// cache asks it only for the fields a response varies on. Front ends
+// implement it on a pointer to their own header type, so passing one
 // allocates nothing.
 type Peeker interface {
 	Peek(name []byte) []byte
+	Repeated(name []byte) bool
 }
 
 // Request is what the cache reads from a client request. Its slices are

@@ -64,10 +64,16 @@ const (
 	NotStoredNoFreshness
 	// NotStoredDisabled: the cache is off.
 	NotStoredDisabled
+	// NotStoredVaryRepeated: the request has more than one line of a
+	// field the response varies on. The upstream saw every line, so
+	// keying the answer on one of them would serve it to requests that
+	// sent only that one (cache poisoning). The request's doing, not the
+	// response's: no hit-for-miss marker is left.
+	NotStoredVaryRepeated
 )
 
 var reasonNames = [...]string{"stored", "method", "status", "request no-store", "no-store", "private",
-	"credentials", "set-cookie", "vary *", "too large", "no freshness", "disabled"}
+	"credentials", "set-cookie", "vary *", "too large", "no freshness", "disabled", "vary repeated"}
 
 // String returns a short name for the reason.
 func (r Reason) String() string {
@@ -150,6 +156,12 @@ func storeRules(r *Request, reqCC *requestCC, resp *Response, h Fields, maxObjec
 	if varyStar(h) {
 		f.reason = NotStoredVaryStar
 		return f
+	}
+	for name := range varyNames(h) {
+		if r.Header.Repeated(name) {
+			f.reason = NotStoredVaryRepeated
+			return f
+		}
 	}
 	if resp.Streamed || len(resp.Body) > maxObject {
 		f.reason = NotStoredTooLarge

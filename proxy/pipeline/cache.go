@@ -168,6 +168,9 @@ func (cs *CacheState) Peek(name []byte) []byte {
 	return cs.h.Peek(name)
 }
 
+// Repeated reports whether the request has more than one line named name.
+func (cs *CacheState) Repeated(name []byte) bool { return cs.h.Repeated(name) }
+
 var _ cache.Peeker = (*CacheState)(nil)
 
 // Reset clears cs for a new request, keeping its buffers.
