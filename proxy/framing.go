@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/aralez-go/aralez/proxy/pipeline"
@@ -57,6 +58,9 @@ const (
 type framer struct {
 	state uint8
 	err   error // returned by the next read
+	// tunnel is set by stop: the connection carries a tunnel now. It is
+	// read by the connection's writer, which may run beside its reader.
+	tunnel atomic.Bool
 
 	// The current head or trailer line.
 	line    [40]byte // its first bytes
@@ -262,18 +266,22 @@ func (f *framer) setBodyLimit(seq uint64, limit int64) bool {
 
 // stop ends the check: the connection carries something else now (a
 // WebSocket tunnel after 101).
-func (f *framer) stop() { f.state = frPassive }
+func (f *framer) stop() {
+	f.state = frPassive
+	f.tunnel.Store(true)
+}
 
 // framingConn is a client connection of the HTTP/1.1 front end with the
-// framing check of this file on its reads. Until the connection turns
-// into a tunnel (framer.stop), one goroutine reads and writes it, and a
-// Read after a Write (the next request after a response) yields first
-// (yieldBeforeReply); a tunnel reads and writes on two goroutines and
-// never yields.
+// framing check of this file on its reads. A Read after a Write (the
+// next request after a response) yields first (yieldBeforeReply),
+// until the connection turns into a tunnel (framer.stop). Reads and
+// Writes may run on two goroutines (net/http's transport reads a
+// streamed request body while the response is written; a tunnel);
+// deadlines are set by the serving goroutine, or by the tunnel's.
 type framingConn struct {
 	net.Conn
 	f     framer
-	wrote bool // a Write since the last Read, before the tunnel
+	wrote atomic.Bool // a Write since the last Read, before the tunnel
 	// rd and wd are the read and write deadlines in force: fasthttp asks
 	// for new ones on every request; they are coarse (deadline.go) until
 	// the tunnel, which sets its own from two goroutines.
@@ -282,20 +290,23 @@ type framingConn struct {
 
 // newFramingConn wraps c, keeping it recognisable as TLS for fasthttp.
 func newFramingConn(c net.Conn) net.Conn {
-	fc := framingConn{Conn: c}
-	fc.f.startHead()
 	if _, ok := c.(*tls.Conn); ok {
-		return &framingTLSConn{fc}
+		tc := &framingTLSConn{}
+		tc.Conn = c
+		tc.f.startHead()
+		return tc
 	}
-	return &fc
+	fc := &framingConn{Conn: c}
+	fc.f.startHead()
+	return fc
 }
 
 func (c *framingConn) Read(p []byte) (int, error) {
 	if err := c.f.err; err != nil {
 		return 0, err
 	}
-	if c.wrote {
-		c.wrote = false
+	if c.wrote.Load() {
+		c.wrote.Store(false)
 		yieldBeforeReply()
 	}
 	n, err := c.Conn.Read(p)
@@ -312,15 +323,15 @@ func (c *framingConn) Read(p []byte) (int, error) {
 }
 
 func (c *framingConn) Write(p []byte) (int, error) {
-	if c.f.state != frPassive {
-		c.wrote = true
+	if !c.f.tunnel.Load() {
+		c.wrote.Store(true)
 	}
 	return c.Conn.Write(p)
 }
 
 // SetReadDeadline sets the read deadline, coarsely before a tunnel.
 func (c *framingConn) SetReadDeadline(t time.Time) error {
-	if c.f.state == frPassive {
+	if c.f.tunnel.Load() {
 		return c.Conn.SetReadDeadline(t)
 	}
 	if set, ok := c.rd.next(t, time.Now); ok {
@@ -331,7 +342,7 @@ func (c *framingConn) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline sets the write deadline, coarsely before a tunnel.
 func (c *framingConn) SetWriteDeadline(t time.Time) error {
-	if c.f.state == frPassive {
+	if c.f.tunnel.Load() {
 		return c.Conn.SetWriteDeadline(t)
 	}
 	if set, ok := c.wd.next(t, time.Now); ok {
@@ -342,7 +353,7 @@ func (c *framingConn) SetWriteDeadline(t time.Time) error {
 
 // SetDeadline sets both deadlines as they are.
 func (c *framingConn) SetDeadline(t time.Time) error {
-	if c.f.state != frPassive {
+	if !c.f.tunnel.Load() {
 		c.rd.forget()
 		c.wd.forget()
 	}

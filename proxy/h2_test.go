@@ -345,3 +345,55 @@ func TestH2ToHTTP1Backend(t *testing.T) {
 		t.Errorf("backend saw %d connections for %d requests; want them reused (at most 4)", c, n.Load())
 	}
 }
+
+// TestH2BackendEarlyAnswer sends HTTP/1.1 uploads, buffered and streamed,
+// to an h2c backend that answers before reading them: net/http's
+// transport may go on reading a request body after RoundTrip returns,
+// and the body is the fasthttp request's, reused by the next request on
+// the connection. Every answer must be the backend's, every request on
+// the keep-alive connection must get its own, and (under -race) nothing
+// may read the old body once the exchange is over.
+func TestH2BackendEarlyAnswer(t *testing.T) {
+	t.Parallel()
+	var seen atomic.Int64
+	early := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		if r.URL.Path == "/read-some" {
+			_, _ = io.CopyN(io.Discard, r.Body, 1000)
+		}
+		w.Header().Set("X-Early", r.URL.Path)
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "early")
+	}))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	early.Config.Protocols = &p
+	early.Start()
+	t.Cleanup(early.Close)
+	addr := early.Listener.Addr().String()
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addr)}
+	f := startFronts(t, cfg, Options{BodyBufferBytes: 48 << 10}, UpstreamOptions{}, ListenOptions{})
+	f.reg.Backends().Get(addr).SetProto(balancer.ProtoH2C)
+	fe := frontEnds[0] // HTTP/1.1, one keep-alive connection
+	want := 0
+	for i := range 12 {
+		size := 40 << 10 // buffered, under the h2 window
+		if i%3 == 1 {
+			size = 100 << 10 // over BodyBufferBytes: streamed, and over the window
+		}
+		path := "/early"
+		if i%2 == 1 {
+			path = "/read-some"
+		}
+		body := bytes.Repeat([]byte{byte('a' + i)}, size)
+		resp, got := doReq(t, fe.client, "POST", fe.base(f), path, nil, bytes.NewReader(body))
+		want++
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || got != "early" || resp.Header.Get("X-Early") != path {
+			t.Fatalf("request %d (%d bytes to %s): %d %q X-Early %q", i, size, path, resp.StatusCode, got, resp.Header.Get("X-Early"))
+		}
+	}
+	if n := int(seen.Load()); n != want {
+		t.Fatalf("backend saw %d requests, want %d", n, want)
+	}
+}
