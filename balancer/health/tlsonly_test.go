@@ -33,7 +33,9 @@ func TestHealthTLSOnlyBackend(t *testing.T) {
 			t.Parallel()
 			be := tlsonlytest.Start(t, tlsonlytest.Options{NoHEAD: tt.noHEAD})
 			b := balancer.NewBackend(be.Addr)
-			h, _ := newChecker(t, HealthOptions{Interval: time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 1, Method: tt.method})
+			// Detection gets Timeout and its TLS attempt half of it: generous,
+			// since a -race build on a busy machine is slow to handshake.
+			h, _ := newChecker(t, HealthOptions{Interval: 2 * time.Second, Timeout: 1600 * time.Millisecond, Rise: 1, Fall: 1, Method: tt.method})
 			h.SetTargets([]Target{{Backend: b}})
 			for round := 1; round <= 2; round++ {
 				h.CheckNow(context.Background())
