@@ -357,23 +357,18 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 		}
 		hr.Header.Add(string(k), string(v))
 	}
-	var sent *sentBody
 	if req.IsBodyStream() {
-		sent = newSentBody(req.BodyStream())
+		hr.Body = io.NopCloser(req.BodyStream())
 		hr.ContentLength = int64(req.Header.ContentLength())
 		if hr.ContentLength < 0 {
 			hr.ContentLength = -1
 		}
 	} else if b := req.Body(); len(b) > 0 {
-		sent = newSentBody(bytes.NewReader(b))
+		hr.Body = io.NopCloser(bytes.NewReader(b))
 		hr.ContentLength = int64(len(b))
-	}
-	if sent != nil {
-		hr.Body = sent
 	}
 	res, err := tr.RoundTrip(hr)
 	if err != nil {
-		sent.wait()
 		return err
 	}
 	resp.SetStatusCode(res.StatusCode)
@@ -385,14 +380,13 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 	if req.Header.IsHead() || noBody(res.StatusCode) {
 		resp.SkipBody = true
 		res.Body.Close()
-		sent.wait()
 		return nil
 	}
 	cl := int(res.ContentLength)
 	if cl < 0 {
 		cl = -1
 	}
-	resp.SetBodyStream(&leasedBody{ReadCloser: res.Body, lease: lease, sent: sent}, cl) // fasthttp closes it after relaying
+	resp.SetBodyStream(&leasedBody{ReadCloser: res.Body, lease: lease}, cl) // fasthttp closes it after relaying
 	return nil
 }
 
@@ -401,79 +395,13 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 type leasedBody struct {
 	io.ReadCloser
 	lease *balancer.Backend
-	sent  *sentBody // the request body the transport may still read; nil: none
 }
 
-// Close closes the body, waits until the transport is done with the
-// request body, and releases the lease once.
+// Close closes the body and releases the lease once.
 func (b *leasedBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.sent.wait()
 	if b.lease != nil {
 		b.lease.Release()
 		b.lease = nil
 	}
-	return err
-}
-
-// sentBody is the request body of the fasthttp front end handed to a
-// net/http transport. A transport may go on reading a request body after
-// RoundTrip has returned, and closes it when it is done, maybe from
-// another goroutine (net/http.RoundTripper: "RoundTrip must always close
-// the body ... may do so in a separate goroutine even after RoundTrip
-// returns"); an HTTP/2 backend that answers before reading the whole
-// upload makes it happen. The body is the fasthttp request's buffer or
-// its client connection, both reused for the next request once the
-// handler returns: the exchange ends only when wait returns, after the
-// transport's Close and any Read it had begun.
-type sentBody struct {
-	r       io.Reader
-	mu      sync.Mutex
-	reading bool // a Read is under way
-	closed  bool
-	done    chan struct{} // closed when closed and no Read is under way
-}
-
-func newSentBody(r io.Reader) *sentBody {
-	return &sentBody{r: r, done: make(chan struct{})}
-}
-
-// Read reads from the client's body until the transport closes it.
-func (b *sentBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return 0, net.ErrClosed
-	}
-	b.reading = true
-	b.mu.Unlock()
-	n, err := b.r.Read(p)
-	b.mu.Lock()
-	b.reading = false
-	if b.closed {
-		close(b.done)
-	}
-	b.mu.Unlock()
-	return n, err
-}
-
-// Close records that the transport is done with the body.
-func (b *sentBody) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.closed {
-		b.closed = true
-		if !b.reading {
-			close(b.done)
-		}
-	}
-	return nil
-}
-
-// wait returns once the transport has closed the body and no Read of it
-// is under way; at once for a nil b.
-func (b *sentBody) wait() {
-	if b != nil {
-		<-b.done
-	}
+	return b.ReadCloser.Close()
 }
