@@ -71,14 +71,17 @@ func (s *Server) handleCachePurge(w http.ResponseWriter, r *http.Request) {
 }
 
 // cacheHost normalizes a host as the proxy does before keying the cache:
-// lower case, without port and trailing dot.
+// lower case, without a trailing dot, an IPv6 address in brackets, and
+// the port kept when one is given (a request whose Host names a port is
+// stored apart; without one, Purge also covers every port).
 func cacheHost(h string) string {
+	name, port := h, ""
 	if strings.HasPrefix(h, "[") {
 		if i := strings.IndexByte(h, ']'); i > 0 {
-			h = h[1:i]
+			name, port = h[:i+1], h[i+1:]
 		}
 	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
-		h = h[:i]
+		name, port = h[:i], h[i:]
 	}
-	return strings.TrimSuffix(strings.ToLower(h), ".")
+	return strings.TrimSuffix(strings.ToLower(name), ".") + port
 }

@@ -43,7 +43,9 @@ func TestCachePurge(t *testing.T) {
 		res.Fill.Abandon()
 		return res.Outcome == cache.Hit
 	}
-	for _, k := range []string{"http://a.test/x?q=1", "https://a.test/img/1", "http://a.test/img/2", "http://b.test/img/1"} {
+	// Requests whose Host named a port are stored under it.
+	for _, k := range []string{"http://a.test/x?q=1", "http://a.test:8080/x?q=1", "https://a.test/img/1", "http://a.test/img/2",
+		"http://a.test:8080/img/3", "http://b.test/img/1", "http://[::1]/img/1"} {
 		store(k)
 	}
 	withCache := httptest.NewServer(NewServer(Options{MasterKey: testKey, Cache: c, Logger: discard}).Handler())
@@ -69,10 +71,14 @@ func TestCachePurge(t *testing.T) {
 		{name: "nothing named", srv: withCache, query: "key=" + testKey, code: 400},
 		{name: "relative url", srv: withCache, query: "key=" + testKey + "&url=/x", code: 400},
 		{name: "bad prefix", srv: withCache, query: "key=" + testKey + "&host=a.test&prefix=img", code: 400},
-		{name: "exact url", srv: withCache, query: "key=" + testKey + "&url=" + url.QueryEscape("http://A.test:80/x?q=1"), code: 200, body: `{"purged":1}`,
-			gone: []string{"http://a.test/x?q=1"}, stayed: []string{"http://a.test/img/2"}},
-		{name: "host and prefix", srv: withCache, query: "key=" + testKey + "&host=A.TEST&prefix=/img/", code: 200, body: `{"purged":2}`,
-			gone: []string{"https://a.test/img/1", "http://a.test/img/2"}, stayed: []string{"http://b.test/img/1"}},
+		{name: "exact url", srv: withCache, query: "key=" + testKey + "&url=" + url.QueryEscape("http://A.test./x?q=1"), code: 200, body: `{"purged":1}`,
+			gone: []string{"http://a.test/x?q=1"}, stayed: []string{"http://a.test/img/2", "http://a.test:8080/x?q=1"}},
+		{name: "exact url with a port", srv: withCache, query: "key=" + testKey + "&url=" + url.QueryEscape("http://a.test:8080/x?q=1"), code: 200, body: `{"purged":1}`,
+			gone: []string{"http://a.test:8080/x?q=1"}, stayed: []string{"http://a.test/img/2"}},
+		{name: "host and prefix, every port", srv: withCache, query: "key=" + testKey + "&host=A.TEST&prefix=/img/", code: 200, body: `{"purged":3}`,
+			gone: []string{"https://a.test/img/1", "http://a.test/img/2", "http://a.test:8080/img/3"}, stayed: []string{"http://b.test/img/1", "http://[::1]/img/1"}},
+		{name: "ipv6 host", srv: withCache, query: "key=" + testKey + "&host=[::1]", code: 200, body: `{"purged":1}`,
+			gone: []string{"http://[::1]/img/1"}, stayed: []string{"http://b.test/img/1"}},
 	}
 	for _, tc := range tests { // sequential: the cases share the cache
 		resp, err := http.Post(tc.srv.URL+"/cache/purge?"+tc.query, "", nil)

@@ -77,8 +77,10 @@
 // # POST /cache/purge
 //
 // Removes responses from this instance's response cache (other instances
-// keep theirs): by exact URL (its scheme, host, path and query form the
-// cache key) or by host and path prefix under both schemes. It needs the
+// keep theirs): by exact URL (its scheme, host, port if given, path and
+// query form the cache key; requests whose Host named a port are stored
+// apart) or by host and path prefix under both schemes (a host without a
+// port covers every port). It needs the
 // master key, like /conf (no master_key: 403, the API is read-only); it
 // does not need config_api_enabled, as it changes no routing. Without a
 // cache (cache_size_mb 0) it answers 404; a missing or bad url, host or

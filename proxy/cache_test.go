@@ -203,6 +203,17 @@ func cacheCases() []cacheCase {
 			{hdr: map[string]string{"Accept-Encoding": "gzip"}, cache: "HIT", body: str("enc=gzip"), hits: 2},
 			{hdr: map[string]string{"Accept-Encoding": "gzip", "accept-encoding": "br"}, cache: "MISS", body: str("enc=br,gzip"), hits: 3},
 		}},
+		// The Host's port reaches the backend (which may build links
+		// from it), so it is part of the key: a request for c.test:1
+		// must not fill c.test's entry.
+		{name: "host port", up: func(w http.ResponseWriter, r *http.Request, n int) {
+			reply("host="+r.Host, "Cache-Control: max-age=60")(w, r, n)
+		}, steps: []cacheStep{
+			{hdr: map[string]string{"Host": "c.test:1"}, cache: "MISS", body: str("host=c.test:1"), hits: 1},
+			{cache: "MISS", body: str("host=c.test"), hits: 2},
+			{hdr: map[string]string{"Host": "C.test:1"}, cache: "HIT", body: str("host=c.test:1"), hits: 2},
+			{cache: "HIT", body: str("host=c.test"), hits: 2},
+		}},
 		{name: "vary star", up: reply("x", "Cache-Control: max-age=60", "Vary: *"), steps: []cacheStep{{cache: "MISS", hits: 1}, {cache: "MISS", hits: 2}}},
 		{name: "head from get", up: reply("0123456789", "Cache-Control: max-age=60"), steps: []cacheStep{
 			{cache: "MISS", hits: 1},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -619,15 +620,15 @@ func (c *Cache) Invalidate(key []byte) int {
 }
 
 // Purge removes every stored response whose key has host (compared
-// case-insensitively) and a path starting with prefix, under both
-// schemes, and returns how many responses (Vary variants counted one by
-// one) it removed. It walks the whole storage: use it from the config
-// API, not per request.
+// case-insensitively; with any port, or none, unless host names one) and
+// a path starting with prefix, under both schemes, and returns how many
+// responses (Vary variants counted one by one) it removed. It walks the
+// whole storage: use it from the config API, not per request.
 func (c *Cache) Purge(host, prefix string) int {
 	n := 0
 	for hash, nd := range c.store.All() {
 		h, p, ok := splitKey(nd.key)
-		if !ok || !equalFold(h, host) || !bytes.HasPrefix(p, []byte(prefix)) {
+		if !ok || !sameHost(h, host) || !bytes.HasPrefix(p, []byte(prefix)) {
 			continue
 		}
 		before := len(nd.variants)
@@ -640,6 +641,27 @@ func (c *Cache) Purge(host, prefix string) int {
 		})
 	}
 	return n
+}
+
+// sameHost reports whether a key's host (with the request's port, if it
+// had one) is host, or host with a port when host names none.
+func sameHost(keyHost []byte, host string) bool {
+	if equalFold(keyHost, host) {
+		return true
+	}
+	n := len(host)
+	return len(keyHost) > n && keyHost[n] == ':' && equalFold(keyHost[:n], host) && !hasPort(host)
+}
+
+// hasPort reports whether host ("name", "name:port", "[v6]",
+// "[v6]:port") names a port; an unbracketed IPv6 address counts as one.
+func hasPort(host string) bool {
+	if strings.HasPrefix(host, "[") {
+		if i := strings.IndexByte(host, ']'); i > 0 {
+			host = host[i+1:]
+		}
+	}
+	return strings.IndexByte(host, ':') >= 0
 }
 
 // splitKey splits a primary key into its host and its path with query.

@@ -427,13 +427,19 @@ func TestLockTimeout(t *testing.T) {
 func TestPurge(t *testing.T) {
 	t.Parallel()
 	c := newTestCache(t, Options{})
-	for _, k := range []string{"http://a.com/img/1", "https://a.com/img/2?x", "http://a.com/css/1", "http://b.com/img/1"} {
+	for _, k := range []string{"http://a.com/img/1", "https://a.com/img/2?x", "http://a.com:8080/img/3", "http://a.com.evil/img/4",
+		"http://a.com/css/1", "http://b.com/img/1", "http://b.com:81/img/1"} {
 		fill(t, c, getReq(k, nil), 0, respAt(0, 200, "x", "Cache-Control", "max-age=60"))
 	}
-	if n := c.Purge("A.com", "/img/"); n != 2 {
-		t.Errorf("Purge(a.com, /img/) = %d; want 2", n)
+	// A host without a port covers the entries of every port.
+	if n := c.Purge("A.com", "/img/"); n != 3 {
+		t.Errorf("Purge(a.com, /img/) = %d; want 3", n)
 	}
-	for k, want := range map[string]Outcome{"http://a.com/img/1": Miss, "https://a.com/img/2?x": Miss, "http://a.com/css/1": Hit, "http://b.com/img/1": Hit} {
+	if n := c.Purge("b.com:81", "/"); n != 1 {
+		t.Errorf("Purge(b.com:81, /) = %d; want 1", n)
+	}
+	for k, want := range map[string]Outcome{"http://a.com/img/1": Miss, "https://a.com/img/2?x": Miss, "http://a.com:8080/img/3": Miss,
+		"http://a.com.evil/img/4": Hit, "http://a.com/css/1": Hit, "http://b.com/img/1": Hit, "http://b.com:81/img/1": Miss} {
 		res := c.Lookup(getReq(k, nil), at(time.Second))
 		res.Fill.Abandon()
 		if res.Outcome != want {

@@ -25,8 +25,9 @@
 // # Keys
 //
 // The primary key is scheme://host/path?query (AppendKey), on the
-// normalized host and the forwarded path and query (without
-// araleztoken). The secondary key is the Vary fields' values (RFC 9111
+// normalized host with the port the Host header named, if any (the
+// header goes upstream as received, so a backend may build links from
+// its port), and the forwarded path and query (without araleztoken). The secondary key is the Vary fields' values (RFC 9111
 // §4.1). Aralez keys on host+path and path+query; the parts and their
 // meaning are the same.
 //

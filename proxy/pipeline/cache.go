@@ -112,6 +112,7 @@ type CacheState struct {
 	h          cache.Peeker  // the front end's request header lines
 	seen       *CacheHeaders // the same, as Request.See recorded them
 	key, age   []byte
+	host       []byte // the key's host: Request.Host and the received port
 	loc        []byte
 	inm, ims   []byte // the client's If-None-Match and If-Modified-Since
 	hasINM     bool
@@ -175,8 +176,8 @@ var _ cache.Peeker = (*CacheState)(nil)
 
 // Reset clears cs for a new request, keeping its buffers.
 func (cs *CacheState) Reset() {
-	key, age, loc, inm, ims := cs.key[:0], cs.age[:0], cs.loc[:0], cs.inm[:0], cs.ims[:0]
-	*cs = CacheState{key: key, age: age, loc: loc, inm: inm, ims: ims, MetricIdx: -1}
+	key, age, host, loc, inm, ims := cs.key[:0], cs.age[:0], cs.host[:0], cs.loc[:0], cs.inm[:0], cs.ims[:0]
+	*cs = CacheState{key: key, age: age, host: host, loc: loc, inm: inm, ims: ims, MetricIdx: -1}
 }
 
 // Request returns the cache's view of the request (valid until Reset).
@@ -212,7 +213,12 @@ func (p *Pipeline) CacheLookup(r *Request, d *Decision, h cache.Peeker, cs *Cach
 		return
 	}
 	cs.MetricIdx, cs.h, cs.seen = rc.metricIdx, h, &r.Cache
-	cs.key = cache.AppendKey(cs.key[:0], r.TLS, r.Host, r.Path, d.Query)
+	// The Host header goes upstream as received, port included, and a
+	// backend may build links and redirects from it: a port the key
+	// ignored would let "Host: example.com:1" fill example.com's entry
+	// (cache poisoning). Case and a trailing dot stay normalized.
+	cs.host = append(append(cs.host[:0], r.Host...), hostPort(r.RawHost)...)
+	cs.key = cache.AppendKey(cs.key[:0], r.TLS, cs.host, r.Path, d.Query)
 	cs.req = cache.Request{Method: r.Method, Key: cs.key, Credentials: rc.credentials || r.Authorization != nil, TTL: rc.ttl, Header: cs}
 	if !rc.bypass.Empty() && rc.bypass.Match(h) {
 		cs.Status = CacheBypass
@@ -306,7 +312,7 @@ func (p *Pipeline) CacheResponse(r *Request, cs *CacheState, status int, h cache
 			c.Invalidate(cs.key)
 			for _, name := range [...][]byte{strLocation, strContentLocation} {
 				var ok bool
-				if cs.loc, ok = cache.AppendSameOriginKey(cs.loc[:0], r.TLS, r.Host, h.Get(name)); ok {
+				if cs.loc, ok = cache.AppendSameOriginKey(cs.loc[:0], r.TLS, cs.host, h.Get(name)); ok {
 					c.Invalidate(cs.loc)
 				}
 			}

@@ -80,3 +80,21 @@ func isHostByte(c byte) bool {
 	return isUnreserved(c) || c == '!' || c == '$' || c == '&' || c == '\'' ||
 		c == '(' || c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '='
 }
+
+// hostPort returns the port part of a Host value that
+// AppendNormalizedHost accepted, colon included (":8080", or ":" for an
+// empty port), or nil when it has none.
+func hostPort(h []byte) []byte {
+	i := 0
+	if len(h) > 0 && h[0] == '[' {
+		for i < len(h) && h[i] != ']' {
+			i++
+		}
+	}
+	for ; i < len(h); i++ {
+		if h[i] == ':' {
+			return h[i:]
+		}
+	}
+	return nil
+}

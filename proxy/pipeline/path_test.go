@@ -138,6 +138,20 @@ func TestAppendNormalizedHost(t *testing.T) {
 	}
 }
 
+// TestHostPort checks the port part the cache key keeps from a Host
+// that AppendNormalizedHost accepted.
+func TestHostPort(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"example.com": "", "example.com:8080": ":8080", "example.com.:80": ":80", "example.com:": ":",
+		"[::1]": "", "[::1]:8080": ":8080", "[2001:db8::1]:1": ":1", "": "",
+	} {
+		if got := hostPort([]byte(in)); string(got) != want {
+			t.Errorf("hostPort(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
 func FuzzNormalizePath(f *testing.F) {
 	for _, s := range []string{"/", "/a/../b", "/%2e%2e/x", "//a//b/", "/a%2Fb", "/%zz", "/./.."} {
 		f.Add(s)
