@@ -65,6 +65,11 @@ const (
 	// DefaultIdleTimeout is how long a client keep-alive connection may
 	// stay idle.
 	DefaultIdleTimeout = 60 * time.Second
+	// DefaultIdleReleaseTimeout is how long a client keep-alive
+	// connection waits for its next request before it gives back its
+	// buffers: longer than the gap between the requests of a busy
+	// connection, so those never wait on a pool.
+	DefaultIdleReleaseTimeout = time.Second
 	// DefaultDrainTimeout bounds graceful shutdown.
 	DefaultDrainTimeout = 10 * time.Second
 	// DefaultMaxHeaderBytes limits a request's header block (bytes).
@@ -153,6 +158,7 @@ func (m *Main) ApplyDefaults() {
 	setDur(&m.ReadTimeout, DefaultReadTimeout)
 	setDur(&m.WriteTimeout, DefaultWriteTimeout)
 	setDur(&m.IdleTimeout, DefaultIdleTimeout)
+	setDur(&m.IdleReleaseTimeout, DefaultIdleReleaseTimeout)
 	setDur(&m.DrainTimeout, DefaultDrainTimeout)
 	setStr(&m.ACME.Directory, DefaultACMEDirectory)
 	setStr(&m.ACME.Storage, DefaultACMEStorage)

@@ -62,7 +62,8 @@
 // unlimited), upstream_wait_timeout (1s), upstream_connect_timeout (5s),
 // upstream_timeout (60s), upstream_idle_timeout (60s), read_header_timeout
 // (10s), read_timeout (60s), write_timeout (60s), idle_timeout (60s),
-// drain_timeout (10s), max_header_bytes (16384), max_uri_bytes (8192),
+// idle_release_timeout (1s), drain_timeout (10s), max_header_bytes
+// (16384), max_uri_bytes (8192),
 // h2_max_concurrent_streams (250), h2_stream_window_bytes and
 // h2_connection_window_bytes (bytes, 65535 to 2^31-1; 1048576 each, the
 // HTTP/2 defaults of net/http), body_buffer_bytes (65536), max_request_body_bytes (0 = unlimited),

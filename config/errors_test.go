@@ -153,6 +153,7 @@ func TestParseErrors(t *testing.T) {
 		{main: true, name: "duration int", src: "read_timeout: 10\n", pos: "1:15", msg: `want a duration with a unit such as "10s"`},
 		{main: true, name: "duration zero", src: "read_timeout: \"0s\"\n", pos: "1:15", msg: "greater than zero"},
 		{main: true, name: "duration negative", src: "drain_timeout: -1s\n", pos: "1:16", msg: "greater than zero"},
+		{main: true, name: "idle_release_timeout negative", src: "idle_release_timeout: -1s\n", pos: "1:23", msg: "idle_release_timeout: duration must be greater than zero"},
 		{main: true, name: "duration garbage", src: "idle_timeout: ten\n", pos: "1:15", msg: `invalid duration "ten"`},
 		{main: true, name: "listen without port", src: "proxy_address_http: \"0.0.0.0\"\n", pos: "1:21", msg: "missing port"},
 		{main: true, name: "listen ipv6 unbracketed", src: "proxy_address_tls: \"::1:443\"\n", pos: "1:20", msg: "brackets"},

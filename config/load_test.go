@@ -630,7 +630,7 @@ func TestMainDefaultsAndKeys(t *testing.T) {
 			UpstreamWaitTimeout: time.Second, UpstreamConnectTimeout: 5 * time.Second,
 			UpstreamTimeout: time.Minute, UpstreamIdleTimeout: time.Minute,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
-			IdleTimeout: time.Minute, DrainTimeout: 10 * time.Second,
+			IdleTimeout: time.Minute, IdleReleaseTimeout: time.Second, DrainTimeout: 10 * time.Second,
 			ACME:          ACME{Directory: "production", Storage: "file"},
 			RateLimitSync: DefaultRateLimitSync, RateLimitFleetSize: DefaultRateLimitFleetSize,
 		}
@@ -662,6 +662,7 @@ read_header_timeout: 5s
 read_timeout: 20s
 write_timeout: 25s
 idle_timeout: 2m
+idle_release_timeout: 3s
 drain_timeout: 15s
 max_header_bytes: 8192
 max_uri_bytes: 4096
@@ -695,7 +696,7 @@ cache_status_header: X-Cache
 			t.Errorf("tcp keepalive = %d %d %d; want 60 10 5", m.TCPKeepaliveIdle, m.TCPKeepaliveInterval, m.TCPKeepaliveCount)
 		}
 		if m.Threads != 4 || m.ProxyTLSGrade != "high" || m.AccessLog != "all" || m.HCMethod != "GET" ||
-			m.UpstreamWaitTimeout != 250*time.Millisecond || m.IdleTimeout != 2*time.Minute ||
+			m.UpstreamWaitTimeout != 250*time.Millisecond || m.IdleTimeout != 2*time.Minute || m.IdleReleaseTimeout != 3*time.Second ||
 			m.MaxRequestBodyBytes != 10485760 || m.HealthCheckInterval != 500*time.Millisecond ||
 			m.HealthCheckFall != 4 || m.UpstreamKeepalivePoolSize != 500 || m.ProxyAddressTLS != "[::]:6194" ||
 			!slices.Equal(m.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}) {

@@ -179,6 +179,7 @@ func buildMainKeys() map[string]mainHandler {
 		"read_timeout":               dur(func(m *Main) *time.Duration { return &m.ReadTimeout }),
 		"write_timeout":              dur(func(m *Main) *time.Duration { return &m.WriteTimeout }),
 		"idle_timeout":               dur(func(m *Main) *time.Duration { return &m.IdleTimeout }),
+		"idle_release_timeout":       dur(func(m *Main) *time.Duration { return &m.IdleReleaseTimeout }),
 		"drain_timeout":              dur(func(m *Main) *time.Duration { return &m.DrainTimeout }),
 		"max_header_bytes":           integer(func(m *Main) *int { return &m.MaxHeaderBytes }, 1),
 		"max_uri_bytes":              integer(func(m *Main) *int { return &m.MaxURIBytes }, 1),

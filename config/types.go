@@ -146,6 +146,11 @@ type Main struct {
 	WriteTimeout time.Duration
 	// IdleTimeout is how long a client keep-alive connection may stay idle.
 	IdleTimeout time.Duration
+	// IdleReleaseTimeout is how long a cleartext HTTP/1.1 keep-alive
+	// connection may wait for its next request before it gives back its
+	// buffers and goroutine (parked until that request or IdleTimeout);
+	// as long as IdleTimeout or longer keeps them while it is open.
+	IdleReleaseTimeout time.Duration
 	// DrainTimeout bounds graceful shutdown. Pingora's
 	// graceful_shutdown_timeout_seconds and grace_period_seconds map here.
 	DrainTimeout time.Duration

@@ -132,6 +132,7 @@ func (m *Main) Validate() error {
 		{"read_timeout", m.ReadTimeout},
 		{"write_timeout", m.WriteTimeout},
 		{"idle_timeout", m.IdleTimeout},
+		{"idle_release_timeout", m.IdleReleaseTimeout},
 		{"drain_timeout", m.DrainTimeout},
 	} {
 		if kv.d <= 0 {

@@ -67,6 +67,7 @@ type framer struct {
 	lineLen int      // its length so far, without the LF
 	lines   int      // lines of the head so far, the request line included
 	pendCR  bool     // the line so far ends with CR
+	blank   bool     // empty lines read before this head's request line
 
 	// The current head.
 	clen    int64 // Content-Length, -1 = none
@@ -83,7 +84,7 @@ type framer struct {
 }
 
 func (f *framer) startHead() {
-	f.state, f.lines, f.clen, f.chunked, f.odd = frHead, 0, -1, false, false
+	f.state, f.lines, f.clen, f.chunked, f.odd, f.blank = frHead, 0, -1, false, false, false
 	f.startLine()
 }
 
@@ -195,6 +196,7 @@ func (f *framer) endLine(kept []byte, n int) {
 		case f.lines == 0:
 			// Empty lines before a request line are ignored (RFC 9112
 			// §2.2), as fasthttp does.
+			f.blank = true
 		case f.odd:
 			f.state = frPassive
 		case f.chunked:

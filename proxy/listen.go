@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -83,6 +84,20 @@ type ListenOptions struct {
 	// them is a malformed request (400) or a failed TLS handshake, never
 	// trusted. Empty means the PROXY protocol is off.
 	ProxyProtocolFrom []netip.Prefix
+	// IdleReleaseTimeout is how long a cleartext HTTP/1.1 keep-alive
+	// connection may wait for its next request before it gives back the
+	// goroutine, buffers and request state fasthttp holds for it (about
+	// 30 KiB) and is parked until that request comes or its idle timeout
+	// ends (park.go). A connection busier than that never gives them
+	// back, so it never waits on a pool. Default
+	// DefaultIdleReleaseTimeout; negative, or not less than the HTTP/1.1
+	// server's idle timeout, keeps them for as long as the connection is
+	// open.
+	IdleReleaseTimeout time.Duration
+	// Parked, when not nil, is kept equal to the number of connections
+	// parked now, which the HTTP/1.1 server no longer counts among its
+	// open connections.
+	Parked *atomic.Int64
 	// Logger receives accept errors. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -105,6 +120,7 @@ type frontends struct {
 	// GOAWAY and waits for those connections; its Close ends them.
 	h2   *http.Server
 	h2ln *chanListener
+	park *parker // idle HTTP/1.1 connections; nil = none parked
 
 	mu    sync.Mutex            // guards conns
 	conns map[net.Conn]struct{} // being dispatched
@@ -133,6 +149,9 @@ func newFrontends(ctx context.Context, addr net.Addr, fast *fasthttp.Server, h h
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.IdleReleaseTimeout == 0 {
+		o.IdleReleaseTimeout = DefaultIdleReleaseTimeout
+	}
 	p := new(http.Protocols)
 	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
@@ -158,7 +177,18 @@ func newFrontends(ctx context.Context, addr net.Addr, fast *fasthttp.Server, h h
 		},
 		conns: make(map[net.Conn]struct{}),
 	}
+	if o.IdleReleaseTimeout > 0 && (fast.IdleTimeout <= 0 || o.IdleReleaseTimeout < fast.IdleTimeout) {
+		f.park = newParker(f.serveUnparked, o.Parked, o.IdleReleaseTimeout)
+	}
 	return f
+}
+
+// serveUnparked gives a connection the parker woke back to the HTTP/1.1
+// server, as dispatchClear does with a new one.
+func (f *frontends) serveUnparked(c net.Conn) {
+	if !f.h1.deliver(c) {
+		_ = f.fast.ServeConn(c)
+	}
 }
 
 // serveH2 hands c to the HTTP/2 server, or closes it when that server is
@@ -233,6 +263,9 @@ func (f *frontends) run(ctx context.Context, ln net.Listener, handle func(net.Co
 		}()
 	}
 	ln.Close()
+	if f.park != nil {
+		f.park.stop() // idle connections close, as fasthttp's own do at shutdown
+	}
 	f.drain()
 	f.h1.Close()
 	<-h2Done
@@ -345,7 +378,12 @@ func (f *frontends) dispatchClear(raw net.Conn) {
 		f.serveH2(bc)
 		return
 	}
-	h1 := newFramingConn(pc) // bare LF and chunk-size checks (framing.go)
+	var h1 net.Conn
+	if f.park != nil {
+		h1 = newParkConn(pc, f.park) // framing checks, and parked when idle (park.go)
+	} else {
+		h1 = newFramingConn(pc) // bare LF and chunk-size checks (framing.go)
+	}
 	if !f.h1.deliver(h1) {
 		// The HTTP/1.1 server is shutting down: serve this one request
 		// directly so it gets an answer with Connection: close.

@@ -63,6 +63,7 @@ type server struct {
 	adminLn, adminTLSLn net.Listener
 
 	front    *fasthttp.Server
+	parked   atomic.Int64 // idle HTTP/1.1 connections parked by the listeners
 	frontLn  net.Listener
 	tlsLn    net.Listener   // nil without proxy_address_tls
 	certs    *edgetls.Store // the TLS listener's certificate folder
@@ -187,7 +188,9 @@ func newProcServer(cfg *config.Config, mainPath string, log *slog.Logger, access
 		IdleTimeout:       m.IdleTimeout,
 		MaxHeaderBytes:    m.MaxHeaderBytes,
 	})
-	s.metrics.SetSessions(func() int64 { return int64(s.front.GetOpenConnectionsCount()) })
+	// Parked idle connections (proxy.ListenOptions.IdleReleaseTimeout)
+	// are open too, but no longer the HTTP/1.1 server's.
+	s.metrics.SetSessions(func() int64 { return int64(s.front.GetOpenConnectionsCount()) + s.parked.Load() })
 	if m.FileServerFolder != "" && m.FileServerAddress != "" {
 		if s.filesLn, err = s.listen(m.FileServerAddress); err != nil {
 			return nil, fmt.Errorf("file server listener: %w", err)
@@ -354,6 +357,7 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
 	lo := proxy.ListenOptions{HandshakeTimeout: m.ReadHeaderTimeout, IdleTimeout: m.IdleTimeout, DrainTimeout: m.DrainTimeout, MaxHeaderBytes: m.MaxHeaderBytes, Logger: s.log,
+		IdleReleaseTimeout: m.IdleReleaseTimeout, Parked: &s.parked,
 		MaxConcurrentStreams: uint32(m.H2MaxConcurrentStreams), StreamWindowBytes: m.H2StreamWindowBytes, ConnectionWindowBytes: m.H2ConnectionWindowBytes}
 	if m.ProxyProtocol {
 		lo.ProxyProtocolFrom = m.ProxyProtocolFrom
