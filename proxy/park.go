@@ -94,7 +94,7 @@ func (f *framer) atRequestBoundary() bool {
 // does). A deadline asked for after a response and before any byte of
 // the next request starts the wait the sweep watches.
 func (c *parkConn) SetReadDeadline(t time.Time) error {
-	if c.wrote && !t.IsZero() && c.f.atRequestBoundary() {
+	if c.wrote.Load() && !t.IsZero() && c.f.atRequestBoundary() {
 		c.want = t
 		c.waiting.Store(c.p.sweeps.Load())
 	} else {
