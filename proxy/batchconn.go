@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"net"
 	"runtime"
 	"sync"
@@ -20,11 +21,15 @@ import (
 // every later Write.
 //
 // Batching is off until enable is called: the TLS handshake and
-// connections that are not HTTP/2 write straight through. Reads are the
-// connection's own. It is safe for concurrent use.
+// connections that are not HTTP/2 write straight through. enable can
+// also buffer reads, for cleartext HTTP/2: the server reads each frame
+// header and payload with a read of its own, which over TLS come from the
+// record already decrypted but over TCP would each be a system call. It
+// is safe for concurrent use, with one reader at a time.
 type batchConn struct {
 	net.Conn
-	on bool // set by enable before the connection is handed on
+	on bool          // set by enable before the connection is handed on
+	r  *bufio.Reader // reads, when buffered; nil = the connection's own
 
 	mu      sync.Mutex // guards buf, pending and err, and orders writes to Conn
 	buf     *[]byte    // from batchBufPool while it holds bytes
@@ -40,8 +45,27 @@ const batchCloseTimeout = time.Second
 
 var batchBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// enable turns batching on; call it before any concurrent use.
-func (c *batchConn) enable() { c.on = true }
+// h2cReadBufferBytes is the read buffer of a cleartext HTTP/2
+// connection: a few frames' headers and small payloads per system call.
+const h2cReadBufferBytes = 4 << 10
+
+// enable turns batching on, and buffers reads in readBuf bytes when
+// readBuf > 0; call it before any concurrent use.
+func (c *batchConn) enable(readBuf int) {
+	c.on = true
+	if readBuf > 0 {
+		c.r = bufio.NewReaderSize(c.Conn, readBuf)
+	}
+}
+
+// Read reads from the buffer when reads are buffered, else from the
+// connection.
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(p)
+	}
+	return c.Conn.Read(p)
+}
 
 // Write queues p for the next flush, or writes it at once (see
 // batchConn).

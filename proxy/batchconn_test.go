@@ -21,7 +21,7 @@ func TestBatchConn(t *testing.T) {
 		t.Parallel()
 		client, server := tcpPair(t)
 		bc := &batchConn{Conn: server}
-		bc.enable()
+		bc.enable(0)
 		// Each writer sends records "<id><seq>" of a size that varies,
 		// some larger than a batch; a mutex stands for the HTTP/2
 		// server's one frame writer at a time, and records the order.
@@ -71,7 +71,7 @@ func TestBatchConn(t *testing.T) {
 		t.Parallel()
 		client, server := tcpPair(t)
 		bc := &batchConn{Conn: server}
-		bc.enable()
+		bc.enable(0)
 		// A batch with no flush started yet: Close must write it.
 		bc.buf = batchBufPool.Get().(*[]byte)
 		*bc.buf = append(*bc.buf, "late"...)
@@ -85,13 +85,47 @@ func TestBatchConn(t *testing.T) {
 		t.Parallel()
 		_, server := tcpPair(t)
 		bc := &batchConn{Conn: server}
-		bc.enable()
+		bc.enable(0)
 		server.Close()
 		if _, err := bc.Write(make([]byte, batchMaxBytes+1)); err == nil {
 			t.Fatal("large Write on a closed connection succeeded")
 		}
 		if _, err := bc.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Write after an error = %v; want the first error", err)
+		}
+	})
+	t.Run("buffered reads", func(t *testing.T) {
+		t.Parallel()
+		client, server := tcpPair(t)
+		bc := &batchConn{Conn: server}
+		bc.enable(16)
+		var want bytes.Buffer
+		for i := range 40 {
+			want.Write(bytes.Repeat([]byte{byte('a' + i%26)}, 1+i*3))
+		}
+		go func() {
+			b := want.Bytes()
+			for len(b) > 0 { // pieces that straddle the buffer's size
+				n := min(len(b), 7)
+				client.Write(b[:n])
+				b = b[n:]
+			}
+			client.Close()
+		}()
+		var got bytes.Buffer
+		p := make([]byte, 5) // smaller reads, and larger ones below
+		for {
+			if got.Len() > 100 {
+				p = make([]byte, 40)
+			}
+			n, err := bc.Read(p)
+			got.Write(p[:n])
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("read %q; want %q", got.Bytes(), want.Bytes())
 		}
 	})
 	t.Run("off writes through", func(t *testing.T) {

@@ -374,7 +374,7 @@ func (f *frontends) dispatchClear(raw net.Conn) {
 	f.untrack(raw)
 	if pc.n == len(h2Preface) && bytes.Equal(pc.buf[:pc.n], h2Preface) {
 		bc := &batchConn{Conn: pc}
-		bc.enable()
+		bc.enable(h2cReadBufferBytes)
 		f.serveH2(bc)
 		return
 	}
@@ -432,7 +432,7 @@ func (f *frontends) dispatchTLS(ctx context.Context, raw net.Conn, cfg *tls.Conf
 	}
 	f.untrack(raw)
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		bc.enable()
+		bc.enable(0) // tls.Conn reads whole records
 		f.serveH2(tc)
 		return
 	}
