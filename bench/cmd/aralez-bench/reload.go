@@ -44,10 +44,28 @@ type reloadResult struct {
 	// run queue for it (others' processes) from the change to the
 	// answer: a large wait means a busy machine, not a slow reload.
 	ran, waited time.Duration
-	requests    float64 // requests wrk completed during the load window
-	non2xx      float64
-	errors      float64
-	err         string
+	// tries is how many windows were run for this reload (noise); the
+	// one kept is the quietest. requests, non2xx and errors count every
+	// window's.
+	tries    int
+	requests float64 // requests wrk completed during the load windows
+	non2xx   float64
+	errors   float64
+	err      string
+}
+
+// maxReloadTries bounds the windows of one reload: a window in which
+// the proxy waited for its CPU (others' processes) for more than
+// NOISE_MAX % of the time to apply is repeated with a new change, as a
+// noisy throughput window is, and the quietest window is kept.
+const maxReloadTries = 3
+
+// noise is the proxy's wait for its CPU in % of the time to apply.
+func (r *reloadResult) noise() float64 {
+	if r.applied <= 0 {
+		return 0
+	}
+	return 100 * float64(r.waited) / float64(r.applied)
 }
 
 // reloadStages is aralez's "config applied" log line of a reload: the
@@ -90,36 +108,84 @@ func (s *suite) reloadUnderLoad(c tcase, t *target) {
 		return
 	}
 	p := s.params(t, setHosts)
-	newHost := hostName(numHosts + 1)
-	file := s.reloadWindow(c, t, reloadFile, func() error {
+	// Each try adds another host: host 10,001, then 10,002 in its place...
+	added := func(try int) string { return hostName(numHosts + 1 + try) }
+	file, tries := s.reloadTries(c, t, reloadFile, func(try int) error {
 		q := p
-		q.Hosts = append(slices.Clone(p.Hosts), newHost)
+		q.Hosts = append(slices.Clone(p.Hosts), added(try))
 		b, err := peers.Render(peers.AralezUpstreams, q)
 		if err != nil {
 			return err
 		}
 		return replaceFile(filepath.Join(t.confDir, "upstreams.yaml"), b)
-	}, func(ctx context.Context, t0 time.Time) time.Duration {
-		return pollHost(ctx, t.http, newHost, "", t0, 10*time.Second)
+	}, func(ctx context.Context, t0 time.Time, try int) time.Duration {
+		return pollHost(ctx, t.http, added(try), "", t0, 10*time.Second)
 	})
 	if !record(file) {
 		return
 	}
-	if err := s.spreadHosts(t, p); err != nil {
+	if err := s.spreadHosts(t, p, added(tries-1)); err != nil {
 		record(&reloadResult{kind: reloadSpread, err: err.Error()})
 		return
 	}
 	edited := p.Hosts[spreadEdited*numHosts/spreadFiles]
-	via := t.name + "-edited"
-	record(s.reloadWindow(c, t, reloadSpread, func() error {
-		b, err := spreadFile(p, spreadEdited, via)
+	// Each try edits the host again: X-Served-Via NAME-edited, -edited2...
+	via := func(try int) string {
+		if try == 0 {
+			return t.name + "-edited"
+		}
+		return t.name + "-edited" + strconv.Itoa(try+1)
+	}
+	spread, _ := s.reloadTries(c, t, reloadSpread, func(try int) error {
+		b, err := spreadFile(p, spreadEdited, via(try))
 		if err != nil {
 			return err
 		}
 		return replaceFile(filepath.Join(t.confDir, "conf.d", fmt.Sprintf("%03d.yaml", spreadEdited)), b)
-	}, func(ctx context.Context, t0 time.Time) time.Duration {
-		return pollHost(ctx, t.http, edited, via, t0, 10*time.Second)
-	}))
+	}, func(ctx context.Context, t0 time.Time, try int) time.Duration {
+		return pollHost(ctx, t.http, edited, via(try), t0, 10*time.Second)
+	})
+	record(spread)
+}
+
+// reloadTries runs reloadWindow for one reload until a window is quiet
+// (the proxy waited for its CPU at most NOISE_MAX % of the time to
+// apply) or maxReloadTries windows ran; change and poll get the try's
+// number, from 0, and must make a change the previous try did not. It
+// returns the quietest window, with the failures of all, and the number
+// of windows run. A window that fails ends the tries.
+func (s *suite) reloadTries(c tcase, t *target, kind string, change func(try int) error, poll func(ctx context.Context, t0 time.Time, try int) time.Duration) (*reloadResult, int) {
+	var best *reloadResult
+	var requests, non2xx, errs float64
+	tries := 0
+	for try := range maxReloadTries {
+		if s.ctx.Err() != nil {
+			break
+		}
+		res := s.reloadWindow(c, t, kind, func() error { return change(try) },
+			func(ctx context.Context, t0 time.Time) time.Duration { return poll(ctx, t0, try) })
+		tries++
+		requests, non2xx, errs = requests+res.requests, non2xx+res.non2xx, errs+res.errors
+		if res.err != "" {
+			best = res
+			break
+		}
+		if best == nil || res.noise() < best.noise() {
+			best = res
+		}
+		if res.noise() <= s.o.noiseMax {
+			break
+		}
+		if try+1 < maxReloadTries {
+			s.say("reload (%s) of %s: applied after %v, but the proxy waited %v for its CPU (%.0f%%); repeated",
+				kind, t.name, res.applied.Round(time.Millisecond), res.waited.Round(time.Millisecond), res.noise())
+		}
+	}
+	if best == nil {
+		return &reloadResult{kind: kind, err: "interrupted"}, tries
+	}
+	best.tries, best.requests, best.non2xx, best.errors = tries, requests, non2xx, errs
+	return best, tries
 }
 
 // reloadWindow runs wrk over the hosts; a third of the way in it makes
@@ -178,8 +244,9 @@ func (s *suite) reloadWindow(c tcase, t *target, kind string, change func() erro
 
 // spreadHosts moves t's hosts from its upstreams file to spreadFiles
 // conf.d files, with no load running, and waits until the proxy serves
-// the moved table (the host added by the whole-file reload is gone).
-func (s *suite) spreadHosts(t *target, p peers.Params) error {
+// the moved table (added, the host the whole-file reload added, is
+// gone).
+func (s *suite) spreadHosts(t *target, p peers.Params, added string) error {
 	dir := filepath.Join(t.confDir, "conf.d")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -203,7 +270,7 @@ func (s *suite) spreadHosts(t *target, p peers.Params) error {
 	t0 := time.Now()
 	_ = syscall.Kill(t.p.pid(), syscall.SIGHUP)
 	if pollHost(s.ctx, t.http, p.Hosts[len(p.Hosts)-1], "", t0, 60*time.Second) == 0 ||
-		pollStatus(s.ctx, t.http, hostName(numHosts+1), http.StatusNotFound, 60*time.Second) != nil {
+		pollStatus(s.ctx, t.http, added, http.StatusNotFound, 60*time.Second) != nil {
 		return fmt.Errorf("the table moved to conf.d/ was not served within 60 s")
 	}
 	// The file watcher loads the same files after its debounce; its

@@ -319,8 +319,8 @@ func renderReloads(w io.Writer, rs []*reloadResult) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "**Reloads under load** (wrk over the %d hosts; the change written by rename, then SIGHUP; *applied* is from the rename to the first answer of the new table, polled every 2 ms; the stage times are the proxy's own `config applied` log line of that reload; *ran* and *waited* are the proxy's time on its CPU and waiting on a run queue for it, from the change to the answer, from /proc schedstat: the wait is what other processes on the machine took). *%s*: upstreams.yaml rewritten with host %d added; *%s*: the same hosts in %d conf.d files, the first host of file %03d edited (its headers).\n\n",
-		numHosts, reloadFile, numHosts+1, reloadSpread, spreadFiles, spreadEdited)
+	fmt.Fprintf(w, "**Reloads under load** (wrk over the %d hosts; the change written by rename, then SIGHUP; *applied* is from the rename to the first answer of the new table, polled every 2 ms; the stage times are the proxy's own `config applied` log line of that reload; *ran* and *waited* are the proxy's time on its CPU and waiting on a run queue for it, from the change to the answer, from /proc schedstat: the wait is what other processes on the machine took; a reload whose wait was over NOISE_MAX %% of its time to apply is repeated with a new change, up to %d windows, and the quietest is kept, with the failures of all). *%s*: upstreams.yaml rewritten with host %d added (the next one in its place on a repeat); *%s*: the same hosts in %d conf.d files, the first host of file %03d edited (its headers).\n\n",
+		numHosts, maxReloadTries, reloadFile, numHosts+1, reloadSpread, spreadFiles, spreadEdited)
 	fmt.Fprintln(w, "| target | reload | applied ms | logged ms | parse | merge | compile | swap | all but parse | files parsed | ran ms | waited ms | requests | non-2xx | errors |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
@@ -344,8 +344,12 @@ func renderReloads(w io.Writer, rs []*reloadResult) {
 			}
 			return "0"
 		}
+		kind := r.kind
+		if r.tries > 1 {
+			kind = fmt.Sprintf("%s (%d windows)", r.kind, r.tries)
+		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %s |\n",
-			r.target, r.kind, ms(r.applied), logged, parse, merge, compile, swap, nonParse, files, ms(r.ran), ms(r.waited),
+			r.target, kind, ms(r.applied), logged, parse, merge, compile, swap, nonParse, files, ms(r.ran), ms(r.waited),
 			r.requests, fail(r.non2xx), fail(r.errors))
 	}
 	fmt.Fprintln(w)

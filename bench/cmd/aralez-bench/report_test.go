@@ -309,12 +309,13 @@ func TestSpreadFile(t *testing.T) {
 }
 
 // TestRenderReloads: every row of the reload table has the header's
-// columns, with the stage times, the CPU wait and failures marked.
+// columns, with the stage times, the CPU wait, the windows run and
+// failures marked.
 func TestRenderReloads(t *testing.T) {
 	t.Parallel()
 	var b bytes.Buffer
 	renderReloads(&b, []*reloadResult{
-		{target: "aralez", kind: reloadSpread, applied: 24500 * time.Microsecond, ran: 18 * time.Millisecond, waited: 3 * time.Millisecond, requests: 5000, errors: 2,
+		{target: "aralez", kind: reloadSpread, applied: 24500 * time.Microsecond, ran: 18 * time.Millisecond, waited: 3 * time.Millisecond, tries: 2, requests: 5000, errors: 2,
 			stages: reloadStages{logged: true, split: true, total: 20 * time.Millisecond, parse: 5 * time.Millisecond, merge: 3 * time.Millisecond, compile: 8 * time.Millisecond, swap: 4 * time.Millisecond, files: 101, parsed: 1}},
 		{target: "aralez-base", kind: reloadFile, applied: time.Second, stages: reloadStages{logged: true, total: 400 * time.Millisecond}},
 		{target: "aralez-base", kind: reloadSpread, err: "boom"},
@@ -334,12 +335,28 @@ func TestRenderReloads(t *testing.T) {
 		}
 	}
 	for i, want := range []string{
-		"| aralez | conf.d spread | 24.5 | 20.0 | 5.0 | 3.0 | 8.0 | 4.0 | 15.0 | 1 of 101 | 18.0 | 3.0 | 5000 | 0 | **!!! 2** |",
+		"| aralez | conf.d spread (2 windows) | 24.5 | 20.0 | 5.0 | 3.0 | 8.0 | 4.0 | 15.0 | 1 of 101 | 18.0 | 3.0 | 5000 | 0 | **!!! 2** |",
 		"| aralez-base | whole file | 1000.0 | 400.0 | — | — | — | — | — | — | 0.0 | 0.0 | 0 | 0 | 0 |",
 		"| aralez-base | conf.d spread | **not measured: boom** |",
 	} {
 		if !strings.HasPrefix(rows[i+1], want) {
 			t.Errorf("row %d = %q; want prefix %q", i+1, rows[i+1], want)
+		}
+	}
+}
+
+func TestReloadNoise(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		r    reloadResult
+		want float64
+	}{
+		{reloadResult{applied: 40 * time.Millisecond, waited: 10 * time.Millisecond}, 25},
+		{reloadResult{applied: 40 * time.Millisecond}, 0},
+		{reloadResult{waited: time.Second}, 0}, // never applied: no ratio
+	} {
+		if got := tt.r.noise(); got != tt.want {
+			t.Errorf("noise(applied %v, waited %v) = %v; want %v", tt.r.applied, tt.r.waited, got, tt.want)
 		}
 	}
 }
