@@ -465,7 +465,9 @@ func applyReq(req *fasthttp.Request, pl *pipeline.Plan) {
 	}
 	for i := range pl.Set {
 		f := &pl.Set[i]
-		h.DelBytes(f.Name) // Set replaces every line of the name
+		if !f.Fresh {
+			h.DelBytes(f.Name) // Set replaces every line of the name
+		}
 		h.SetBytesKV(f.Name, f.Value)
 	}
 	for i := range pl.Add {

@@ -19,7 +19,11 @@ type Field struct {
 	Name, Value []byte
 	Key         string
 	Values      []string
-	add         bool // server/client_headers: a later line of a name
+	// Fresh marks a Set field whose name the message has no line of once
+	// the plan's Del names are gone: a front end may set it without
+	// deleting first.
+	Fresh bool
+	add   bool // server/client_headers: a later line of a name
 }
 
 // Plan is the header and target rewrite that the pipeline decides for one
@@ -86,6 +90,13 @@ var (
 		forwardedFields[FwdPort], forwardedFields[FwdPrefix], forwardedFields[FwdServer],
 		field("X-Real-IP", ""), field("Forwarded", ""),
 	}
+	// clientForwardingBits are the Request.present bits of
+	// clientForwarding, in order.
+	clientForwardingBits = []uint32{
+		hdrBitXForwardedFor, hdrBitXForwardedProto, hdrBitXForwardedHost,
+		hdrBitXForwardedPort, hdrBitXForwardedPrefix, hdrBitXForwardedServer,
+		hdrBitXRealIP, hdrBitForwarded,
+	}
 
 	// hopByHop are removed in both directions, RFC 9110 §7.6.1, plus
 	// Proxy-Connection (pre-standard), Expect (answered here, RFC 9110
@@ -95,6 +106,12 @@ var (
 		hdrConnection, field("Keep-Alive", ""), field("Proxy-Connection", ""),
 		field("TE", ""), field("Trailer", ""), field("Transfer-Encoding", ""), hdrUpgrade,
 		field("Expect", ""), field("HTTP2-Settings", ""),
+	}
+	// hopByHopBits are the Request.present bits of hopByHop, in order.
+	hopByHopBits = []uint32{
+		hdrBitConnection, hdrBitKeepAlive, hdrBitProxyConnection,
+		hdrBitTE, hdrBitTrailer, hdrBitTransferEncoding, hdrBitUpgrade,
+		hdrBitExpect, hdrBitHTTP2Settings,
 	}
 
 	// alwaysProtected are names whose "_" spellings are dropped on every
@@ -179,9 +196,14 @@ func (p *Pipeline) PlanRequest(r *Request, d *Decision, pl *Plan) {
 	pl.URI = pl.uri
 	pl.Host = r.RawHost
 
-	// 1. Hop-by-hop.
+	// 1. Hop-by-hop (only the names the request has: each deletion is a
+	// search of the front end's header list).
 	pl.delTokens(r.Connection)
-	pl.Del = append(pl.Del, hopByHop...)
+	for i := range hopByHop {
+		if r.has(hopByHopBits[i]) {
+			pl.Del = append(pl.Del, hopByHop[i])
+		}
+	}
 	if hasToken(r.TE, strTrailersToken) {
 		pl.Set = append(pl.Set, hdrTE)
 	}
@@ -219,27 +241,35 @@ func (p *Pipeline) PlanRequest(r *Request, d *Decision, pl *Plan) {
 			}
 		}
 	} else {
-		pl.Del = append(pl.Del, clientForwarding...)
+		for i := range clientForwarding {
+			if r.has(clientForwardingBits[i]) {
+				pl.Del = append(pl.Del, clientForwarding[i])
+			}
+		}
 	}
+	// gone: the client's lines of a forwarding header are deleted above
+	// (untrusted peer) or there are none.
+	gone := func(bit uint32) bool { return !d.TrustedPeer || !r.has(bit) }
 	pl.xff = r.Peer.AppendTo(pl.xff)
-	pl.Set = append(pl.Set, Field{Name: hdrXForwardedFor.Name, Key: hdrXForwardedFor.Key, Value: pl.xff})
+	pl.Set = append(pl.Set, Field{Name: hdrXForwardedFor.Name, Key: hdrXForwardedFor.Key, Value: pl.xff, Fresh: gone(hdrBitXForwardedFor)})
 	if !d.TrustedPeer || r.Forwarded[FwdProto] == nil {
 		proto := hdrProtoHTTP
 		if r.TLS {
 			proto = hdrProtoHTTPS
 		}
+		proto.Fresh = gone(hdrBitXForwardedProto)
 		pl.Set = append(pl.Set, proto)
 	}
 	if !d.TrustedPeer || r.Forwarded[FwdHost] == nil {
 		if len(r.RawHost) > 0 {
-			pl.Set = append(pl.Set, Field{Name: forwardedFields[FwdHost].Name, Key: forwardedFields[FwdHost].Key, Value: r.RawHost})
+			pl.Set = append(pl.Set, Field{Name: forwardedFields[FwdHost].Name, Key: forwardedFields[FwdHost].Key, Value: r.RawHost, Fresh: gone(hdrBitXForwardedHost)})
 		} else if d.TrustedPeer {
 			pl.Del = append(pl.Del, forwardedFields[FwdHost])
 		}
 	}
 
 	// 4. Request ID and Via.
-	pl.Set = append(pl.Set, Field{Name: hdrXRequestID.Name, Key: hdrXRequestID.Key, Value: d.RequestID})
+	pl.Set = append(pl.Set, Field{Name: hdrXRequestID.Name, Key: hdrXRequestID.Key, Value: d.RequestID, Fresh: !r.has(hdrBitXRequestID)})
 	via := p.via[0]
 	if r.HTTP2 {
 		via = p.via[1]
@@ -248,6 +278,7 @@ func (p *Pipeline) PlanRequest(r *Request, d *Decision, pl *Plan) {
 		pl.via = append(append(append(pl.via[:0], r.Via...), ", "...), via.Value...)
 		via = Field{Name: hdrVia.Name, Key: hdrVia.Key, Value: pl.via}
 	}
+	via.Fresh = !r.has(hdrBitVia)
 	pl.Set = append(pl.Set, via)
 
 	// 5. Underscore spellings of protected names.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math/bits"
 	"net/netip"
 
 	"github.com/aralez-go/aralez/accesslog"
@@ -97,6 +98,10 @@ type Request struct {
 	underscored [maxUnderscored][]byte
 	bufs        requestBufs
 	badHeader   bool
+	// present has a bit (hdr*) for each header the request plan removes
+	// that the request has a line of, any case: PlanRequest asks the
+	// front end to delete only those.
+	present uint32
 
 	nCookie, nConn, nTE, nVia, nXFF, nUnd int
 }
@@ -152,6 +157,7 @@ func (r *Request) See(name, value []byte) bool {
 		r.Underscored = r.underscored[:r.nUnd]
 		return true
 	}
+	r.present |= presentBit(name)
 	switch len(name) {
 	case 2:
 		if equalFold(name, "TE") {
@@ -362,3 +368,60 @@ func (d *Decision) Reset() {
 	d.rid = accesslog.AppendRequestID(rid)
 	d.RequestID = d.rid
 }
+
+// Bits of Request.present: the request headers that PlanRequest removes
+// (hop-by-hop, RFC 9110 §7.6.1, and the client's forwarding headers).
+const (
+	hdrBitConnection uint32 = 1 << iota
+	hdrBitKeepAlive
+	hdrBitProxyConnection
+	hdrBitTE
+	hdrBitTrailer
+	hdrBitTransferEncoding
+	hdrBitUpgrade
+	hdrBitExpect
+	hdrBitHTTP2Settings
+	hdrBitXForwardedFor
+	hdrBitXForwardedProto
+	hdrBitXForwardedHost
+	hdrBitXForwardedPort
+	hdrBitXForwardedPrefix
+	hdrBitXForwardedServer
+	hdrBitXRealIP
+	hdrBitForwarded
+	hdrBitXRequestID
+	hdrBitVia
+)
+
+// presentNames maps each bit of Request.present to its header name.
+var presentNames = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding",
+	"Upgrade", "Expect", "HTTP2-Settings", "X-Forwarded-For", "X-Forwarded-Proto",
+	"X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server",
+	"X-Real-IP", "Forwarded", "X-Request-Id", "Via",
+}
+
+// presentByLen lists, by name length, the bits whose names have it.
+var presentByLen = func() (t [20][]uint32) {
+	for i, n := range presentNames {
+		t[len(n)] = append(t[len(n)], 1<<i)
+	}
+	return t
+}()
+
+// presentBit returns the Request.present bit of a header name (any
+// case), or 0.
+func presentBit(name []byte) uint32 {
+	if len(name) >= len(presentByLen) {
+		return 0
+	}
+	for _, bit := range presentByLen[len(name)] {
+		if equalFold(name, presentNames[bits.TrailingZeros32(bit)]) {
+			return bit
+		}
+	}
+	return 0
+}
+
+// has reports whether the request has a line of the header of bit.
+func (r *Request) has(bit uint32) bool { return r.present&bit != 0 }

@@ -1,0 +1,109 @@
+package pipeline
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestPresentBit checks the name table behind Request.present: every
+// removed name in any case has its own bit, other names none.
+func TestPresentBit(t *testing.T) {
+	t.Parallel()
+	seen := uint32(0)
+	for i, n := range presentNames {
+		for _, spelling := range []string{n, strings.ToLower(n), strings.ToUpper(n)} {
+			if got := presentBit([]byte(spelling)); got != 1<<i {
+				t.Errorf("presentBit(%q) = %#x; want %#x", spelling, got, uint32(1)<<i)
+			}
+		}
+		seen |= 1 << i
+	}
+	if seen != 1<<len(presentNames)-1 {
+		t.Errorf("bits %#x; want all %d", seen, len(presentNames))
+	}
+	for _, n := range []string{"", "X", "Host", "X-Forwarded", "X-Forwarded-Fo", "Connections", "X-Real-IPv6", "Keep-Alive-X", "Upgrade-Insecure-Requests"} {
+		if got := presentBit([]byte(n)); got != 0 {
+			t.Errorf("presentBit(%q) = %#x; want 0", n, got)
+		}
+	}
+}
+
+// TestPlanRequestDeletesWhatIsPresent: the request plan deletes exactly
+// the hop-by-hop and client forwarding headers the request has, in any
+// case, and marks the forwarding fields it sets Fresh only when no client
+// line of them can be left.
+func TestPlanRequestDeletesWhatIsPresent(t *testing.T) {
+	t.Parallel()
+	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), newTestResolver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{})
+	plan := func(hdrs ...string) *Plan {
+		var r Request
+		var d Decision
+		r.Reset()
+		d.Reset()
+		r.Proto = []byte("HTTP/1.1")
+		r.Peer = netip.MustParseAddr("192.0.2.7")
+		for i := 0; i < len(hdrs); i += 2 {
+			if !r.See([]byte(hdrs[i]), []byte(hdrs[i+1])) {
+				t.Fatalf("See(%q) refused", hdrs[i])
+			}
+		}
+		if st := p.SetTarget(&r, []byte("/x"), []byte("a.test")); st != 0 {
+			t.Fatalf("SetTarget = %d", st)
+		}
+		p.Route(snap, &r, &d)
+		p.Admit(context.Background(), &r, &d)
+		if d.Action != ActForward {
+			t.Fatalf("action %d", d.Action)
+		}
+		pl := new(Plan)
+		p.PlanRequest(&r, &d, pl)
+		return pl
+	}
+	names := func(fs []Field) []string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, strings.ToLower(string(f.Name)))
+		}
+		slices.Sort(out)
+		return out
+	}
+	fresh := func(pl *Plan, name string) bool {
+		for _, f := range pl.Set {
+			if strings.EqualFold(string(f.Name), name) {
+				return f.Fresh
+			}
+		}
+		t.Fatalf("no Set field %s", name)
+		return false
+	}
+
+	bare := plan()
+	if len(bare.Del) != 0 {
+		t.Errorf("a request with none of them: Del %v; want none", names(bare.Del))
+	}
+	for _, n := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "Via"} {
+		if !fresh(bare, n) {
+			t.Errorf("a request without %s: its Set field is not Fresh", n)
+		}
+	}
+
+	spoofed := plan("x-real-ip", "6.6.6.6", "FORWARDED", "for=6.6.6.6", "keep-alive", "1",
+		"x-forwarded-for", "6.6.6.6", "X-FORWARDED-PREFIX", "/evil", "te", "gzip", "x-request-id", "abc", "via", "1.1 evil")
+	want := []string{"forwarded", "keep-alive", "te", "x-forwarded-for", "x-forwarded-prefix", "x-real-ip"}
+	if got := names(spoofed.Del); !slices.Equal(got, want) {
+		t.Errorf("spoofed headers: Del %v; want %v", got, want)
+	}
+	if !fresh(spoofed, "X-Forwarded-For") {
+		t.Error("untrusted X-Forwarded-For is deleted first: its Set field should be Fresh")
+	}
+	if fresh(spoofed, "X-Request-Id") || fresh(spoofed, "Via") {
+		t.Error("X-Request-Id and Via lines of the client stay until set: not Fresh")
+	}
+}
