@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -450,5 +451,41 @@ func staleWithBackendStopped(t *testing.T, fe frontEnd, f *fronts, b *countingBa
 	}
 	if st, _, _ := cacheGet(t, fe, f, "/down/none"); st != 502 {
 		t.Errorf("backend stopped, no stale-if-error: %d; want 502", st)
+	}
+}
+
+// TestCacheSchemeFromTrustedProxy: behind a trusted TLS-terminating
+// proxy, X-Forwarded-Proto is the request's scheme upstream, so it is the
+// key's: a backend that redirects plain-HTTP requests to https must not
+// have that redirect served to the https clients of the same listener
+// (a redirect loop), nor https pages served to plain-HTTP ones.
+func TestCacheSchemeFromTrustedProxy(t *testing.T) {
+	t.Parallel()
+	for _, fe := range frontEnds[:3] {
+		t.Run(fe.name, func(t *testing.T) {
+			t.Parallel()
+			b := newCountingBackend(t)
+			b.handle("/page", func(w http.ResponseWriter, r *http.Request, n int) {
+				reply("proto="+r.Header.Get("X-Forwarded-Proto"), "Cache-Control: max-age=60")(w, r, n)
+			})
+			o := Options{Cache: newTestCache(t, 16), CacheStatusHeader: "X-Cache", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+			f := startFronts(t, cacheConfig(addrOf(b.srv)), o, UpstreamOptions{}, ListenOptions{})
+			for i, s := range []struct{ xfp, cache, body string }{
+				{"https", "MISS", "proto=https"},
+				{"http", "MISS", "proto=http"},
+				{"HTTPS", "HIT", "proto=https"},
+				{"http", "HIT", "proto=http"},
+				{"", "HIT", "proto=" + fe.xfp}, // no header: the listener's scheme
+			} {
+				hdr := map[string]string{"Host": "c.test"}
+				if s.xfp != "" {
+					hdr["X-Forwarded-Proto"] = s.xfp
+				}
+				resp, body := doReq(t, fe.client, "GET", fe.base(f), "/page", hdr, nil)
+				if xc := resp.Header.Get("X-Cache"); xc != s.cache || body != s.body {
+					t.Errorf("step %d (X-Forwarded-Proto %q): X-Cache %q body %q; want %q %q", i, s.xfp, xc, body, s.cache, s.body)
+				}
+			}
+		})
 	}
 }

@@ -24,10 +24,12 @@
 //
 // # Keys
 //
-// The primary key is scheme://host/path?query (AppendKey), on the
-// normalized host with the port the Host header named, if any (the
-// header goes upstream as received, so a backend may build links from
-// its port), and the forwarded path and query (without araleztoken). The secondary key is the Vary fields' values (RFC 9111
+// The primary key is scheme://host/path?query (AppendKey): the scheme
+// the upstream request names (a trusted peer's X-Forwarded-Proto, else
+// the listener's), the normalized host with the port the Host header
+// named, if any (the header goes upstream as received, so a backend may
+// build links from its port), and the forwarded path and query (without
+// araleztoken). The secondary key is the Vary fields' values (RFC 9111
 // §4.1). Aralez keys on host+path and path+query; the parts and their
 // meaning are the same.
 //

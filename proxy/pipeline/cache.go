@@ -113,6 +113,7 @@ type CacheState struct {
 	seen       *CacheHeaders // the same, as Request.See recorded them
 	key, age   []byte
 	host       []byte // the key's host: Request.Host and the received port
+	https      bool   // the key's scheme (keyTLS)
 	loc        []byte
 	inm, ims   []byte // the client's If-None-Match and If-Modified-Since
 	hasINM     bool
@@ -218,7 +219,8 @@ func (p *Pipeline) CacheLookup(r *Request, d *Decision, h cache.Peeker, cs *Cach
 	// ignored would let "Host: example.com:1" fill example.com's entry
 	// (cache poisoning). Case and a trailing dot stay normalized.
 	cs.host = append(append(cs.host[:0], r.Host...), hostPort(r.RawHost)...)
-	cs.key = cache.AppendKey(cs.key[:0], r.TLS, cs.host, r.Path, d.Query)
+	cs.https = keyTLS(r, d)
+	cs.key = cache.AppendKey(cs.key[:0], cs.https, cs.host, r.Path, d.Query)
 	cs.req = cache.Request{Method: r.Method, Key: cs.key, Credentials: rc.credentials || r.Authorization != nil, TTL: rc.ttl, Header: cs}
 	if !rc.bypass.Empty() && rc.bypass.Match(h) {
 		cs.Status = CacheBypass
@@ -243,6 +245,20 @@ func (p *Pipeline) CacheLookup(r *Request, d *Decision, h cache.Peeker, cs *Cach
 		// target (RFC 9111 §4.4).
 		cs.invalidate = !isSafe(r.Method)
 	}
+}
+
+// keyTLS is the scheme the cache keys a request on: the one its upstream
+// request names. From a trusted peer that is X-Forwarded-Proto (its
+// first value, which the plan forwards): behind a TLS-terminating proxy
+// one listener serves both schemes, and a backend that redirects
+// plain-HTTP requests to https must not have that redirect served to the
+// https ones (a redirect loop), nor https pages to plain-HTTP ones.
+// Otherwise it is the listener's.
+func keyTLS(r *Request, d *Decision) bool {
+	if p := r.Forwarded[FwdProto]; d.TrustedPeer && p != nil {
+		return equalFold(p, "https")
+	}
+	return r.TLS
 }
 
 // isSafe reports whether a method is safe (RFC 9110 §9.2.1).
@@ -312,7 +328,7 @@ func (p *Pipeline) CacheResponse(r *Request, cs *CacheState, status int, h cache
 			c.Invalidate(cs.key)
 			for _, name := range [...][]byte{strLocation, strContentLocation} {
 				var ok bool
-				if cs.loc, ok = cache.AppendSameOriginKey(cs.loc[:0], r.TLS, cs.host, h.Get(name)); ok {
+				if cs.loc, ok = cache.AppendSameOriginKey(cs.loc[:0], cs.https, cs.host, h.Get(name)); ok {
 					c.Invalidate(cs.loc)
 				}
 			}
