@@ -188,6 +188,8 @@ func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) int {
 	r.Peer = clientAddr(ctx.RemoteAddr())
 	if cl := h.ContentLength(); cl >= 0 {
 		r.ContentLength = int64(cl)
+	} else if cl == -2 {
+		r.ContentLength = 0 // neither length nor chunked: no body (RFC 9112 §6.3)
 	}
 	for k, v := range h.All() {
 		if !r.See(k, v) {

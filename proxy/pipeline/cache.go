@@ -222,7 +222,10 @@ func (p *Pipeline) CacheLookup(r *Request, d *Decision, h cache.Peeker, cs *Cach
 	cs.https = keyTLS(r, d)
 	cs.key = cache.AppendKey(cs.key[:0], cs.https, cs.host, r.Path, d.Query)
 	cs.req = cache.Request{Method: r.Method, Key: cs.key, Credentials: rc.credentials || r.Authorization != nil, TTL: rc.ttl, Header: cs}
-	if !rc.bypass.Empty() && rc.bypass.Match(h) {
+	if !rc.bypass.Empty() && rc.bypass.Match(h) || r.ContentLength != 0 && isSafe(r.Method) {
+		// A safe request with a body ("fat GET") sends it upstream, and
+		// the key has no body: its answer must neither be stored nor
+		// stand in for another's (cache poisoning).
 		cs.Status = CacheBypass
 		return
 	}
