@@ -391,7 +391,11 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 			return
 		}
 	}
-	e.pl.PlanResponse(d, out.Backend, resp.Header.PeekBytes(strConnection), &st.plan)
+	var seen pipeline.HeaderSet
+	for name := range resp.Header.All() {
+		seen.See(name)
+	}
+	e.pl.PlanResponse(d, out.Backend, resp.Header.PeekBytes(strConnection), seen, &st.plan)
 	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	applyResp(&resp.Header, &st.plan)
 	resp.Header.ResetConnectionClose()
@@ -490,7 +494,9 @@ func applyResp(h *fasthttp.ResponseHeader, pl *pipeline.Plan) {
 	}
 	for i := range pl.Set {
 		f := &pl.Set[i]
-		h.DelBytes(f.Name)
+		if !f.Fresh {
+			h.DelBytes(f.Name)
+		}
 		h.SetBytesKV(f.Name, f.Value)
 	}
 	for i := range pl.Add {

@@ -248,7 +248,7 @@ func (e *Engine) forwardNet(st *netState) {
 	st.upIdx, st.upAddr = u.metricIdx, o.Backend.Addr()
 	if st.fast {
 		resp := &st.fresp
-		e.pl.PlanResponse(d, o.Backend, resp.Header.PeekBytes(strConnection), &st.plan)
+		e.pl.PlanResponse(d, o.Backend, resp.Header.PeekBytes(strConnection), pipeline.AllHeaders, &st.plan)
 		e.pl.PlanCacheStatus(&st.cache, &st.plan)
 		e.pl.Responded(d, resp.StatusCode())
 		e.relayFastNet(st)
@@ -276,7 +276,7 @@ func (e *Engine) forwardNet(st *netState) {
 	if v := res.Header["Connection"]; len(v) > 0 {
 		conn = []byte(strings.Join(v, ", "))
 	}
-	e.pl.PlanResponse(d, o.Backend, conn, &st.plan)
+	e.pl.PlanResponse(d, o.Backend, conn, pipeline.AllHeaders, &st.plan)
 	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	e.pl.Responded(d, res.StatusCode)
 	e.relayNet(st, res)

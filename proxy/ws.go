@@ -60,7 +60,7 @@ func (e *Engine) tunnelFast(ctx *fasthttp.RequestCtx, st *state) {
 	b := out.Backend
 	u := out.Upstream.(*upstream)
 	st.upIdx, st.upAddr = u.metricIdx, b.Addr()
-	e.pl.PlanResponse(d, b, resp.Header.PeekBytes(strConnection), &st.plan)
+	e.pl.PlanResponse(d, b, resp.Header.PeekBytes(strConnection), pipeline.AllHeaders, &st.plan)
 	applyResp(&resp.Header, &st.plan)
 	e.pl.Responded(d, resp.StatusCode())
 	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {

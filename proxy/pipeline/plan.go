@@ -311,11 +311,19 @@ func (p *Pipeline) PlanRequest(r *Request, d *Decision, pl *Plan) {
 // 9110 §7.6.1), the route's client_headers applied, a sticky-session
 // cookie added when the request was not pinned to b, and X-Request-Id
 // set. It allocates only until pl's buffers have grown.
-func (p *Pipeline) PlanResponse(d *Decision, b *balancer.Backend, connection []byte, pl *Plan) {
+//
+// seen holds the response's header names (HeaderSet.See each of them),
+// or AllHeaders when the front end does not look: only hop-by-hop names
+// in it are deleted.
+func (p *Pipeline) PlanResponse(d *Decision, b *balancer.Backend, connection []byte, seen HeaderSet, pl *Plan) {
 	pl.reset()
 	rt := d.Route
 	pl.delTokens(connection)
-	pl.Del = append(pl.Del, hopByHop...)
+	for i := range hopByHop {
+		if uint32(seen)&hopByHopBits[i] != 0 {
+			pl.Del = append(pl.Del, hopByHop[i])
+		}
+	}
 	for _, f := range rt.clientHeaders {
 		if f.add {
 			pl.Add = append(pl.Add, f)
@@ -327,8 +335,21 @@ func (p *Pipeline) PlanResponse(d *Decision, b *balancer.Backend, connection []b
 		pl.cookie = appendStickyCookie(pl.cookie[:0], rt, b)
 		pl.Add = append(pl.Add, Field{Name: hdrSetCookie.Name, Key: hdrSetCookie.Key, Value: pl.cookie})
 	}
-	pl.Set = append(pl.Set, Field{Name: hdrXRequestID.Name, Key: hdrXRequestID.Key, Value: d.RequestID})
+	pl.Set = append(pl.Set, Field{Name: hdrXRequestID.Name, Key: hdrXRequestID.Key, Value: d.RequestID, Fresh: uint32(seen)&hdrBitXRequestID == 0})
 }
+
+// HeaderSet records which of the headers a plan removes (hop-by-hop,
+// forwarding, X-Request-Id, Via) a message has, so that a plan deletes
+// only those: each deletion is a search of the front end's header list.
+// The zero value has none.
+type HeaderSet uint32
+
+// AllHeaders is the HeaderSet of a message whose names were not looked
+// at: every name may be present.
+const AllHeaders = HeaderSet(^uint32(0))
+
+// See records one header name (any case).
+func (s *HeaderSet) See(name []byte) { *s |= HeaderSet(presentBit(name)) }
 
 // PlanReply fills pl with the proxy's own answer to d (ActRespond or
 // ActRedirect, d.Status): Content-Type, Retry-After for a 429,

@@ -107,3 +107,50 @@ func TestPlanRequestDeletesWhatIsPresent(t *testing.T) {
 		t.Error("X-Request-Id and Via lines of the client stay until set: not Fresh")
 	}
 }
+
+// TestPlanResponseDeletesWhatIsSeen: the response plan deletes the
+// hop-by-hop names the response has (HeaderSet, any case) and all of
+// them for AllHeaders; X-Request-Id is Fresh only when the response has
+// none.
+func TestPlanResponseDeletesWhatIsSeen(t *testing.T) {
+	t.Parallel()
+	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), newTestResolver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{})
+	var r Request
+	var d Decision
+	r.Reset()
+	d.Reset()
+	r.Proto = []byte("HTTP/1.1")
+	if st := p.SetTarget(&r, []byte("/x"), []byte("a.test")); st != 0 {
+		t.Fatalf("SetTarget = %d", st)
+	}
+	p.Route(snap, &r, &d)
+	var seen HeaderSet
+	for _, n := range []string{"Content-Type", "keep-alive", "TRANSFER-ENCODING", "x-request-id", "Server"} {
+		seen.See([]byte(n))
+	}
+	var pl Plan
+	p.PlanResponse(&d, nil, nil, seen, &pl)
+	var got []string
+	for _, f := range pl.Del {
+		got = append(got, strings.ToLower(string(f.Name)))
+	}
+	slices.Sort(got)
+	if want := []string{"keep-alive", "transfer-encoding"}; !slices.Equal(got, want) {
+		t.Errorf("Del %v; want %v", got, want)
+	}
+	if pl.Set[len(pl.Set)-1].Fresh {
+		t.Error("X-Request-Id is in the response: its Set field is Fresh")
+	}
+	p.PlanResponse(&d, nil, nil, AllHeaders, &pl)
+	if len(pl.Del) != len(hopByHop) || pl.Set[len(pl.Set)-1].Fresh {
+		t.Errorf("AllHeaders: %d deletions, Fresh %v; want %d, false", len(pl.Del), pl.Set[len(pl.Set)-1].Fresh, len(hopByHop))
+	}
+	p.PlanResponse(&d, nil, nil, 0, &pl)
+	if len(pl.Del) != 0 || !pl.Set[len(pl.Set)-1].Fresh {
+		t.Errorf("no names: Del %d, Fresh %v; want 0, true", len(pl.Del), pl.Set[len(pl.Set)-1].Fresh)
+	}
+}
