@@ -228,6 +228,16 @@ func cacheCases() []cacheCase {
 			{cache: "HIT", body: str("body="), hits: 2},
 			{send: "evil", cache: "BYPASS", body: str("body=evil"), hits: 3},
 		}},
+		// The proxy sets X-Forwarded-For (and Remote-User after forward
+		// auth): the backend varied on the value the proxy set, which a
+		// client can send itself to match another client's variant. Such
+		// an answer is not stored.
+		{name: "vary on a header the proxy sets", up: func(w http.ResponseWriter, r *http.Request, n int) {
+			reply("xff="+r.Header.Get("X-Forwarded-For"), "Cache-Control: max-age=60", "Vary: Accept-Encoding, x-forwarded-for")(w, r, n)
+		}, steps: []cacheStep{
+			{cache: "MISS", body: str("xff=127.0.0.1"), hits: 1},
+			{hdr: map[string]string{"X-Forwarded-For": "127.0.0.1"}, cache: "MISS", body: str("xff=127.0.0.1"), hits: 2},
+		}},
 		{name: "vary star", up: reply("x", "Cache-Control: max-age=60", "Vary: *"), steps: []cacheStep{{cache: "MISS", hits: 1}, {cache: "MISS", hits: 2}}},
 		{name: "head from get", up: reply("0123456789", "Cache-Control: max-age=60"), steps: []cacheStep{
 			{cache: "MISS", hits: 1},

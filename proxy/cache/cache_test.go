@@ -259,6 +259,20 @@ func TestVaryRepeatedField(t *testing.T) {
 	}
 }
 
+// TestVaryProxySet: an answer that varies on a field the proxy sets
+// upstream (any case, anywhere in the list) is not stored.
+func TestVaryProxySet(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, Options{})
+	for i, vary := range []string{"X-Forwarded-For", "accept-encoding, remote-user", "Via"} {
+		key := fmt.Sprintf("http://ex.com/ps%d", i)
+		res := c.Lookup(getReq(key, nil), at(0))
+		if e, why := c.Store(getReq(key, nil), res.Fill, respAt(0, 200, "x", "Cache-Control", "public, max-age=60", "Vary", vary)); e != nil || why != NotStoredVaryProxySet {
+			t.Errorf("Store(Vary: %s) = %v, %v; want not stored (%v)", vary, e != nil, why, NotStoredVaryProxySet)
+		}
+	}
+}
+
 // TestRevalidated checks the 304 path: fields merged, freshness renewed,
 // validators kept.
 func TestRevalidated(t *testing.T) {

@@ -40,7 +40,10 @@
 //     9110 §15.1 minus 206), and 302, 303, 307 with explicit freshness.
 //     Never stored: 206 (Range requests bypass the cache), 304, 1xx,
 //     other 4xx and every 5xx but 501; no-store (unless must-understand),
-//     private (qualified or not), Set-Cookie, Vary: *, a request's
+//     private (qualified or not), Set-Cookie, Vary: *, a Vary naming a
+//     field the proxy sets upstream (X-Forwarded-For and the other
+//     forwarding fields, Via, X-Request-Id, forward auth's Remote-User
+//     and the rest of its default fields), a request's
 //     no-store, bodies over MaxObjectBytes or streamed, and responses to
 //     requests with credentials unless public, s-maxage or
 //     must-revalidate say otherwise (RFC 9111 §3.5).

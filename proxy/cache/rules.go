@@ -70,10 +70,16 @@ const (
 	// sent only that one (cache poisoning). The request's doing, not the
 	// response's: no hit-for-miss marker is left.
 	NotStoredVaryRepeated
+	// NotStoredVaryProxySet: the response varies on a field the proxy
+	// sets on the upstream request (X-Forwarded-*, X-Real-IP, Forwarded,
+	// Via, X-Request-Id, forward auth's Remote-User and the rest of
+	// its default headers). The upstream saw the proxy's value, which a
+	// client can send itself to match another client's variant.
+	NotStoredVaryProxySet
 )
 
 var reasonNames = [...]string{"stored", "method", "status", "request no-store", "no-store", "private",
-	"credentials", "set-cookie", "vary *", "too large", "no freshness", "disabled", "vary repeated"}
+	"credentials", "set-cookie", "vary *", "too large", "no freshness", "disabled", "vary repeated", "vary proxy-set"}
 
 // String returns a short name for the reason.
 func (r Reason) String() string {
@@ -158,6 +164,10 @@ func storeRules(r *Request, reqCC *requestCC, resp *Response, h Fields, maxObjec
 		return f
 	}
 	for name := range varyNames(h) {
+		if proxySet(name) {
+			f.reason = NotStoredVaryProxySet
+			return f
+		}
 		if r.Header.Repeated(name) {
 			f.reason = NotStoredVaryRepeated
 			return f
@@ -214,6 +224,23 @@ var strSetCookie = []byte("Set-Cookie")
 func varyStar(h Fields) bool {
 	for name := range varyNames(h) {
 		if len(name) == 1 && name[0] == '*' {
+			return true
+		}
+	}
+	return false
+}
+
+// proxySetFields are the request fields whose upstream value the proxy
+// sets itself (forwarding headers, Via, X-Request-Id, and forward
+// auth's default auth_response_headers).
+var proxySetFields = [...]string{"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
+	"x-forwarded-prefix", "x-forwarded-server", "x-real-ip", "forwarded", "via", "x-request-id",
+	"remote-user", "remote-groups", "remote-email", "remote-name", "x-forwarded-user"}
+
+// proxySet reports whether name is one of proxySetFields.
+func proxySet(name []byte) bool {
+	for _, f := range proxySetFields {
+		if equalFold(name, f) {
 			return true
 		}
 	}
