@@ -176,10 +176,12 @@ func (s *suite) reloadTries(c tcase, t *target, kind string, change func(try int
 		if res.noise() <= s.o.noiseMax {
 			break
 		}
-		if try+1 < maxReloadTries {
-			s.say("reload (%s) of %s: applied after %v, but the proxy waited %v for its CPU (%.0f%%); repeated",
-				kind, t.name, res.applied.Round(time.Millisecond), res.waited.Round(time.Millisecond), res.noise())
+		next := "repeated"
+		if try+1 == maxReloadTries {
+			next = "the quietest window is kept"
 		}
+		s.say("reload (%s) of %s, window %d: applied after %v, but the proxy waited %v for its CPU (%.0f%%); %s",
+			kind, t.name, try+1, res.applied.Round(time.Millisecond), res.waited.Round(time.Millisecond), res.noise(), next)
 	}
 	if best == nil {
 		return &reloadResult{kind: kind, err: "interrupted"}, tries
