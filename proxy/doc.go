@@ -37,6 +37,10 @@
 //   - framing.go, bodylimit.go: the HTTP/1.1 request framing check
 //     below fasthttp's parser, and the body limit while a body streams;
 //   - upstream_early.go: a backend's answer before the end of the body;
+//   - park.go: idle cleartext HTTP/1.1 keep-alive connections give
+//     fasthttp's buffers and worker back after
+//     ListenOptions.IdleReleaseTimeout and wait in a small goroutine of
+//     their own until their next request;
 //   - observe.go: metrics and the access log of both front ends.
 //
 // # Guarantees
