@@ -92,7 +92,8 @@ type ListenOptions struct {
 	// back, so it never waits on a pool. Default
 	// DefaultIdleReleaseTimeout; negative, or not less than the HTTP/1.1
 	// server's idle timeout, keeps them for as long as the connection is
-	// open.
+	// open. Only Linux parks connections (park.go needs a non-blocking
+	// peek at the socket).
 	IdleReleaseTimeout time.Duration
 	// Parked, when not nil, is kept equal to the number of connections
 	// parked now, which the HTTP/1.1 server no longer counts among its
