@@ -14,7 +14,8 @@ import (
 // fasthttp holds for it while it waits for the next request: a worker
 // goroutine with the stack the request path grew, a RequestCtx, a read
 // buffer of max_header_bytes and a 4 KiB write buffer, about 30 KiB in
-// all (issue 16; bench/RESULTS.md, "Idle keep-alive connections").
+// all (issue 16; bench/RESULTS.md, "Issue 16: idle HTTP/1.1 keep-alive
+// connections").
 // fasthttp keeps them for as long as the connection is open, so that a
 // busy connection never goes to a pool between requests.
 //
@@ -26,8 +27,8 @@ import (
 // errParked, which fasthttp takes for the end of the connection between
 // requests (it answers nothing and puts its buffers back into its pools),
 // and the connection's Close hands it to the parker, which waits for it
-// to become readable in a fresh goroutine of its own (a few KiB of stack,
-// parked in the runtime's poller: no system call of ours) and then hands
+// to become readable in a fresh goroutine of its own (a 2 KiB stack: one
+// non-blocking peek at the socket, then the runtime's poller) and hands
 // it back to the HTTP/1.1 server, as the accept loop does with a new
 // connection. A parked connection keeps the deadline fasthttp set for
 // it: it is closed when its idle timeout runs out, as fasthttp would
@@ -36,8 +37,9 @@ import (
 // Busy connections pay two atomic stores per request and no clock read
 // or deadline of their own, so the coarse deadlines (deadline.go) keep
 // their worth; no pool is touched unless a connection does stay idle
-// that long. Only cleartext connections are parked: a TLS connection may
-// hold decrypted bytes above its socket, which readiness cannot show.
+// that long. Only cleartext connections are parked, on Linux (the peek,
+// upstream_conn_linux.go): a TLS connection may hold decrypted bytes
+// above its socket, which readiness cannot show.
 
 // DefaultIdleReleaseTimeout is ListenOptions.IdleReleaseTimeout when
 // zero.
