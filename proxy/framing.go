@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"sync/atomic"
@@ -89,6 +90,13 @@ func (f *framer) startHead() {
 }
 
 func (f *framer) startLine() { f.lineLen, f.pendCR = 0, false }
+
+// betweenRequests reports whether every byte read so far belongs to
+// requests read whole: no head, body or chunk is under way and nothing
+// was refused.
+func (f *framer) betweenRequests() bool {
+	return f.err == nil && f.state == frHead && f.lines == 0 && f.lineLen == 0
+}
 
 // scan follows b, the next bytes read. On a framing error it returns the
 // number of bytes of b before the offending one and the error.
@@ -360,6 +368,44 @@ func (c *framingConn) SetDeadline(t time.Time) error {
 		c.wd.forget()
 	}
 	return c.Conn.SetDeadline(t)
+}
+
+// Close closes the connection. When the proxy closes it in the middle of
+// a request (a refused head or body: bytes of the client may be unread),
+// it lingers: the write side is shut after the answer, and what the client
+// still sends is read and dropped for up to lingerTime (lingerBytes)
+// before the socket is closed, since closing a socket with unread bytes
+// resets the connection, and a reset can destroy the answer before the
+// client reads it (RFC 9112 §9.6; nginx's lingering_close). Between
+// requests, and for tunnels, it closes at once.
+func (c *framingConn) Close() error {
+	if c.f.tunnel.Load() || c.f.betweenRequests() {
+		return c.Conn.Close()
+	}
+	return lingerClose(c.Conn)
+}
+
+// lingerTime and lingerBytes bound how long, and how much of what a
+// client still sends, a lingering close reads before closing.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 1 << 20
+)
+
+// lingerClose shuts c's write side and closes it once the peer's bytes
+// stop (EOF, lingerTime or lingerBytes), in a goroutine of its own; a
+// connection that cannot be half-closed is closed at once.
+func lingerClose(c net.Conn) error {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return c.Close()
+	}
+	go func() {
+		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.CopyN(io.Discard, c, lingerBytes)
+		_ = c.Close()
+	}()
+	return nil
 }
 
 // CloseWrite half-closes the connection when it can, for tunnels.

@@ -966,3 +966,36 @@ func TestFrontEndErrorsCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedRequestAnswerArrives: after a refused head (a bare LF)
+// followed by more bytes than the proxy reads, the client still gets the
+// 400: the connection is closed after the client's bytes are drained
+// (lingering close), not reset with them unread, which can destroy the
+// answer in flight (RFC 9112 §9.6).
+func TestRefusedRequestAnswerArrives(t *testing.T) {
+	t.Parallel()
+	up, _ := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	junk := bytes.Repeat([]byte("x"), 256<<10)
+	for _, fe := range h1FrontEnds() {
+		for i := range 5 {
+			c := dialFront(t, fe, f)
+			// The client sends everything before it reads, as a
+			// pipelining client may: by then the proxy has answered and
+			// closed; a reset would have destroyed the answer.
+			if _, err := c.Write(append([]byte("GET / HTTP/1.1\nHost: app.test\n\n"), junk...)); err != nil {
+				t.Fatalf("%s #%d: write: %v (the proxy reset the connection)", fe.name, i, err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("%s #%d: no answer: %v", fe.name, i, err)
+			}
+			if resp.StatusCode != 400 {
+				t.Fatalf("%s #%d: status %d; want 400", fe.name, i, resp.StatusCode)
+			}
+			c.Close()
+		}
+	}
+}

@@ -152,7 +152,7 @@ func (c *parkConn) Close() error {
 		return nil
 	}
 	c.p.remove(c)
-	return c.Conn.Close()
+	return c.framingConn.Close()
 }
 
 // unpark readies a connection the parker gives back for a new service
