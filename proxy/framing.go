@@ -341,22 +341,22 @@ func (c *framingConn) Write(p []byte) (int, error) {
 
 // SetReadDeadline sets the read deadline, coarsely before a tunnel.
 func (c *framingConn) SetReadDeadline(t time.Time) error {
-	if c.f.tunnel.Load() {
-		return c.Conn.SetReadDeadline(t)
-	}
-	if set, ok := c.rd.next(t, time.Now); ok {
-		return c.Conn.SetReadDeadline(set)
-	}
-	return nil
+	return c.setCoarse(&c.rd, t, c.Conn.SetReadDeadline)
 }
 
 // SetWriteDeadline sets the write deadline, coarsely before a tunnel.
 func (c *framingConn) SetWriteDeadline(t time.Time) error {
+	return c.setCoarse(&c.wd, t, c.Conn.SetWriteDeadline)
+}
+
+// setCoarse asks for deadline t on one direction (d in force, set sets
+// it on the socket): coarsely (deadline.go), as it is in a tunnel.
+func (c *framingConn) setCoarse(d *coarseDeadline, t time.Time, set func(time.Time) error) error {
 	if c.f.tunnel.Load() {
-		return c.Conn.SetWriteDeadline(t)
+		return set(t)
 	}
-	if set, ok := c.wd.next(t, time.Now); ok {
-		return c.Conn.SetWriteDeadline(set)
+	if at, ok := d.next(t, time.Now); ok {
+		return set(at)
 	}
 	return nil
 }

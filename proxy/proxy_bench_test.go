@@ -91,6 +91,23 @@ func (pb *pathBench) overTCP(tb testing.TB) *pathBench {
 	return pb
 }
 
+// prepared reads pb's request into its context and returns the state
+// the handler would run the pipeline's steps on.
+func (pb *pathBench) prepared(tb testing.TB) *state {
+	tb.Helper()
+	pb.ctx.Request.Reset()
+	pb.rd.Reset(pb.raw)
+	pb.br.Reset(pb.rd)
+	if err := pb.ctx.Request.Read(pb.br); err != nil {
+		tb.Fatal(err)
+	}
+	st := pb.e.acquireState(&pb.ctx)
+	if status := pb.e.prepare(&pb.ctx, st); status != 0 {
+		tb.Fatalf("prepare = %d", status)
+	}
+	return st
+}
+
 // do runs one request through the proxy and returns the status.
 func (pb *pathBench) do(tb testing.TB) int {
 	pb.ctx.Request.Reset()
@@ -208,16 +225,7 @@ func BenchmarkDecide(b *testing.B) {
 	for _, v := range policyVariants(b) {
 		b.Run(v.name, func(b *testing.B) {
 			pb := newPathBench(b, v.cfg, v.req, benchBody)
-			pb.ctx.Request.Reset()
-			pb.rd.Reset(pb.raw)
-			pb.br.Reset(pb.rd)
-			if err := pb.ctx.Request.Read(pb.br); err != nil {
-				b.Fatal(err)
-			}
-			st := pb.e.acquireState(&pb.ctx)
-			if status := pb.e.prepare(&pb.ctx, st); status != 0 {
-				b.Fatalf("prepare = %d", status)
-			}
+			st := pb.prepared(b)
 			pl := pb.e.pl
 			b.ReportAllocs()
 			for b.Loop() {
@@ -315,15 +323,7 @@ func BenchmarkIdleCheck(b *testing.B) {
 // a parsed template each time (the copy's cost is in every variant).
 func BenchmarkPlanApply(b *testing.B) {
 	pb := newPathBench(b, benchConfig(1), benchRequest, benchBody)
-	pb.rd.Reset(pb.raw)
-	pb.br.Reset(pb.rd)
-	if err := pb.ctx.Request.Read(pb.br); err != nil {
-		b.Fatal(err)
-	}
-	st := pb.e.acquireState(&pb.ctx)
-	if status := pb.e.prepare(&pb.ctx, st); status != 0 {
-		b.Fatalf("prepare = %d", status)
-	}
+	st := pb.prepared(b)
 	pl := pb.e.pl
 	pl.Route(st.snap, &st.req, &st.dec)
 	pl.Admit(&pb.ctx, &st.req, &st.dec)

@@ -31,39 +31,47 @@ func TestPresentBit(t *testing.T) {
 	}
 }
 
+// routed returns a request for a.test/x from 192.0.2.7 with the given
+// header lines (name, value, ...), through Route and Admit on a one-route
+// table, and the pipeline.
+func routed(t *testing.T, hdrs ...string) (*Pipeline, *Request, *Decision) {
+	t.Helper()
+	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), newTestResolver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{})
+	r, d := new(Request), new(Decision)
+	r.Reset()
+	d.Reset()
+	r.Proto = []byte("HTTP/1.1")
+	r.Peer = netip.MustParseAddr("192.0.2.7")
+	for i := 0; i < len(hdrs); i += 2 {
+		if !r.See([]byte(hdrs[i]), []byte(hdrs[i+1])) {
+			t.Fatalf("See(%q) refused", hdrs[i])
+		}
+	}
+	if st := p.SetTarget(r, []byte("/x"), []byte("a.test")); st != 0 {
+		t.Fatalf("SetTarget = %d", st)
+	}
+	p.Route(snap, r, d)
+	p.Admit(context.Background(), r, d)
+	if d.Action != ActForward {
+		t.Fatalf("action %d", d.Action)
+	}
+	return p, r, d
+}
+
 // TestPlanRequestDeletesWhatIsPresent: the request plan deletes exactly
 // the hop-by-hop and client forwarding headers the request has, in any
 // case, and marks the forwarding fields it sets Fresh only when no client
 // line of them can be left.
 func TestPlanRequestDeletesWhatIsPresent(t *testing.T) {
 	t.Parallel()
-	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), newTestResolver())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New(Options{})
 	plan := func(hdrs ...string) *Plan {
-		var r Request
-		var d Decision
-		r.Reset()
-		d.Reset()
-		r.Proto = []byte("HTTP/1.1")
-		r.Peer = netip.MustParseAddr("192.0.2.7")
-		for i := 0; i < len(hdrs); i += 2 {
-			if !r.See([]byte(hdrs[i]), []byte(hdrs[i+1])) {
-				t.Fatalf("See(%q) refused", hdrs[i])
-			}
-		}
-		if st := p.SetTarget(&r, []byte("/x"), []byte("a.test")); st != 0 {
-			t.Fatalf("SetTarget = %d", st)
-		}
-		p.Route(snap, &r, &d)
-		p.Admit(context.Background(), &r, &d)
-		if d.Action != ActForward {
-			t.Fatalf("action %d", d.Action)
-		}
+		p, r, d := routed(t, hdrs...)
 		pl := new(Plan)
-		p.PlanRequest(&r, &d, pl)
+		p.PlanRequest(r, d, pl)
 		return pl
 	}
 	names := func(fs []Field) []string {
@@ -114,20 +122,8 @@ func TestPlanRequestDeletesWhatIsPresent(t *testing.T) {
 // none.
 func TestPlanResponseDeletesWhatIsSeen(t *testing.T) {
 	t.Parallel()
-	snap, err := Compile(routeConfig(map[string][]string{"a.test": {"/"}}), newTestResolver())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New(Options{})
-	var r Request
-	var d Decision
-	r.Reset()
-	d.Reset()
-	r.Proto = []byte("HTTP/1.1")
-	if st := p.SetTarget(&r, []byte("/x"), []byte("a.test")); st != 0 {
-		t.Fatalf("SetTarget = %d", st)
-	}
-	p.Route(snap, &r, &d)
+	p, _, dp := routed(t)
+	d := *dp
 	var seen HeaderSet
 	for _, n := range []string{"Content-Type", "keep-alive", "TRANSFER-ENCODING", "x-request-id", "Server"} {
 		seen.See([]byte(n))
