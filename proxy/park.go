@@ -165,7 +165,7 @@ func (c *parkConn) unpark() {
 	c.state.Store(connServed)
 }
 
-// socketOf returns the TCP socket under c when no layer in between holds
+// tcpSocketOf returns the TCP socket under c when no layer in between holds
 // bytes not yet read (the HTTP/2 preface peek, a PROXY header's reader).
 func tcpSocketOf(c net.Conn) (*net.TCPConn, bool) {
 	for {
