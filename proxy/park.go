@@ -118,7 +118,7 @@ func (c *parkConn) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	if !errors.Is(err, os.ErrDeadlineExceeded) || c.rd.at < 0 || c.f.state == frPassive {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || c.rd.at < 0 || c.f.tunnel.Load() {
 		return n, err // a tunnel sets its own deadlines
 	}
 	now := time.Now()
