@@ -134,13 +134,7 @@ func TestH2UpstreamTimeout(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}))
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	slow.Config.Protocols = &p
-	slow.Start()
-	t.Cleanup(slow.Close)
-	addr := slow.Listener.Addr().String()
+	addr := startH2C(t, slow, true)
 	cfg := &config.Config{}
 	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addr)}
 	f := startFronts(t, cfg, Options{}, UpstreamOptions{Timeout: 300 * time.Millisecond}, ListenOptions{})
@@ -365,12 +359,7 @@ func TestH2BackendEarlyAnswer(t *testing.T) {
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		io.WriteString(w, "early")
 	}))
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	early.Config.Protocols = &p
-	early.Start()
-	t.Cleanup(early.Close)
-	addr := early.Listener.Addr().String()
+	addr := startH2C(t, early, false)
 	cfg := &config.Config{}
 	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addr)}
 	f := startFronts(t, cfg, Options{BodyBufferBytes: 48 << 10}, UpstreamOptions{}, ListenOptions{})
@@ -397,4 +386,18 @@ func TestH2BackendEarlyAnswer(t *testing.T) {
 		t.Fatalf("backend saw %d requests, want %d", n, want)
 	}
 
+}
+
+// startH2C starts srv speaking cleartext HTTP/2 with prior knowledge
+// (and HTTP/1.1 too when h1), closed when the test ends, and returns its
+// address.
+func startH2C(t *testing.T, srv *httptest.Server, h1 bool) string {
+	t.Helper()
+	var p http.Protocols
+	p.SetHTTP1(h1)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }
