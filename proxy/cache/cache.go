@@ -255,7 +255,8 @@ func (c *Cache) Lookup(r *Request, now int64) Result {
 	reqCC := parseRequestCC(h.Peek(strCacheControl), h.Peek(strPragma))
 	hash := c.hash(r.Key)
 	for waited := false; ; waited = true {
-		n, _ := c.store.GetIfPresent(hash)
+		raw, _ := c.store.GetIfPresent(hash)
+		n := raw
 		if n != nil && !bytes.Equal(n.key, r.Key) {
 			n = nil // a hash collision: another key
 		}
@@ -288,6 +289,12 @@ func (c *Cache) Lookup(r *Request, now int64) Result {
 		}
 		f, lead := c.lead(hash, now, !waited)
 		if lead {
+			if again, _ := c.store.GetIfPresent(hash); again != raw {
+				// Another fill stored its answer and finished between
+				// the look above and this lead: use that answer.
+				f.finish(false)
+				continue
+			}
 			return Result{Outcome: out, Entry: e, Fill: f}
 		}
 		if f == nil || waited || !f.wait(c.o.LockTimeout) || f.pass.Load() {
