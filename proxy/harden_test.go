@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/aralez-go/aralez/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -14,7 +15,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -789,24 +789,6 @@ func TestFrontEndsForwardAuthDenyRelayed(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an io.Writer safe for the access log's writer goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestFrontEndsAccessLogOwnReplies: the access log records the real body
 // size of the proxy's own answers (401, 404, 429, 502, 504), and a 502 or
 // 504 line names the backend that failed (issue 11).
@@ -831,12 +813,12 @@ func TestFrontEndsAccessLogOwnReplies(t *testing.T) {
 		limited.Paths[0].Policy.RateLimit = 1
 		cfg.Upstreams.Hosts = append(cfg.Upstreams.Hosts, limited)
 	}
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	al, err := accesslog.New(&buf, accesslog.Options{Mode: accesslog.ModeAll, JSON: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var plog lockedBuffer
+	var plog syncbuf.Buffer
 	logger := slog.New(slog.NewJSONHandler(&plog, nil))
 	f := startFronts(t, cfg, Options{AccessLog: al, Logger: logger}, UpstreamOptions{Timeout: 300 * time.Millisecond}, ListenOptions{})
 	type sent struct {

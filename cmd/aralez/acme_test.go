@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/aralez-go/aralez/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -14,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,7 +49,7 @@ func tlsServes(addr, name string, roots *x509.CertPool) (*x509.Certificate, erro
 // startACMEProcess runs an in-process server on main.yaml and
 // upstreams.yaml written into a new folder, until the test ends, and
 // waits until it is ready; it returns the folder and the log.
-func startACMEProcess(t *testing.T, mainYAML, upstreamsYAML string) (string, *lockedBuffer) {
+func startACMEProcess(t *testing.T, mainYAML, upstreamsYAML string) (string, *syncbuf.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "main.yaml"), mainYAML)
@@ -58,7 +58,7 @@ func startACMEProcess(t *testing.T, mainYAML, upstreamsYAML string) (string, *lo
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	srv, err := newServer(cfg, filepath.Join(dir, "main.yaml"), slog.New(slog.NewTextHandler(logs, nil)), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -214,24 +214,6 @@ log_level: debug
 	if f, err := strconv.ParseFloat(v, 64); err != nil || int64(f) != leaf.NotAfter.Unix() {
 		t.Errorf("/metrics expiry of api.acme.test = %q; want %d", v, leaf.NotAfter.Unix())
 	}
-}
-
-// lockedBuffer is a log sink safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestDNSProviderChoice maps acme_dns_provider to the providers, with
