@@ -25,11 +25,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes/scheme"
-	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	coreclient "k8s.io/client-go/kubernetes/typed/core/v1"
-	discoveryclient "k8s.io/client-go/kubernetes/typed/discovery/v1"
-	networkingclient "k8s.io/client-go/kubernetes/typed/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -184,10 +179,7 @@ type Ingress struct {
 	o     IngressOptions
 	log   *slog.Logger
 
-	net   networkingclient.NetworkingV1Interface
-	core  coreclient.CoreV1Interface
-	disco discoveryclient.DiscoveryV1Interface
-	coord coordinationclient.CoordinationV1Interface
+	client *kubeClient
 
 	health watchHealth
 
@@ -254,14 +246,7 @@ func NewIngress(base *config.Upstreams, k *config.Kubernetes, o IngressOptions) 
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
 	rc.UserAgent = "aralez"
-	if g.net, err = networkingclient.NewForConfig(rc); err == nil {
-		if g.core, err = coreclient.NewForConfig(rc); err == nil {
-			if g.disco, err = discoveryclient.NewForConfig(rc); err == nil {
-				g.coord, err = coordinationclient.NewForConfig(rc)
-			}
-		}
-	}
-	if err != nil {
+	if g.client, err = newKubeClient(rc); err != nil {
 		return nil, fmt.Errorf("kubernetes: creating client: %w", err)
 	}
 	return g, nil
@@ -298,8 +283,8 @@ func (g *Ingress) informers(changed func()) ingressInformers {
 	mk := func(what string, obj runtime.Object, list listFunc, watchFn watchFunc, idx cache.Indexers) cache.SharedIndexInformer {
 		return g.health.informer(what, obj, list, watchFn, idx, changed)
 	}
-	ings, classes := g.net.Ingresses(metav1.NamespaceAll), g.net.IngressClasses()
-	svcs, slices, secs := g.core.Services(metav1.NamespaceAll), g.disco.EndpointSlices(metav1.NamespaceAll), g.core.Secrets(metav1.NamespaceAll)
+	ings, classes := g.client.ingresses(metav1.NamespaceAll), g.client.ingressClasses()
+	svcs, slices, secs := g.client.services(metav1.NamespaceAll), g.client.endpointSlices(metav1.NamespaceAll), g.client.secrets(metav1.NamespaceAll)
 	tlsOnly := func(o metav1.ListOptions) metav1.ListOptions {
 		o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
 		return o
@@ -376,12 +361,12 @@ func (g *Ingress) Run(ctx context.Context, out chan<- Update) error {
 		opts = append(opts, record.WithSleepDuration(g.o.EventRetry))
 	}
 	bc := record.NewBroadcaster(opts...)
-	bc.StartRecordingToSink(&coreclient.EventSinkImpl{Interface: g.core.Events(metav1.NamespaceAll)})
+	bc.StartRecordingToSink(eventSink{ctx: ctx, c: g.client})
 	defer bc.Shutdown()
-	rec := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ingressEventSource})
+	rec := bc.NewRecorder(kubeScheme, corev1.EventSource{Component: ingressEventSource})
 
 	el := &leaseElector{
-		leases: g.coord.Leases(g.o.LeaseNamespace), name: g.o.LeaseName, id: g.o.Identity,
+		leases: g.client.leases(g.o.LeaseNamespace), name: g.o.LeaseName, id: g.o.Identity,
 		duration: g.o.LeaseDuration, renew: g.o.RenewDeadline, retry: g.o.RetryPeriod,
 		log: g.log, notify: notify,
 	}
@@ -731,7 +716,7 @@ func (g *Ingress) authCredentials(ctx context.Context, ns string, t *routeTempla
 	e, ok := g.auth[key]
 	if !ok || time.Since(e.read) >= g.o.AuthRefresh {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		sec, err := g.core.Secrets(ns).Get(rctx, t.authSecret, metav1.GetOptions{})
+		sec, err := g.client.secrets(ns).Get(rctx, t.authSecret)
 		cancel()
 		switch {
 		case err == nil:
@@ -815,7 +800,7 @@ func (g *Ingress) writeStatus(ctx context.Context, infs ingressInformers, served
 		n := ing.DeepCopy()
 		n.Status.LoadBalancer.Ingress = addrs
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := g.net.Ingresses(ing.Namespace).UpdateStatus(wctx, n, metav1.UpdateOptions{})
+		_, err := g.client.ingresses(ing.Namespace).UpdateStatus(wctx, n)
 		cancel()
 		if err != nil {
 			ok = false

@@ -201,7 +201,7 @@ func newTestIngress(t *testing.T, api *kubetest.Server, base *config.Upstreams, 
 }
 
 // TestIngressController drives the Ingress controller (issue 14) with
-// real client-go informers and typed clients against the API emulator:
+// real client-go informers and rest clients against the API emulator:
 // class filtering, path kinds, EndpointSlice readiness, add, update and
 // delete, conflicts with the file and between Ingresses, annotations
 // good and bad, and the last Ingress deleted.

@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	discoveryclient "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -100,7 +99,7 @@ type Kubernetes struct {
 	base     baseTable
 	services []config.KubernetesService
 	targets  []k8sTarget
-	client   discoveryclient.DiscoveryV1Interface
+	client   *kubeClient
 	log      *slog.Logger
 	health   watchHealth
 }
@@ -140,7 +139,7 @@ func NewKubernetes(base *config.Upstreams, k *config.Kubernetes, o KubernetesOpt
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
 	rc.UserAgent = "aralez"
-	s.client, err = discoveryclient.NewForConfig(rc)
+	s.client, err = newKubeClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: creating client: %w", err)
 	}
@@ -265,7 +264,7 @@ func (k *Kubernetes) Run(ctx context.Context, out chan<- Update) error {
 func (k *Kubernetes) informer(i int, changed chan<- struct{}) cache.SharedIndexInformer {
 	t := k.targets[i]
 	selector := discoveryv1.LabelServiceName + "=" + t.name
-	slices := k.client.EndpointSlices(t.namespace)
+	slices := k.client.endpointSlices(t.namespace)
 	return k.health.informer(k.services[i].Upstream, &discoveryv1.EndpointSlice{},
 		func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			opts.LabelSelector = selector

@@ -9,7 +9,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
 
 // Leader election defaults, client-go's (tools/leaderelection).
@@ -42,7 +41,7 @@ const (
 // of cold -race compilation, measured for issue 14), for a loop of a few
 // dozen lines over the Lease client.
 type leaseElector struct {
-	leases                 coordinationclient.LeaseInterface
+	leases                 kubeResource[*coordinationv1.Lease, *coordinationv1.LeaseList]
 	name, id               string
 	duration, renew, retry time.Duration
 	log                    *slog.Logger
@@ -118,7 +117,7 @@ func (e *leaseElector) tryAcquireOrRenew(ctx context.Context) (held bool, err er
 	defer cancel()
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32((e.duration + time.Second - 1) / time.Second)
-	l, err := e.leases.Get(ctx, e.name, metav1.GetOptions{})
+	l, err := e.leases.Get(ctx, e.name)
 	if apierrors.IsNotFound(err) {
 		l = &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: e.name},
@@ -127,7 +126,7 @@ func (e *leaseElector) tryAcquireOrRenew(ctx context.Context) (held bool, err er
 				AcquireTime: &now, RenewTime: &now,
 			},
 		}
-		_, err = e.leases.Create(ctx, l, metav1.CreateOptions{})
+		_, err = e.leases.Create(ctx, l)
 		return err == nil, err
 	}
 	if err != nil {
@@ -156,7 +155,7 @@ func (e *leaseElector) tryAcquireOrRenew(ctx context.Context) (held bool, err er
 		l.Spec.LeaseTransitions = &n
 	}
 	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &e.id, &now, &secs
-	_, err = e.leases.Update(ctx, l, metav1.UpdateOptions{})
+	_, err = e.leases.Update(ctx, l)
 	return err == nil, err
 }
 
@@ -169,7 +168,7 @@ func (e *leaseElector) release() {
 	defer e.set(false)
 	ctx, cancel := context.WithTimeout(context.Background(), e.retry+time.Second)
 	defer cancel()
-	l, err := e.leases.Get(ctx, e.name, metav1.GetOptions{})
+	l, err := e.leases.Get(ctx, e.name)
 	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != e.id {
 		return
 	}
@@ -177,7 +176,7 @@ func (e *leaseElector) release() {
 	empty, one := "", int32(1)
 	now := metav1.NewMicroTime(time.Now())
 	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &empty, &one, &now
-	if _, err := e.leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+	if _, err := e.leases.Update(ctx, l); err != nil {
 		e.log.Debug("kubernetes lease: release failed", "lease", e.name, "err", err)
 	}
 }

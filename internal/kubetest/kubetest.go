@@ -1,6 +1,6 @@
 // Package kubetest is an in-process emulator of the parts of a
 // Kubernetes API server that aralez uses, for tests: Debian ships no
-// kube-apiserver, so tests run real client-go informers and typed
+// kube-apiserver, so tests run real client-go informers and rest
 // clients against a Server on 127.0.0.1.
 //
 // It serves, for the resources it knows (Services, Secrets, Events,
@@ -12,7 +12,8 @@
 // in an initial-events-end bookmark), get, create, update (with
 // resourceVersion conflicts), update of the status subresource, patch
 // (JSON merge and strategic merge) and delete. Bodies may be JSON or
-// protobuf (client-go's typed clients send protobuf); answers are JSON.
+// protobuf (client-go's typed clients and the discovery package's
+// clients send protobuf); answers are JSON.
 // Objects are kept as JSON;
 // every change bumps one resourceVersion counter and is kept in a
 // history that watches replay.
