@@ -14,20 +14,29 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/aralez-go/aralez/config"
 )
 
-// manifests decodes every object of etc/kubernetes/*.yaml with
-// client-go's scheme; an unknown kind or field fails the test.
+// manifests decodes every object of etc/kubernetes/*.yaml with a
+// scheme of the API groups the manifests use (core, apps, rbac and
+// networking v1: a manifest of another group needs its group added
+// here); an unknown kind or field fails the test.
 func manifests(t *testing.T) []runtime.Object {
 	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, appsv1.AddToScheme, rbacv1.AddToScheme, networkingv1.AddToScheme,
+	} {
+		if err := add(scheme); err != nil {
+			t.Fatalf("building the scheme: %v", err)
+		}
+	}
 	files, err := filepath.Glob("../etc/kubernetes/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("Glob(../etc/kubernetes/*.yaml) = %v, %v; want files", files, err)
 	}
-	dec := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	dec := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
 	var out []runtime.Object
 	for _, f := range files {
 		b, err := os.ReadFile(f)

@@ -39,14 +39,39 @@ import (
 	"time"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
-	"k8s.io/client-go/kubernetes/scheme"
 )
+
+// scheme knows the API groups of the emulated resources; codecs
+// decodes their protobuf bodies. (client-go's kubernetes/scheme would
+// do, but it registers every API group of k8s.io/api, which the tests
+// would then compile for nothing.)
+var (
+	scheme = newScheme()
+	codecs = serializer.NewCodecFactory(scheme)
+)
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, discoveryv1.AddToScheme, networkingv1.AddToScheme, coordinationv1.AddToScheme,
+	} {
+		if err := add(s); err != nil {
+			panic("kubetest: building the scheme: " + err.Error())
+		}
+	}
+	return s
+}
 
 // Resource describes one emulated resource.
 type Resource struct {
@@ -194,8 +219,7 @@ func (s *Server) Authorizations() map[string]int {
 	return out
 }
 
-// Put creates or replaces obj (a typed object of an emulated kind; its
-// kind comes from client-go's scheme) and wakes watches. The stored
+// Put creates or replaces obj (a typed object of an emulated kind) and wakes watches. The stored
 // copy gets a new resourceVersion and, when new, a uid and a
 // creationTimestamp unless obj has them.
 func (s *Server) Put(obj runtime.Object) {
@@ -269,7 +293,7 @@ func List[T any](s *Server, resource string) []T {
 // toMap encodes a typed object into its JSON map with kind and
 // apiVersion set, and returns its resource name.
 func toMap(obj runtime.Object) (string, map[string]any) {
-	gvks, _, err := scheme.Scheme.ObjectKinds(obj)
+	gvks, _, err := scheme.ObjectKinds(obj)
 	if err != nil || len(gvks) == 0 {
 		panic(fmt.Sprintf("kubetest: unknown kind %T: %v", obj, err))
 	}
@@ -647,7 +671,7 @@ func body(r *http.Request, rt route, gr schema.GroupResource) (map[string]any, e
 	if strings.Contains(r.Header.Get("Content-Type"), "protobuf") {
 		// client-go's typed clients send protobuf: decode it, as an API
 		// server does, and keep the JSON form.
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw, nil, nil)
+		obj, _, err := codecs.UniversalDeserializer().Decode(raw, nil, nil)
 		if err != nil {
 			return nil, apierrors.NewBadRequest("decoding the protobuf body: " + err.Error())
 		}
@@ -745,7 +769,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, rt route, gr sche
 		merged, err = jsonpatch.MergePatch(orig, patch)
 	case types.StrategicMergePatchType:
 		var typed runtime.Object
-		typed, err = scheme.Scheme.New(schema.GroupVersionKind{Group: rt.res.Group, Version: rt.res.Version, Kind: rt.res.Kind})
+		typed, err = scheme.New(schema.GroupVersionKind{Group: rt.res.Group, Version: rt.res.Version, Kind: rt.res.Kind})
 		if err == nil {
 			merged, err = strategicpatch.StrategicMergePatch(orig, patch, typed)
 		}
