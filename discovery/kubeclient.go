@@ -14,8 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 )
 
 // The Kubernetes sources talk to the API server through client-go's
@@ -41,17 +43,14 @@ var (
 	kubeParams = runtime.NewParameterCodec(kubeScheme)
 )
 
+// kubeGroups registers the API groups of kubeScheme.
+var kubeGroups = runtime.SchemeBuilder{corev1.AddToScheme, discoveryv1.AddToScheme, networkingv1.AddToScheme, coordinationv1.AddToScheme}
+
 func newKubeScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{
-		corev1.AddToScheme, discoveryv1.AddToScheme, networkingv1.AddToScheme, coordinationv1.AddToScheme,
-	} {
-		if err := add(s); err != nil {
-			// The registrations are static: failing is a programming
-			// error found by every test.
-			panic("discovery: building the Kubernetes scheme: " + err.Error())
-		}
-	}
+	// The registrations are static: Must's panic would be a
+	// programming error that every test finds.
+	utilruntime.Must(kubeGroups.AddToScheme(s))
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
 	return s
 }
@@ -112,41 +111,46 @@ type kubeResource[T kubeObject, L runtime.Object] struct {
 	newList   func() L
 }
 
+// newResource returns the client of resource in namespace ns over c.
+func newResource[T kubeObject, L runtime.Object](c rest.Interface, resource, ns string, newObj func() T, newList func() L) kubeResource[T, L] {
+	return kubeResource[T, L]{c: c, resource: resource, namespace: ns, newObj: newObj, newList: newList}
+}
+
 // The resources the sources use.
 
 func (k *kubeClient) endpointSlices(ns string) kubeResource[*discoveryv1.EndpointSlice, *discoveryv1.EndpointSliceList] {
-	return kubeResource[*discoveryv1.EndpointSlice, *discoveryv1.EndpointSliceList]{k.discovery, "endpointslices", ns,
-		func() *discoveryv1.EndpointSlice { return &discoveryv1.EndpointSlice{} }, func() *discoveryv1.EndpointSliceList { return &discoveryv1.EndpointSliceList{} }}
+	return newResource(k.discovery, "endpointslices", ns, func() *discoveryv1.EndpointSlice { return new(discoveryv1.EndpointSlice) },
+		func() *discoveryv1.EndpointSliceList { return new(discoveryv1.EndpointSliceList) })
 }
 
 func (k *kubeClient) ingresses(ns string) kubeResource[*networkingv1.Ingress, *networkingv1.IngressList] {
-	return kubeResource[*networkingv1.Ingress, *networkingv1.IngressList]{k.networking, "ingresses", ns,
-		func() *networkingv1.Ingress { return &networkingv1.Ingress{} }, func() *networkingv1.IngressList { return &networkingv1.IngressList{} }}
+	return newResource(k.networking, "ingresses", ns, func() *networkingv1.Ingress { return new(networkingv1.Ingress) },
+		func() *networkingv1.IngressList { return new(networkingv1.IngressList) })
 }
 
 func (k *kubeClient) ingressClasses() kubeResource[*networkingv1.IngressClass, *networkingv1.IngressClassList] {
-	return kubeResource[*networkingv1.IngressClass, *networkingv1.IngressClassList]{k.networking, "ingressclasses", "",
-		func() *networkingv1.IngressClass { return &networkingv1.IngressClass{} }, func() *networkingv1.IngressClassList { return &networkingv1.IngressClassList{} }}
+	return newResource(k.networking, "ingressclasses", "", func() *networkingv1.IngressClass { return new(networkingv1.IngressClass) },
+		func() *networkingv1.IngressClassList { return new(networkingv1.IngressClassList) })
 }
 
 func (k *kubeClient) services(ns string) kubeResource[*corev1.Service, *corev1.ServiceList] {
-	return kubeResource[*corev1.Service, *corev1.ServiceList]{k.core, "services", ns,
-		func() *corev1.Service { return &corev1.Service{} }, func() *corev1.ServiceList { return &corev1.ServiceList{} }}
+	return newResource(k.core, "services", ns, func() *corev1.Service { return new(corev1.Service) },
+		func() *corev1.ServiceList { return new(corev1.ServiceList) })
 }
 
 func (k *kubeClient) secrets(ns string) kubeResource[*corev1.Secret, *corev1.SecretList] {
-	return kubeResource[*corev1.Secret, *corev1.SecretList]{k.core, "secrets", ns,
-		func() *corev1.Secret { return &corev1.Secret{} }, func() *corev1.SecretList { return &corev1.SecretList{} }}
+	return newResource(k.core, "secrets", ns, func() *corev1.Secret { return new(corev1.Secret) },
+		func() *corev1.SecretList { return new(corev1.SecretList) })
 }
 
 func (k *kubeClient) events(ns string) kubeResource[*corev1.Event, *corev1.EventList] {
-	return kubeResource[*corev1.Event, *corev1.EventList]{k.core, "events", ns,
-		func() *corev1.Event { return &corev1.Event{} }, func() *corev1.EventList { return &corev1.EventList{} }}
+	return newResource(k.core, "events", ns, func() *corev1.Event { return new(corev1.Event) },
+		func() *corev1.EventList { return new(corev1.EventList) })
 }
 
 func (k *kubeClient) leases(ns string) kubeResource[*coordinationv1.Lease, *coordinationv1.LeaseList] {
-	return kubeResource[*coordinationv1.Lease, *coordinationv1.LeaseList]{k.coordination, "leases", ns,
-		func() *coordinationv1.Lease { return &coordinationv1.Lease{} }, func() *coordinationv1.LeaseList { return &coordinationv1.LeaseList{} }}
+	return newResource(k.coordination, "leases", ns, func() *coordinationv1.Lease { return new(coordinationv1.Lease) },
+		func() *coordinationv1.LeaseList { return new(coordinationv1.LeaseList) })
 }
 
 // on aims req at the resource (and at the object called name, when
@@ -225,11 +229,14 @@ func (r kubeResource[T, L]) Patch(ctx context.Context, name string, pt types.Pat
 }
 
 // eventSink writes the event recorder's Events, each in its own
-// namespace, as client-go's EventSinkImpl does.
+// namespace, as client-go's EventSinkImpl does; its requests end with
+// ctx.
 type eventSink struct {
 	ctx context.Context
 	c   *kubeClient
 }
+
+var _ record.EventSink = eventSink{}
 
 func (s eventSink) Create(e *corev1.Event) (*corev1.Event, error) {
 	return s.c.events(e.Namespace).Create(s.ctx, e)

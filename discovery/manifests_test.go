@@ -25,12 +25,9 @@ import (
 func manifests(t *testing.T) []runtime.Object {
 	t.Helper()
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{
-		corev1.AddToScheme, appsv1.AddToScheme, rbacv1.AddToScheme, networkingv1.AddToScheme,
-	} {
-		if err := add(scheme); err != nil {
-			t.Fatalf("building the scheme: %v", err)
-		}
+	b := runtime.NewSchemeBuilder(corev1.AddToScheme, appsv1.AddToScheme, rbacv1.AddToScheme, networkingv1.AddToScheme)
+	if err := b.AddToScheme(scheme); err != nil {
+		t.Fatalf("building the scheme: %v", err)
 	}
 	files, err := filepath.Glob("../etc/kubernetes/*.yaml")
 	if err != nil || len(files) == 0 {
