@@ -80,6 +80,13 @@ func ingress(ns, name, class string, age int, rules map[string][]networkingv1.HT
 	return in
 }
 
+// siteIngress builds Ingress web/site of our class: site.example.com
+// "/" to port http of Service web/site.
+func siteIngress() *networkingv1.Ingress {
+	return ingress("web", "site", "aralez", 1, map[string][]networkingv1.HTTPIngressPath{
+		"site.example.com": {ipath(networkingv1.PathTypePrefix, "/", "site", "http")}})
+}
+
 func tlsSecret(ns, name string, cert, key []byte) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -353,8 +360,7 @@ func TestIngressTLS(t *testing.T) {
 	api := kubetest.NewServer(t)
 	api.Put(service("web", "site", "http=80"))
 	api.Put(slice("web", "site-1", "site", map[string]int32{"http": 80}, "10.0.0.1"))
-	in := ingress("web", "site", "aralez", 1, map[string][]networkingv1.HTTPIngressPath{
-		"site.example.com": {ipath(networkingv1.PathTypePrefix, "/", "site", "http")}})
+	in := siteIngress()
 	in.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{"site.example.com"}, SecretName: "site-tls"}}
 	api.Put(in)
 	// An Opaque Secret of that name is not a TLS Secret: not watched.
@@ -403,8 +409,7 @@ func TestIngressStatusLeader(t *testing.T) {
 	t.Parallel()
 	api := kubetest.NewServer(t)
 	api.Put(service("web", "site", "http=80"))
-	api.Put(ingress("web", "site", "aralez", 1, map[string][]networkingv1.HTTPIngressPath{
-		"site.example.com": {ipath(networkingv1.PathTypePrefix, "/", "site", "http")}}))
+	api.Put(siteIngress())
 	bad := ingress("web", "bad", "aralez", 2, map[string][]networkingv1.HTTPIngressPath{"b.example.com": {ipath(networkingv1.PathTypePrefix, "/", "site", "http")}})
 	bad.Annotations = map[string]string{"aralez.rs/to_https": "perhaps"}
 	api.Put(bad)
@@ -467,6 +472,48 @@ func TestIngressStatusLeader(t *testing.T) {
 	checkPermissions(t, api)
 }
 
+// TestIngressEventRepeated: a problem that is fixed and comes back is
+// recorded on the Event it had (count 2, by a strategic merge patch), not
+// as a second Event; the requests are the ones the RBAC grants.
+func TestIngressEventRepeated(t *testing.T) {
+	t.Parallel()
+	api := kubetest.NewServer(t)
+	api.Put(service("web", "site", "http=80"))
+	in := siteIngress()
+	in.Annotations = map[string]string{"aralez.rs/to_https": "perhaps"}
+	api.Put(in)
+	var logs logBuffer
+	g := newTestIngress(t, api, nil, "t", testIngressOptions(&logs, "replica-a", ""))
+	c := collect(t, startRun(t, g))
+	waitEvent(t, api, "web", "site", "BadAnnotation")
+
+	in.Annotations = nil // fixed
+	api.Put(in)
+	c.waitTable(t, 5*time.Second, "site.example.com /=")
+	in.Annotations = map[string]string{"aralez.rs/to_https": "perhaps"} // broken again
+	api.Put(in)
+	var evs []corev1.Event
+	waitFor(t, 10*time.Second, "the Event on web/site counted twice", func() bool {
+		evs = kubetest.List[corev1.Event](api, "events")
+		return len(evs) == 1 && evs[0].Count == 2
+	})
+	e := evs[0]
+	if e.InvolvedObject.Kind != "Ingress" || e.InvolvedObject.APIVersion != "networking.k8s.io/v1" || e.InvolvedObject.Name != "site" ||
+		e.Namespace != "web" || e.Type != corev1.EventTypeWarning || e.Source.Component != ingressEventSource {
+		t.Errorf("Event = %+v; want a Warning from %s on Ingress web/site (networking.k8s.io/v1)", e, ingressEventSource)
+	}
+	patches := 0
+	for _, r := range api.Requests() {
+		if r.Resource == "events" && r.Verb == "patch" && r.Namespace == "web" && r.Status == 200 {
+			patches++
+		}
+	}
+	if patches != 1 {
+		t.Errorf("Event patches = %d; want 1", patches)
+	}
+	checkPermissions(t, api)
+}
+
 // TestIngressOutage: the API server failing keeps the last table, and
 // changes made after it recovers are picked up.
 func TestIngressOutage(t *testing.T) {
@@ -474,8 +521,7 @@ func TestIngressOutage(t *testing.T) {
 	api := kubetest.NewServer(t)
 	api.Put(service("web", "site", "http=80"))
 	api.Put(slice("web", "site-1", "site", map[string]int32{"http": 80}, "10.0.0.1"))
-	api.Put(ingress("web", "site", "aralez", 1, map[string][]networkingv1.HTTPIngressPath{
-		"site.example.com": {ipath(networkingv1.PathTypePrefix, "/", "site", "http")}}))
+	api.Put(siteIngress())
 	var logs logBuffer
 	g := newTestIngress(t, api, nil, "t", testIngressOptions(&logs, "replica-a", "192.0.2.10"))
 	c := collect(t, startRun(t, g))
@@ -500,8 +546,7 @@ func TestIngressAuthSecret(t *testing.T) {
 	t.Parallel()
 	api := kubetest.NewServer(t)
 	api.Put(service("web", "site", "http=80"))
-	in := ingress("web", "site", "aralez", 1, map[string][]networkingv1.HTTPIngressPath{
-		"site.example.com": {ipath(networkingv1.PathTypePrefix, "/", "site", "http")}})
+	in := siteIngress()
 	in.Annotations = map[string]string{"aralez.rs/auth_type": "basic", "aralez.rs/auth_secret": "site-users"}
 	api.Put(in)
 	var logs logBuffer
