@@ -37,6 +37,9 @@
 //   - framing.go, bodylimit.go: the HTTP/1.1 request framing check
 //     below fasthttp's parser, and the body limit while a body streams;
 //   - upstream_early.go: a backend's answer before the end of the body;
+//   - upstream_feed.go: a streamed HTTP/1.1 request body sent through a
+//     net/http transport, fed by the goroutine serving the client and cut
+//     off when the exchange ends;
 //   - park.go: idle cleartext HTTP/1.1 keep-alive connections give
 //     fasthttp's buffers and worker back after
 //     ListenOptions.IdleReleaseTimeout and wait in a small goroutine of
@@ -49,9 +52,12 @@
 // length up to Options.BodyBufferBytes, allocates nothing on the HTTP/1.1
 // front end (TestRequestPathAllocs guards it). fasthttp's connection pool
 // behind each backend uses a mutex of its own. Views returned by
-// fasthttp's Peek are never kept after the handler returns. Each
-// backend's in-flight count is released exactly once, when the relay of
-// its response really ends: for a streamed HTTP/1.1 body that is the
+// fasthttp's Peek are never kept after the handler returns, and a
+// streamed HTTP/1.1 request body is read only by the goroutine serving
+// its client's connection, and only until the handler returns, also when
+// a net/http transport sends it (upstream_feed.go). Each backend's
+// in-flight count is released exactly once, when the relay of its
+// response really ends: for a streamed HTTP/1.1 body that is the
 // stream's Close, after the handler has returned.
 //
 // # Limits

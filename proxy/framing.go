@@ -285,13 +285,16 @@ func (f *framer) stop() {
 // framing check of this file on its reads. A Read after a Write (the
 // next request after a response) yields first (yieldBeforeReply),
 // until the connection turns into a tunnel (framer.stop). Reads and
-// Writes may run on two goroutines (net/http's transport reads a
-// streamed request body while the response is written; a tunnel);
-// deadlines are set by the serving goroutine, or by the tunnel's.
+// Writes run on the serving goroutine, or on two goroutines in a tunnel;
+// deadlines are set by the serving goroutine, or by the tunnel's, but
+// for cutRead, which any goroutine may call.
 type framingConn struct {
 	net.Conn
 	f     framer
 	wrote atomic.Bool // a Write since the last Read, before the tunnel
+	// cut is set by cutRead, from any goroutine, and cleared by
+	// resumeRead on the serving goroutine.
+	cut atomic.Bool
 	// rd and wd are the read and write deadlines in force: fasthttp asks
 	// for new ones on every request; they are coarse (deadline.go) until
 	// the tunnel, which sets its own from two goroutines.
@@ -320,6 +323,9 @@ func (c *framingConn) Read(p []byte) (int, error) {
 		yieldBeforeReply()
 	}
 	n, err := c.Conn.Read(p)
+	if err != nil && n == 0 && c.cut.Load() {
+		return 0, errReadCut
+	}
 	if n > 0 && c.f.state != frPassive {
 		if k, ferr := c.f.scan(p[:n]); ferr != nil {
 			c.f.err = ferr
@@ -337,6 +343,37 @@ func (c *framingConn) Write(p []byte) (int, error) {
 		c.wrote.Store(true)
 	}
 	return c.Conn.Write(p)
+}
+
+// errReadCut is a read of the client's connection cut short by cutRead.
+var errReadCut = errors.New("proxy: read of the client connection cut short: the upstream exchange has ended")
+
+// cutRead makes the read under way, or the next one, fail with
+// errReadCut: the request body it reads is no longer wanted upstream
+// (upstream_feed.go). The read deadline in force is left as it was
+// asked for, for resumeRead. It is safe for concurrent use.
+func (c *framingConn) cutRead() {
+	c.cut.Store(true)
+	_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// resumeRead undoes cutRead: reads go on under the read deadline in
+// force. It is called by the goroutine serving the connection, after
+// the read that was cut (or that completed before the cut).
+func (c *framingConn) resumeRead() {
+	c.cut.Store(false)
+	_ = c.putReadDeadlineBack()
+}
+
+// putReadDeadlineBack sets the read deadline in force (c.rd) on the
+// socket again, after a cut (cutRead, a sweep of the parker); an unknown
+// one becomes none.
+func (c *framingConn) putReadDeadlineBack() error {
+	at := time.Time{}
+	if c.rd.at > 0 {
+		at = time.Unix(0, c.rd.at)
+	}
+	return c.Conn.SetReadDeadline(at)
 }
 
 // SetReadDeadline sets the read deadline, coarsely before a tunnel.

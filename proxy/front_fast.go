@@ -132,9 +132,10 @@ type state struct {
 
 	body bodyLimiter // a chunked request body under the route's limit
 
-	leased bool   // a streamed response body owns the backend's in-flight count
-	upIdx  int    // metrics index of the backend that answered, -1 = none
-	upAddr string // its address (or the one that failed), for the access log
+	leased   bool   // a streamed response body owns the backend's in-flight count
+	bodyLeft bool   // the exchange ended before the client's streamed body (upstream_feed.go)
+	upIdx    int    // metrics index of the backend that answered, -1 = none
+	upAddr   string // its address (or the one that failed), for the access log
 }
 
 var statePool = sync.Pool{New: func() any { return new(state) }}
@@ -155,7 +156,7 @@ var (
 func (e *Engine) acquireState(ctx *fasthttp.RequestCtx) *state {
 	st := statePool.Get().(*state)
 	st.e, st.ctx, st.snap = e, ctx, e.snap.Load()
-	st.leased, st.upIdx, st.upAddr = false, -1, ""
+	st.leased, st.bodyLeft, st.upIdx, st.upAddr = false, false, -1, ""
 	st.req.Reset()
 	st.dec.Reset()
 	st.cache.Reset()
@@ -399,6 +400,11 @@ func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	e.pl.PlanCacheStatus(&st.cache, &st.plan)
 	applyResp(&resp.Header, &st.plan)
 	resp.Header.ResetConnectionClose()
+	if st.bodyLeft {
+		// The rest of the upload is unread, and fasthttp may not drain it
+		// once a streamed answer is out: say that the connection closes.
+		ctx.SetConnectionClose()
+	}
 	e.pl.Responded(d, resp.StatusCode())
 	if resp.IsBodyStream() && resp.Header.ContentLength() < 0 && bytes.Equal(st.req.Proto, strHTTP10) {
 		e.relayCloseDelimited(ctx)
@@ -451,7 +457,8 @@ func (st *state) RoundTrip(b *balancer.Backend, up pipeline.Upstream) error {
 		req.Header.SetHost(u.hc.Addr)
 	}
 	resp.Reset()
-	err := u.roundTripFast(req, resp, st.bufLimit, b, st.ctx.RemoteAddr(), st.ctx.LocalAddr())
+	left, err := u.roundTripFast(req, resp, st.bufLimit, b, st.ctx.Conn(), st.ctx.RemoteAddr(), st.ctx.LocalAddr())
+	st.bodyLeft = left
 	st.leased = err == nil && resp.IsBodyStream()
 	return err
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -341,16 +342,14 @@ func TestH2ToHTTP1Backend(t *testing.T) {
 }
 
 // TestH2BackendEarlyAnswer sends HTTP/1.1 uploads, buffered and streamed,
-// to an h2c backend that answers before reading them: net/http's
-// transport reads a streamed body from the client's connection while the
-// answer is written to it, so the connection's own state must allow a
-// reader beside the writer (a race on its yield flag showed here under
-// -race). Every answer must be the backend's, and every request on the
-// keep-alive connection must get its own.
+// to an h2c backend that answers before reading them (net/http's
+// transport reads request bodies on goroutines of its own; a streamed one
+// is fed by the goroutine serving the client, upstream_feed.go). Every
+// answer must be the backend's, and every request must get its own.
 func TestH2BackendEarlyAnswer(t *testing.T) {
 	t.Parallel()
 	var seen atomic.Int64
-	early := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := h2cOnlyFronts(t, func(w http.ResponseWriter, r *http.Request) {
 		seen.Add(1)
 		if r.URL.Path == "/read-some" {
 			_, _ = io.CopyN(io.Discard, r.Body, 1000)
@@ -358,13 +357,8 @@ func TestH2BackendEarlyAnswer(t *testing.T) {
 		w.Header().Set("X-Early", r.URL.Path)
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		io.WriteString(w, "early")
-	}))
-	addr := startH2C(t, early, false)
-	cfg := &config.Config{}
-	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addr)}
-	f := startFronts(t, cfg, Options{BodyBufferBytes: 48 << 10}, UpstreamOptions{}, ListenOptions{})
-	f.reg.Backends().Get(addr).SetProto(balancer.ProtoH2C)
-	fe := frontEnds[0] // HTTP/1.1, one keep-alive connection
+	}, UpstreamOptions{})
+	fe := frontEnds[0] // HTTP/1.1
 	want := 0
 	for i := range 12 {
 		size := 40 << 10 // buffered, under the h2 window
@@ -385,7 +379,6 @@ func TestH2BackendEarlyAnswer(t *testing.T) {
 	if n := int(seen.Load()); n != want {
 		t.Fatalf("backend saw %d requests, want %d", n, want)
 	}
-
 }
 
 // startH2C starts srv speaking cleartext HTTP/2 with prior knowledge
@@ -400,4 +393,192 @@ func startH2C(t *testing.T, srv *httptest.Server, h1 bool) string {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
+}
+
+// The streamed uploads of the HTTP/1.1 front end to backends that speak
+// only HTTP/2 (upstream_feed.go).
+
+// h2cOnlyFronts serves h on 127.0.0.1 as a backend that speaks only
+// h2c, detected as such, behind the front ends of startFronts with a
+// body_buffer_bytes of 48 KiB, for every host.
+func h2cOnlyFronts(t *testing.T, h http.HandlerFunc, uo UpstreamOptions) *fronts {
+	t.Helper()
+	addr := startH2C(t, httptest.NewUnstartedServer(h), false)
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addr)}
+	f := startFronts(t, cfg, Options{BodyBufferBytes: 48 << 10}, uo, ListenOptions{})
+	f.reg.Backends().Get(addr).SetProto(balancer.ProtoH2C)
+	return f
+}
+
+// feedUpload is one upload of the tests below: its head and its body
+// split in two, framed with a declared length or chunked.
+type feedUpload struct {
+	head, first, rest string
+}
+
+// newFeedUpload frames a POST of size bytes to target, the first of them
+// in first.
+func newFeedUpload(target string, size, first int, chunked bool) feedUpload {
+	body := strings.Repeat("u", size)
+	u := feedUpload{head: "POST " + target + " HTTP/1.1\r\nHost: app.test\r\n"}
+	if !chunked {
+		u.head += "Content-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+		u.first, u.rest = body[:first], body[first:]
+		return u
+	}
+	u.head += "Transfer-Encoding: chunked\r\n\r\n"
+	chunk := func(s string) string { return strconv.FormatInt(int64(len(s)), 16) + "\r\n" + s + "\r\n" }
+	u.first, u.rest = chunk(body[:first]), chunk(body[first:])+"0\r\n\r\n"
+	return u
+}
+
+// TestH2StreamedUploadEarlyAnswer: an HTTP/1.1 upload larger than
+// body_buffer_bytes goes to an h2c-only backend that answers 413 at once
+// without reading it, and the client waits for that answer before it
+// sends the rest of its body. The backend's answer must reach the
+// client, and net/http's transport, which reads request bodies on
+// goroutines of its own, must never read the client's connection or
+// fasthttp's body stream once the exchange is over (under -race this
+// reported a data race on the stream before upstream_feed.go). Then the
+// connection is closed after the answer (the client's further bytes may
+// meet a closed socket) or drained, serving its next request.
+func TestH2StreamedUploadEarlyAnswer(t *testing.T) {
+	t.Parallel()
+	var seen atomic.Int64
+	f := h2cOnlyFronts(t, func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		w.Header().Set("X-Early", r.URL.Path)
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "early")
+	}, UpstreamOptions{})
+	want := int64(0)
+	for _, fe := range h1FrontEnds() {
+		for _, chunked := range []bool{false, true} {
+			for i := range 3 {
+				name := fmt.Sprintf("%s chunked=%v #%d", fe.name, chunked, i)
+				up := newFeedUpload("/upload", 300<<10, 100<<10, chunked)
+				c := dialFront(t, fe, f) // its deadline is the test's ceiling
+				if _, err := io.WriteString(c, up.head+up.first); err != nil {
+					t.Fatalf("%s: writing the head and the first bytes: %v", name, err)
+				}
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("%s: no answer before the rest of the body: %v", name, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				want++
+				if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "early" || resp.Header.Get("X-Early") != "/upload" {
+					t.Fatalf("%s: answer = %d %q (%v) X-Early %q; want the backend's 413 %q", name, resp.StatusCode, b, err, resp.Header.Get("X-Early"), "early")
+				}
+				_, werr := io.WriteString(c, up.rest)
+				if resp.Close {
+					// Closed after the answer: nothing more comes.
+					if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+						t.Fatalf("%s: after Connection: close, read %d bytes, err %v; want the connection closed", name, n, err)
+					}
+					c.Close()
+					continue
+				}
+				// Drained: the connection serves the next request.
+				if werr != nil {
+					t.Fatalf("%s: kept alive, but the rest of the body could not be sent: %v", name, werr)
+				}
+				if _, err := io.WriteString(c, "POST /next HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n"); err != nil {
+					t.Fatalf("%s: next request: %v", name, err)
+				}
+				resp, err = http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("%s: no answer to the next request on the drained connection: %v", name, err)
+				}
+				resp.Body.Close()
+				want++
+				if resp.Header.Get("X-Early") != "/next" {
+					t.Fatalf("%s: next request answered with X-Early %q; want %q", name, resp.Header.Get("X-Early"), "/next")
+				}
+				c.Close()
+			}
+		}
+	}
+	if got := seen.Load(); got != want {
+		t.Errorf("backend saw %d requests; want %d", got, want)
+	}
+}
+
+// TestH2StreamedUploadWhole: an HTTP/1.1 upload larger than
+// body_buffer_bytes to an h2c-only backend that reads all of it arrives
+// byte for byte (its SHA-256 and length), with a declared length and
+// chunked, also when the backend sends its response head before it reads
+// the body (the upload goes on after the transport's RoundTrip has
+// returned), twice on each keep-alive connection.
+func TestH2StreamedUploadWhole(t *testing.T) {
+	t.Parallel()
+	f := h2cOnlyFronts(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/head-first" {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+		}
+		sum := sha256.New()
+		n, err := io.Copy(sum, r.Body)
+		if err != nil {
+			fmt.Fprintf(w, "read error after %d bytes: %v", n, err)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", n, sum.Sum(nil))
+	}, UpstreamOptions{})
+	const size = 1<<20 + 3
+	wantBody := fmt.Sprintf("%d %s", size, patternSum(size))
+	for _, fe := range h1FrontEnds() {
+		for _, chunked := range []bool{false, true} {
+			for _, path := range []string{"/read-first", "/head-first", "/read-first", "/head-first"} {
+				name := fmt.Sprintf("%s chunked=%v %s", fe.name, chunked, path)
+				var body io.Reader = &patternReader{n: size}
+				if chunked {
+					body = struct{ io.Reader }{body} // unknown length
+				}
+				req, err := http.NewRequest("POST", fe.base(f)+path, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = "app.test"
+				if !chunked {
+					req.ContentLength = size
+				}
+				resp, err := fe.client.Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || string(got) != wantBody {
+					t.Fatalf("%s: backend got %d %q (%v); want 200 %q", name, resp.StatusCode, got, err, wantBody)
+				}
+			}
+		}
+	}
+}
+
+// TestH2StreamedUploadBackendStalls: an h2c-only backend that takes
+// neither the rest of a streamed upload nor answers holds the exchange
+// for upstream_timeout once the body has stopped flowing, not until the
+// backend gives up: the client gets 504.
+func TestH2StreamedUploadBackendStalls(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	f := h2cOnlyFronts(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}, UpstreamOptions{Timeout: 200 * time.Millisecond})
+	t.Cleanup(func() { close(release) }) // runs before the backend's Close
+	const size = 8 << 20                 // over the backend's flow-control windows
+	up := newFeedUpload("/stall", size, size, false)
+	c := dialFront(t, frontEnds[0], f)                         // its deadline is the test's ceiling
+	go func() { _, _ = io.WriteString(c, up.head+up.first) }() // ends when c closes
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer while the backend stalls: %v", err)
+	}
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("stalled upload answered %d; want 504", resp.StatusCode)
+	}
 }

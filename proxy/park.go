@@ -130,11 +130,7 @@ func (c *parkConn) Read(p []byte) (int, error) {
 		c.state.Store(connParking)
 		return 0, errParked
 	}
-	at := time.Time{}
-	if c.rd.at > 0 {
-		at = time.Unix(0, c.rd.at)
-	}
-	if err := c.Conn.SetReadDeadline(at); err != nil {
+	if err := c.putReadDeadlineBack(); err != nil {
 		return 0, err
 	}
 	return c.framingConn.Read(p)

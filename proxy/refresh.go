@@ -35,7 +35,7 @@ func (t *refreshTransport) RoundTrip(b *balancer.Backend, up pipeline.Upstream) 
 	t.resp.Reset()
 	// No client connection: on a send_proxy_protocol route the header
 	// is LOCAL / UNKNOWN, as for health probes (the proxy's own request).
-	err := u.roundTripFast(t.req, t.resp, max(t.e.opts.BodyBufferBytes, t.e.opts.Cache.MaxObjectBytes()), b, nil, nil)
+	_, err := u.roundTripFast(t.req, t.resp, max(t.e.opts.BodyBufferBytes, t.e.opts.Cache.MaxObjectBytes()), b, nil, nil, nil)
 	t.leased = err == nil && t.resp.IsBodyStream()
 	return err
 }

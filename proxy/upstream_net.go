@@ -333,12 +333,18 @@ func (n *netUpstream) closeIdle() {
 // (roundTrip) for HTTP/1.1 backends, over the net/http HTTP/2 transport
 // for backends that speak only h2 or h2c, and over the net/http
 // HTTP/1.1 transport with the PROXY header for the client connection
-// from src to dst on a send_proxy_protocol route. A streamed body holds lease's
-// in-flight count and releases it on Close. Errors are as for roundTrip.
-func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend, src, dst net.Addr) error {
+// from src to dst on a send_proxy_protocol route. A streamed request
+// body is read from client, the connection the request came on (nil for
+// the proxy's own requests), by the calling goroutine only, and never
+// after roundTripFast returns (upstream_feed.go); bodyLeft reports that
+// the exchange ended before that body did, so that the rest of it is
+// still on the client's connection. A streamed response body holds
+// lease's in-flight count and releases it on Close. Errors are as for
+// roundTrip.
+func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend, client net.Conn, src, dst net.Addr) (bodyLeft bool, err error) {
 	resp.Header.SetNoDefaultContentType(true) // untyped stays untyped, as in roundTrip
 	if u.net == nil || !u.net.usesNet() {
-		return roundTrip(u.hc, req, resp, bufLimit, lease)
+		return false, roundTrip(u.hc, req, resp, bufLimit, lease)
 	}
 	tr, scheme := u.net.transport(false)
 	ctx := context.Background()
@@ -347,7 +353,7 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 	}
 	hr, err := http.NewRequestWithContext(ctx, string(req.Header.Method()), scheme+"://"+u.net.addr+string(req.RequestURI()), nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	hr.Host = string(req.Header.Host())
 	for k, v := range req.Header.All() {
@@ -357,19 +363,25 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 		}
 		hr.Header.Add(string(k), string(v))
 	}
+	var res *http.Response
 	if req.IsBodyStream() {
-		hr.Body = io.NopCloser(req.BodyStream())
+		// Read by the goroutine serving the client only (upstream_feed.go).
+		fb := newFeedBody(client)
+		hr.Body = fb
 		hr.ContentLength = int64(req.Header.ContentLength())
 		if hr.ContentLength < 0 {
 			hr.ContentLength = -1
 		}
-	} else if b := req.Body(); len(b) > 0 {
-		hr.Body = io.NopCloser(bytes.NewReader(b))
-		hr.ContentLength = int64(len(b))
+		res, bodyLeft, err = sendFed(tr, hr, fb, req.BodyStream(), u.net.opts.Timeout)
+	} else {
+		if b := req.Body(); len(b) > 0 {
+			hr.Body = io.NopCloser(bytes.NewReader(b))
+			hr.ContentLength = int64(len(b))
+		}
+		res, err = tr.RoundTrip(hr)
 	}
-	res, err := tr.RoundTrip(hr)
 	if err != nil {
-		return err
+		return bodyLeft, err
 	}
 	resp.SetStatusCode(res.StatusCode)
 	for k, vs := range res.Header {
@@ -380,14 +392,14 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 	if req.Header.IsHead() || noBody(res.StatusCode) {
 		resp.SkipBody = true
 		res.Body.Close()
-		return nil
+		return bodyLeft, nil
 	}
 	cl := int(res.ContentLength)
 	if cl < 0 {
 		cl = -1
 	}
 	resp.SetBodyStream(&leasedBody{ReadCloser: res.Body, lease: lease}, cl) // fasthttp closes it after relaying
-	return nil
+	return bodyLeft, nil
 }
 
 // leasedBody is an upstream response body that gives its backend's
