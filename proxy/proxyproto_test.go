@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -397,7 +398,8 @@ func freeLoopback(t *testing.T) string {
 
 // ppBackend is a backend that requires a PROXY header on every
 // connection (go-proxyproto's REQUIRE) and answers with the client
-// address it carried; it counts connections and requests.
+// address it carried (and, to a POST, the length and SHA-256 of the body
+// it read); it counts connections and requests.
 type ppBackend struct {
 	addr        string
 	conns, reqs atomic.Int64
@@ -428,6 +430,12 @@ func startPPBackend(t *testing.T, tlsToo bool) *ppBackend {
 			}
 			defer c.Close()
 			_ = c.WriteMessage(websocket.TextMessage, []byte(host))
+			return
+		}
+		if r.Method == http.MethodPost {
+			sum := sha256.New()
+			n, err := io.Copy(sum, r.Body)
+			fmt.Fprintf(w, "%s %d %x %v", host, n, sum.Sum(nil), err)
 			return
 		}
 		io.WriteString(w, host)
@@ -463,7 +471,10 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // (send_proxy_protocol v1 and v2, cleartext and TLS): each request
 // reaches the backend on a connection of its own whose header names its
 // client, so no upstream connection is shared across clients, and a
-// WebSocket tunnel carries its client's header too (issue 17).
+// WebSocket tunnel carries its client's header too (issue 17). An upload
+// over body_buffer_bytes streams whole to the backend (from HTTP/1.1
+// clients through net/http's transport, fed by the serving goroutine,
+// upstream_feed.go).
 func TestSendProxyProtocol(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -492,6 +503,8 @@ func TestSendProxyProtocol(t *testing.T) {
 					b.SetProto(p)
 				}
 			}
+			const upload = 300<<10 + 3 // over body_buffer_bytes: streamed
+			wantUpload := fmt.Sprintf(" %d %s <nil>", upload, patternSum(upload))
 			want := 0
 			for _, client := range []string{"127.0.0.2", "127.0.0.3"} {
 				for name, c := range ppClients(client, nil) {
@@ -501,6 +514,11 @@ func TestSendProxyProtocol(t *testing.T) {
 						if resp.StatusCode != 200 || body != client {
 							t.Errorf("%s from %s: %d %q; want 200 and the backend seeing %s", name, client, resp.StatusCode, body, client)
 						}
+					}
+					resp, body := doReq(t, c, "POST", f.url(name), "/", nil, &patternReader{n: upload})
+					want++
+					if resp.StatusCode != 200 || body != client+wantUpload {
+						t.Errorf("%s from %s: upload answered %d %q; want 200 %q", name, client, resp.StatusCode, body, client+wantUpload)
 					}
 				}
 				d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
