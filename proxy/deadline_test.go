@@ -1,9 +1,16 @@
 package proxy
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/aralez-go/aralez/config"
 )
 
 // TestCoarseDeadline walks the rule of coarseDeadline.next through the
@@ -140,5 +147,67 @@ func BenchmarkDeadline(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadDeadlinesKeepAlive checks the read deadlines of a keep-alive
+// connection through the listener's own connections (framingConn, and
+// parkConn when idle connections are parked), where a header deadline
+// asked for after a request came whole is not set (framingConn.readsDone):
+// an idle connection outlives read_header_timeout (its idle deadline is
+// set after each response), and a later request whose head trickles is
+// still cut at read_header_timeout, not at the idle timeout.
+func TestReadDeadlinesKeepAlive(t *testing.T) {
+	t.Parallel()
+	const header = 300 * time.Millisecond
+	for _, release := range []time.Duration{-1, time.Hour} {
+		up, _ := newUpstream(t, "a", nil)
+		cfg := &config.Config{}
+		cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+		e, _ := newTestEngine(t, cfg, Options{}, UpstreamOptions{})
+		fast := NewFastServer(e, ServerOptions{ReadHeaderTimeout: header, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8192})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Serve(ctx, ln, fast, e, ListenOptions{IdleReleaseTimeout: release}) }()
+		t.Cleanup(func() {
+			cancel()
+			_ = fast.Shutdown()
+			<-done
+		})
+
+		pc := dialPark(t, ln.Addr().String())
+		for i := range 2 {
+			if st, _ := pc.send(t, parkGET); st != 200 {
+				t.Fatalf("release %v: GET %d = %d; want 200", release, i, st)
+			}
+		}
+		// Idle for over three header timeouts: the idle deadline holds.
+		idleUntil := time.Now().Add(4 * header)
+		for time.Now().Before(idleUntil) {
+			_ = pc.c.SetReadDeadline(time.Now().Add(header / 4))
+			if _, err := pc.br.Peek(1); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("release %v: idle connection: peek = %v; want our own read timeout (the proxy closed it or sent bytes)", release, err)
+			}
+		}
+		_ = pc.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if st, _ := pc.send(t, parkGET); st != 200 {
+			t.Fatalf("release %v: GET after idling = %d; want 200", release, st)
+		}
+		// A trickled head on the same connection is cut.
+		start := time.Now()
+		if _, err := io.WriteString(pc.c, "GET /x HTTP/1.1\r\nHost: app.test\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(pc.br) // 408 and a close, or a close
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("release %v: a trickled head held the connection %v; want about read_header_timeout (%v)", release, d, header)
+		}
+		if len(b) > 0 && !bytes.HasPrefix(b, []byte("HTTP/1.1 408")) {
+			t.Errorf("release %v: answer %q; want 408 or a close", release, b)
+		}
 	}
 }

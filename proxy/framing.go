@@ -376,9 +376,34 @@ func (c *framingConn) putReadDeadlineBack() error {
 	return c.Conn.SetReadDeadline(at)
 }
 
-// SetReadDeadline sets the read deadline, coarsely before a tunnel.
+// SetReadDeadline sets the read deadline, coarsely before a tunnel. A
+// deadline asked for when no read can come under it is not set:
+// readsDone.
 func (c *framingConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && c.readsDone() {
+		return nil
+	}
 	return c.setCoarse(&c.rd, t, c.Conn.SetReadDeadline)
+}
+
+// readsDone reports whether the request being served needs no more reads
+// and the next read, if any, is preceded by a deadline of its own: every
+// byte read so far belongs to requests read whole (the framer follows
+// them), at least one of them has been read, and nothing was written since
+// the last read (after a response, fasthttp asks for the idle deadline of
+// the wait for the next request, which must be set).
+//
+// fasthttp asks for its header deadline after the first byte of each
+// request arrives, and mostly the whole request came with that byte; the
+// deadline in force is then the idle one, later, and setting the header
+// deadline and the idle one again after the response would cost two
+// timer moves and six clock reads per request (bench/RESULTS.md, issue
+// 16). Every read fasthttp makes while serving a request is preceded by
+// the idle or header deadline it asks for at the top of its loop, or
+// happens while the framer is inside a head or body (not readsDone), so
+// no read goes without the deadline it would have had.
+func (c *framingConn) readsDone() bool {
+	return c.f.seq > 0 && c.f.betweenRequests() && !c.wrote.Load() && !c.f.tunnel.Load()
 }
 
 // SetWriteDeadline sets the write deadline, coarsely before a tunnel.

@@ -77,10 +77,11 @@ func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
 		SecureErrorLogMessage:         true,
 		Logger:                        quietLogger{},
 		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-			if h.ContentLength() == 0 {
-				// No body to read: the header deadline stays until the
-				// next request's idle one (a deadline costs a clock read
-				// and a timer move).
+			if cl := h.ContentLength(); cl == 0 || cl == -2 {
+				// No body to read (-2: neither Content-Length nor
+				// chunked, RFC 9112 §6.3): the header deadline stays
+				// until the next request's idle one (a deadline costs
+				// fasthttp a clock read, and us a timer move).
 				return fasthttp.RequestConfig{}
 			}
 			return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
