@@ -40,19 +40,40 @@ func (d *coarseDeadline) next(t time.Time, now func() time.Time) (set time.Time,
 		d.at = 0
 		return time.Time{}, true
 	}
-	want := t.UnixNano()
-	if d.at >= want && d.at-want <= d.span/8 {
+	at, ok := d.nextNanos(t.UnixNano(), func() int64 { return now().UnixNano() })
+	if !ok {
 		return time.Time{}, false
 	}
-	left := t.Sub(now())
+	return time.Unix(0, at), true
+}
+
+// nextNanos is next on one clock's nanoseconds (want > 0; the Unix
+// clock for next, the monotonic one of monoNanos for the upstream
+// connections): the deadline to set, or ok=false when the one in force
+// serves.
+func (d *coarseDeadline) nextNanos(want int64, now func() int64) (set int64, ok bool) {
+	if d.at >= want && d.at-want <= d.span/8 {
+		return 0, false
+	}
+	left := want - now()
 	if left <= 0 {
 		d.at, d.span = want, 0
-		return t, true
+		return want, true
 	}
-	set = t.Add(left / 16)
-	d.at, d.span = set.UnixNano(), int64(left+left/16)
-	return set, true
+	d.at, d.span = want+left/16, left+left/16
+	return d.at, true
 }
+
+// monoBase is the origin of monoNanos.
+var monoBase = time.Now()
+
+// monoNanos is the monotonic clock in nanoseconds since monoBase: one
+// clock read, where time.Now makes two (wall and monotonic).
+func monoNanos() int64 { return int64(time.Since(monoBase)) }
+
+// monoTime is the time at monotonic nanoseconds m, for a socket deadline
+// (which measures it on the monotonic clock too).
+func monoTime(m int64) time.Time { return monoBase.Add(time.Duration(m)) }
 
 // forget records that the deadline in force is unknown (it was set
 // around this coarseDeadline), so that the next call of next sets one.

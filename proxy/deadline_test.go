@@ -211,3 +211,17 @@ func TestReadDeadlinesKeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// TestMonoTime: a deadline made on the monotonic clock of monoNanos is
+// the wall-clock time it stands for, to within the clock reads between.
+func TestMonoTime(t *testing.T) {
+	before := time.Now()
+	at := monoTime(monoNanos() + int64(time.Minute))
+	after := time.Now()
+	if at.Before(before.Add(time.Minute)) || at.After(after.Add(time.Minute)) {
+		t.Fatalf("monoTime(now + 1m) = %v; want between %v and %v", at, before.Add(time.Minute), after.Add(time.Minute))
+	}
+	if d := time.Until(at); d < 59*time.Second || d > time.Minute {
+		t.Fatalf("time.Until(monoTime(now + 1m)) = %v; want about 1m", d)
+	}
+}

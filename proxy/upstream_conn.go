@@ -35,7 +35,8 @@ type upstreamConn struct {
 	// (fasthttp's pool), so a Read after a Write yields first
 	// (yieldBeforeReply). wrote is set by Write and cleared by Read.
 	yield, wrote bool
-	// rd and wd are the read and write deadlines in force (coarse).
+	// rd and wd are the read and write deadlines in force (coarse), on
+	// the monotonic clock of monoNanos.
 	rd, wd coarseDeadline
 
 	raw     syscall.RawConn  // the TCP socket; nil when there is none
@@ -122,9 +123,9 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 		yieldBeforeReply()
 	}
 	if c.timeout > 0 {
-		now := time.Now()
-		if t, ok := c.rd.next(now.Add(c.timeout), func() time.Time { return now }); ok {
-			if err := c.Conn.SetReadDeadline(t); err != nil {
+		now := monoNanos()
+		if at, ok := c.rd.nextNanos(now+int64(c.timeout), func() int64 { return now }); ok {
+			if err := c.Conn.SetReadDeadline(monoTime(at)); err != nil {
 				return 0, err
 			}
 		}
@@ -137,9 +138,9 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 		return 0, errIdleClosed
 	}
 	if c.timeout > 0 {
-		now := time.Now()
-		if t, ok := c.wd.next(now.Add(c.timeout), func() time.Time { return now }); ok {
-			if err := c.Conn.SetWriteDeadline(t); err != nil {
+		now := monoNanos()
+		if at, ok := c.wd.nextNanos(now+int64(c.timeout), func() int64 { return now }); ok {
+			if err := c.Conn.SetWriteDeadline(monoTime(at)); err != nil {
 				return 0, err
 			}
 		}
