@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -299,6 +300,22 @@ type framingConn struct {
 	// for new ones on every request; they are coarse (deadline.go) until
 	// the tunnel, which sets its own from two goroutines.
 	rd, wd coarseDeadline
+	// peer is the client's address (clientAddr of RemoteAddr), once
+	// peerKnown; it is read by the serving goroutine only.
+	peer      netip.Addr
+	peerKnown bool
+}
+
+// peerAddr returns the client's address, IPv4 unmapped: RemoteAddr's,
+// which is the address a PROXY header gave when there was one. It is
+// worked out on the first call (converting a *net.TCPAddr costs a
+// measurable share of a request with many connections open: cache
+// misses).
+func (c *framingConn) peerAddr() netip.Addr {
+	if !c.peerKnown {
+		c.peer, c.peerKnown = clientAddr(c.RemoteAddr()), true
+	}
+	return c.peer
 }
 
 // newFramingConn wraps c, keeping it recognisable as TLS for fasthttp.

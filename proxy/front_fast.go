@@ -187,7 +187,11 @@ func (e *Engine) prepare(ctx *fasthttp.RequestCtx, st *state) int {
 		r.Proto = strHTTP10
 	}
 	r.TLS = ctx.IsTLS()
-	r.Peer = clientAddr(ctx.RemoteAddr())
+	if fc, ok := ctx.Conn().(interface{ peerAddr() netip.Addr }); ok {
+		r.Peer = fc.peerAddr() // worked out once per connection
+	} else {
+		r.Peer = clientAddr(ctx.RemoteAddr())
+	}
 	if cl := h.ContentLength(); cl >= 0 {
 		r.ContentLength = int64(cl)
 	} else if cl == -2 {
