@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/aralez-go/aralez/internal/syncbuf"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -175,6 +177,10 @@ log_level: debug
 	if _, err := tlsServes(tlsAddr, "api.acme.test", nil); err == nil {
 		t.Fatal("handshake succeeded before any certificate exists")
 	}
+	keys := filepath.Join(dir, "acme", "aralez", "accounts")
+	if ents, err := os.ReadDir(keys); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("account keys before any order: %d in %s (%v); want none (made on first use)", len(ents), keys, err)
+	}
 	if code, body := apiGet(t, "http://"+api+"/acme_order/api.acme.test"); code != 401 {
 		t.Errorf("acme_order without key = %d %q; want 401", code, body)
 	}
@@ -192,6 +198,9 @@ log_level: debug
 	}
 	if n := peb.Issued(); n != 1 {
 		t.Errorf("pebble issued %d certificates; want 1", n)
+	}
+	if ents, err := os.ReadDir(keys); err != nil || len(ents) != 1 {
+		t.Errorf("account keys after the order: %d in %s (%v); want 1", len(ents), keys, err)
 	}
 	var domains []string
 	b, err := os.ReadFile(filepath.Join(dir, "autoconfigs", "domains.json"))
@@ -213,6 +222,35 @@ log_level: debug
 	v, _, _ = strings.Cut(v, "\n")
 	if f, err := strconv.ParseFloat(v, 64); err != nil || int64(f) != leaf.NotAfter.Unix() {
 		t.Errorf("/metrics expiry of api.acme.test = %q; want %d", v, leaf.NotAfter.Unix())
+	}
+}
+
+// TestNoACMEWritesNothing starts the process with a TLS listener and no
+// ACME configuration: the certificate manager exists (for the config
+// API's /acme_order and /acme_create) but writes nothing under
+// <proxy_configs>/acme/, not even an account key, until it is used.
+func TestNoACMEWritesNothing(t *testing.T) {
+	tlsAddr, api, addr := freeAddr(t), freeAddr(t), freeAddr(t)
+	dir, _ := startACMEProcess(t, fmt.Sprintf(`proxy_address_http: %q
+proxy_address_tls: %q
+config_address: %q
+master_key: k3y
+`, addr, tlsAddr, api), upstreamsYAML(named(t, "A"), ""))
+	if !waitFor(10*time.Second, func() bool { c, _ := apiGet(t, "http://"+api+"/ready"); return c == 200 }) {
+		t.Fatal("process not ready")
+	}
+	if code, _ := apiGet(t, "http://"+api+"/status?certificates"); code != 200 {
+		t.Errorf("/status?certificates = %d; want 200 (a manager exists)", code)
+	}
+	var files []string
+	err := filepath.WalkDir(filepath.Join(dir, "acme"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			files = append(files, p)
+		}
+		return err
+	})
+	if !errors.Is(err, fs.ErrNotExist) || len(files) != 0 {
+		t.Errorf("%s holds %q (%v); want no acme folder without ACME configuration", filepath.Join(dir, "acme"), files, err)
 	}
 }
 

@@ -158,12 +158,15 @@ type Manager struct {
 	log     *slog.Logger
 	storage certmagic.Storage
 	cache   *certmagic.Cache
-	cfg     *certmagic.Config // HTTP-01 and TLS-ALPN-01
-	dnsCfg  *certmagic.Config // DNS-01; nil without a provider
-	iss     *certmagic.ACMEIssuer
-	acctKey []byte // account key PEM
+	cfg     *certmagic.Config     // HTTP-01 and TLS-ALPN-01
+	dnsCfg  *certmagic.Config     // DNS-01; nil without a provider
+	iss     *certmagic.ACMEIssuer // cfg's issuer
+	dnsIss  *certmagic.ACMEIssuer // dnsCfg's issuer; nil without a provider
 	ctx     context.Context
 	cancel  context.CancelFunc
+
+	keyMu   sync.Mutex // guards acctKey and the issuers' AccountKeyPEM
+	acctKey []byte     // account key PEM; nil until first use (accountKey)
 
 	acctMu sync.Mutex // serialises account registration; guards acctOK
 	acctOK bool
@@ -186,10 +189,13 @@ type noCopy struct{}
 func (*noCopy) Lock()   {}
 func (*noCopy) Unlock() {}
 
-// New returns a Manager for o. It loads or creates the account key in
-// storage but contacts no CA; call Manage to start obtaining
+// New returns a Manager for o. It contacts no CA and writes nothing to
+// storage: the account key is loaded or created there on first use (an
+// order, Manage of a name, or CreateAccount), so that a proxy that never
+// uses ACME leaves no files behind. Call Manage to start obtaining
 // certificates and Stop to end. It returns an error for a missing Store,
-// a bad directory URL, half an EAB pair, or unusable storage.
+// a bad directory URL, half an EAB pair, or neither Storage nor
+// StorageDir.
 func New(o Options) (*Manager, error) {
 	if o.Store == nil {
 		return nil, errors.New("acme: Options.Store is nil")
@@ -233,11 +239,6 @@ func New(o Options) (*Manager, error) {
 		OCSPCheckInterval: 24 * time.Hour,
 		Logger:            zl.Logger,
 	})
-	var err error
-	if m.acctKey, err = m.loadAccountKey(m.ctx); err != nil {
-		m.cache.Stop()
-		return nil, err
-	}
 	m.cfg = m.newConfig(zl, nil)
 	if o.DNS != nil {
 		m.dnsCfg = m.newConfig(zl, &dnsSolver{p: o.DNS, resolvers: o.DNSResolvers,
@@ -262,13 +263,14 @@ func (m *Manager) newConfig(zl *zapLogger, dns *dnsSolver) *certmagic.Config {
 		OCSP:   certmagic.OCSPConfig{DisableStapling: true},
 		Logger: zl.Logger,
 	})
+	// AccountKeyPEM is set on first use (accountKey), before certmagic is
+	// asked to order anything.
 	tmpl := certmagic.ACMEIssuer{
-		CA:            o.Directory,
-		Email:         o.Email,
-		Agreed:        true,
-		AccountKeyPEM: string(m.acctKey),
-		TrustedRoots:  o.TrustedRoots,
-		Logger:        zl.Logger,
+		CA:           o.Directory,
+		Email:        o.Email,
+		Agreed:       true,
+		TrustedRoots: o.TrustedRoots,
+		Logger:       zl.Logger,
 	}
 	if o.EABKeyID != "" {
 		tmpl.ExternalAccount = &acme.EAB{KeyID: o.EABKeyID, MACKey: o.EABHMACKey}
@@ -296,6 +298,8 @@ func (m *Manager) newConfig(zl *zapLogger, dns *dnsSolver) *certmagic.Config {
 	cfg.Issuers = []certmagic.Issuer{iss}
 	if dns == nil {
 		m.iss = iss
+	} else {
+		m.dnsIss = iss
 	}
 	return cfg
 }
@@ -501,7 +505,11 @@ func (m *Manager) countObtained() int {
 func (m *Manager) CreateAccount(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.o.OrderTimeout)
 	defer cancel()
-	key, err := certmagic.PEMDecodePrivateKey(m.acctKey)
+	pemKey, err := m.accountKey(ctx)
+	if err != nil {
+		return "", err
+	}
+	key, err := certmagic.PEMDecodePrivateKey(pemKey)
 	if err != nil {
 		return "", fmt.Errorf("acme: decoding the account key: %w", err)
 	}
@@ -535,6 +543,30 @@ func (m *Manager) httpClient() *http.Client {
 func (m *Manager) accountKeyPath() string {
 	u, _ := url.Parse(m.o.Directory)
 	return "aralez/accounts/" + certmagic.StorageKeys.Safe(u.Host+u.Path) + ".key"
+}
+
+// accountKey returns the account key PEM, loaded from storage or created
+// there on the first call, and hands it to the issuers. Every path that
+// lets certmagic talk to the CA (Manage, Order) registers the account
+// through CreateAccount first, so the issuers never make a key of their
+// own.
+func (m *Manager) accountKey(ctx context.Context) ([]byte, error) {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if m.acctKey != nil {
+		return m.acctKey, nil
+	}
+	b, err := m.loadAccountKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, iss := range []*certmagic.ACMEIssuer{m.iss, m.dnsIss} {
+		if iss != nil {
+			iss.AccountKeyPEM = string(b)
+		}
+	}
+	m.acctKey = b
+	return b, nil
 }
 
 // loadAccountKey loads the account key from storage or, under the

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -391,10 +392,17 @@ func TestOrderAndAccount(t *testing.T) {
 	t.Parallel()
 	l := newListeners(t)
 	p := pebbletest.Start(t, pebbletest.Options{HTTPPort: port(l.httpLn)})
-	m, _ := newManager(t, l, p, Options{HTTPAddr: l.httpLn.Addr().String(), Email: "ops@order.test"})
+	dir := filepath.Join(t.TempDir(), "acme")
+	m, _ := newManager(t, l, p, Options{HTTPAddr: l.httpLn.Addr().String(), Email: "ops@order.test", StorageDir: dir})
+	if files := storedFiles(t, dir); len(files) != 0 {
+		t.Errorf("storage before CreateAccount holds %q; want nothing (the key is made on first use)", files)
+	}
 	a1, err := m.CreateAccount(context.Background())
 	if err != nil || !strings.HasPrefix(a1, "https://127.0.0.1:") {
 		t.Fatalf("CreateAccount() = %q, %v", a1, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(m.accountKeyPath()))); err != nil || !strings.Contains(string(b), "PRIVATE KEY") {
+		t.Errorf("account key after CreateAccount = %q, %v; want a PEM private key", b, err)
 	}
 	a2, err := m.CreateAccount(context.Background())
 	if err != nil || a2 != a1 {
@@ -434,5 +442,59 @@ func TestExternalAccountBinding(t *testing.T) {
 	with, _ := newManager(t, l, p, Options{EABKeyID: kid, EABHMACKey: hmac})
 	if acct, err := with.CreateAccount(context.Background()); err != nil || acct == "" {
 		t.Errorf("CreateAccount() with EAB = %q, %v", acct, err)
+	}
+}
+
+// storedFiles lists the files under dir (relative, slash-separated); a
+// missing dir holds none.
+func storedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestNewWritesNothing builds a Manager, as the proxy does for every TLS
+// listener, and uses the parts a proxy without ACME configuration uses
+// (Manage of no names, HTTP-01 lookups, a TLS-ALPN-01 handshake, Status): nothing
+// is written to its storage, not even the account key, which is made on
+// first use (an order or CreateAccount). No CA is contacted.
+func TestNewWritesNothing(t *testing.T) {
+	t.Parallel()
+	l := newListeners(t)
+	dir := filepath.Join(t.TempDir(), "acme")
+	m, err := New(Options{Store: l.store, StorageDir: dir, HTTPAddr: l.httpLn.Addr().String(), TLSAddr: l.tlsLn.Addr().String(),
+		Directory: "https://127.0.0.1:1/dir", RenewCheckInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Manage(nil); err != nil {
+		t.Errorf("Manage(nil) = %v", err)
+	}
+	if _, ok := m.HTTPChallenge([]byte("a.test"), []byte("tok")); ok {
+		t.Errorf("HTTPChallenge(unknown token) ok; want not found")
+	}
+	if c, err := tls.Dial("tcp", l.tlsLn.Addr().String(), &tls.Config{ServerName: "a.test", NextProtos: []string{"acme-tls/1"}, InsecureSkipVerify: true}); err == nil {
+		c.Close()
+		t.Errorf("TLS-ALPN-01 handshake for a name without challenge succeeded; want refused")
+	}
+	if st := m.Status(); len(st) != 0 {
+		t.Errorf("Status() = %v; want none", st)
+	}
+	m.Stop()
+	if files := storedFiles(t, dir); len(files) != 0 {
+		t.Errorf("storage of an unused Manager holds %q; want nothing", files)
 	}
 }
