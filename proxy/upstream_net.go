@@ -346,6 +346,13 @@ func (u *upstream) roundTripFast(req *fasthttp.Request, resp *fasthttp.Response,
 	if u.net == nil || !u.net.usesNet() {
 		return false, roundTrip(u.hc, req, resp, bufLimit, lease)
 	}
+	return u.roundTripNetFast(req, resp, bufLimit, lease, client, src, dst)
+}
+
+// roundTripNetFast is roundTripFast over net/http's transports, a
+// function of its own so that the fasthttp pool's path keeps a small
+// stack frame (this one's is over 1 KiB).
+func (u *upstream) roundTripNetFast(req *fasthttp.Request, resp *fasthttp.Response, bufLimit int, lease *balancer.Backend, client net.Conn, src, dst net.Addr) (bodyLeft bool, err error) {
 	tr, scheme := u.net.transport(false)
 	ctx := context.Background()
 	if u.net.proxyProto != 0 {

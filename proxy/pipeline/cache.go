@@ -178,7 +178,8 @@ var _ cache.Peeker = (*CacheState)(nil)
 // Reset clears cs for a new request, keeping its buffers.
 func (cs *CacheState) Reset() {
 	key, age, host, loc, inm, ims := cs.key[:0], cs.age[:0], cs.host[:0], cs.loc[:0], cs.inm[:0], cs.ims[:0]
-	*cs = CacheState{key: key, age: age, host: host, loc: loc, inm: inm, ims: ims, MetricIdx: -1}
+	*cs = CacheState{} // in place, as Request.Reset
+	cs.key, cs.age, cs.host, cs.loc, cs.inm, cs.ims, cs.MetricIdx = key, age, host, loc, inm, ims, -1
 }
 
 // Request returns the cache's view of the request (valid until Reset).

@@ -123,7 +123,10 @@ func (r *Request) Reset() {
 	b := r.bufs
 	b.cookieBuf, b.connBuf, b.teBuf, b.viaBuf, b.xffBuf = b.cookieBuf[:0], b.connBuf[:0], b.teBuf[:0], b.viaBuf[:0], b.xffBuf[:0]
 	b.pathBuf, b.hostBuf, b.targetBuf = b.pathBuf[:0], b.hostBuf[:0], b.targetBuf[:0]
-	*r = Request{bufs: b, ContentLength: -1}
+	// Cleared in place: a composite literal would be built on the stack
+	// (over 1 KiB) and copied, on every request.
+	*r = Request{}
+	r.bufs, r.ContentLength = b, -1
 }
 
 // See records one header line of the request: name as received (any
@@ -364,7 +367,8 @@ type Decision struct {
 // fresh RequestID.
 func (d *Decision) Reset() {
 	buf, qbuf, rid, rpath := d.buf[:0], d.qbuf[:0], d.rid[:0], d.rpath[:0]
-	*d = Decision{buf: buf, qbuf: qbuf, rpath: rpath}
+	*d = Decision{} // in place, as Request.Reset
+	d.buf, d.qbuf, d.rpath = buf, qbuf, rpath
 	d.rid = accesslog.AppendRequestID(rid)
 	d.RequestID = d.rid
 }
