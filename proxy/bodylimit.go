@@ -56,3 +56,57 @@ func (l *bodyLimiter) Close() error {
 	}
 	return nil
 }
+
+// peekedBody is a streamed request body of which the first byte was read
+// ahead, so that the first chunk-size line is read (and judged by the
+// framing check, framing.go) before anything is forwarded: it gives that
+// byte back, then the rest of the body. The fasthttp front end keeps one
+// in its pooled request state.
+type peekedBody struct {
+	r    io.Reader
+	b    [1]byte
+	has  bool  // b is not read yet
+	rerr error // the error that came with b, returned after it
+}
+
+// fill reads the first byte of r ahead. It returns the read's error,
+// other than io.EOF (an empty body): the body is then not to be
+// forwarded.
+func (pb *peekedBody) fill(r io.Reader) error {
+	pb.r, pb.has, pb.rerr = r, false, nil
+	for {
+		n, err := r.Read(pb.b[:])
+		if n > 0 {
+			pb.has, pb.rerr = true, err
+			return nil
+		}
+		if err == io.EOF {
+			pb.rerr = err
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (pb *peekedBody) Read(p []byte) (int, error) {
+	switch {
+	case len(p) == 0:
+		return 0, nil
+	case pb.has:
+		p[0], pb.has = pb.b[0], false
+		return 1, nil
+	case pb.rerr != nil:
+		return 0, pb.rerr
+	}
+	return pb.r.Read(p)
+}
+
+// Close closes the body when it is a Closer.
+func (pb *peekedBody) Close() error {
+	if c, ok := pb.r.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}

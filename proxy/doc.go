@@ -75,7 +75,8 @@
 // backend.
 //
 // On HTTP/1.1, framing.go also checks every request head below fasthttp's
-// parser (a bare LF or CR gets 400 at once); an HTTP/1.0 client gets a
+// parser (a bare LF or CR gets 400 at once) and bounds chunk-size lines
+// (maxChunkLineBytes); an HTTP/1.0 client gets a
 // body of unknown length close-delimited, never chunked; requests go
 // upstream as HTTP/1.1 whatever the client spoke, and versions other than
 // 1.0 and 1.1 get 505. A backend that answers before it has read the

@@ -24,6 +24,9 @@ import (
 //     and the read then fails, so fasthttp answers 400 and closes at once
 //     (fasthttp accepts a bare LF as a line end, and waits forever for a
 //     head that only bare LFs end);
+//   - refuses a chunk-size line longer than maxChunkLineBytes, chunk
+//     extensions included (RFC 9112 §7.1.1), which fasthttp reads
+//     whatever its length;
 //   - sees the chunk sizes a chunked body declares, so that a body limit
 //     holds at the first chunk-size line that goes over it, not only once
 //     that many bytes have arrived (a 4 GiB chunk size with a few bytes
@@ -35,10 +38,20 @@ import (
 // connection anyway, or the check is lost for the rest of it, never the
 // request.
 
+// maxChunkLineBytes bounds a chunk-size line of a request body: the
+// chunk size and its chunk extensions, before the line's CRLF. RFC 9112
+// §7.1.1 sets no limit on extensions but lets a recipient bound them;
+// a longer line is refused (400, connection closed), as fasthttp alone
+// would read any length.
+const maxChunkLineBytes = 4096
+
 // Errors of the framing check, seen by fasthttp as read errors.
 var (
 	errBareLF = errors.New("proxy: bare LF in a request head")
 	errBareCR = errors.New("proxy: bare CR in a request head")
+	// errChunkLineTooLong refuses a chunk-size line over
+	// maxChunkLineBytes.
+	errChunkLineTooLong = errors.New("proxy: chunk-size line too long")
 	// errChunkOverLimit wraps pipeline.ErrBodyTooLarge, so that the
 	// attempt reading the body answers 413.
 	errChunkOverLimit = fmt.Errorf("%w: a chunk size goes over the limit", pipeline.ErrBodyTooLarge)
@@ -81,6 +94,7 @@ type framer struct {
 	left     int64  // bytes left of the body, a chunk, or its CRLF
 	size     int64  // chunk size being read
 	inExt    bool   // in a chunk extension
+	sizeLen  int    // bytes of the chunk-size line so far, without CR and LF
 	declared int64  // chunk sizes declared so far by request seq
 	limit    int64  // body limit of request seq; 0 = none
 }
@@ -117,13 +131,19 @@ func (f *framer) scan(b []byte) (int, error) {
 			case frChunkData:
 				f.state, f.left = frChunkCRLF, 2
 			default:
-				f.state, f.size, f.inExt = frChunkSize, 0, false
+				f.state, f.size, f.inExt, f.sizeLen = frChunkSize, 0, false, 0
 			}
 		case frChunkSize:
 			c := b[i]
 			i++
+			if c != '\n' && c != '\r' {
+				if f.sizeLen++; f.sizeLen > maxChunkLineBytes {
+					return i - 1, errChunkLineTooLong
+				}
+			}
 			switch {
 			case c == '\n':
+				f.sizeLen = 0
 				if f.size == 0 {
 					f.state = frTrailer
 					f.startLine()
@@ -210,7 +230,7 @@ func (f *framer) endLine(kept []byte, n int) {
 			f.state = frPassive
 		case f.chunked:
 			f.seq++
-			f.state, f.size, f.inExt, f.declared, f.limit = frChunkSize, 0, false, 0, 0
+			f.state, f.size, f.inExt, f.sizeLen, f.declared, f.limit = frChunkSize, 0, false, 0, 0, 0
 		case f.clen > 0:
 			f.seq++
 			f.state, f.left = frBody, f.clen
@@ -273,6 +293,15 @@ func (f *framer) setBodyLimit(seq uint64, limit int64) bool {
 	}
 	f.limit = limit
 	return limit > 0 && f.declared > limit
+}
+
+// firstChunkLineBegun reports whether the first chunk-size line of
+// request number seq (fasthttp's ConnRequestNum) has begun arriving and
+// is not yet read whole, or was refused: reading on to its end before
+// anything is forwarded keeps a refused line from reaching a backend,
+// and costs no wait on a client that sends its body only later.
+func (f *framer) firstChunkLineBegun(seq uint64) bool {
+	return seq == f.seq && f.state == frChunkSize && f.declared == 0 && (f.sizeLen > 0 || f.err != nil)
 }
 
 // stop ends the check: the connection carries something else now (a

@@ -132,6 +132,7 @@ type state struct {
 	bufLimit int          // the largest upstream body read into memory
 
 	body bodyLimiter // a chunked request body under the route's limit
+	peek peekedBody  // a chunked request body whose first byte was read ahead
 
 	leased   bool   // a streamed response body owns the backend's in-flight count
 	bodyLeft bool   // the exchange ended before the client's streamed body (upstream_feed.go)
@@ -166,7 +167,7 @@ func (e *Engine) acquireState(ctx *fasthttp.RequestCtx) *state {
 }
 
 func releaseState(st *state) {
-	st.ctx, st.snap, st.body = nil, nil, bodyLimiter{}
+	st.ctx, st.snap, st.body, st.peek = nil, nil, bodyLimiter{}, peekedBody{}
 	statePool.Put(st)
 }
 
@@ -332,6 +333,19 @@ func (e *Engine) replyFast(ctx *fasthttp.RequestCtx, st *state) {
 func (e *Engine) forwardFast(ctx *fasthttp.RequestCtx, st *state) {
 	d := &st.dec
 	req, resp := &ctx.Request, &ctx.Response
+	if st.req.ContentLength < 0 && req.IsBodyStream() {
+		// A chunked body whose first chunk-size line has begun to arrive:
+		// read it whole before forwarding, so that a line the framing
+		// check refuses (too long, a bare LF) never reaches a backend.
+		if fr := framerOf(ctx.Conn()); fr != nil && fr.firstChunkLineBegun(ctx.ConnRequestNum()) {
+			if err := st.peek.fill(req.BodyStream()); err != nil {
+				d.Action, d.Status = pipeline.ActRespond, clientBodyStatus(err)
+				e.replyFast(ctx, st)
+				return
+			}
+			req.SetBodyStream(&st.peek, -1)
+		}
+	}
 	if d.BodyLimit > 0 && st.req.ContentLength < 0 && req.IsBodyStream() {
 		// A chunked body: the limit holds as it streams, and at once for
 		// the chunk sizes declared so far (framing.go).

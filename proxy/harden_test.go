@@ -373,6 +373,56 @@ func TestBareLineFeedRefused(t *testing.T) {
 	}
 }
 
+// TestChunkLineBounded: a chunk-size line longer than maxChunkLineBytes
+// (chunk extensions included, RFC 9112 §7.1.1) gets 400 and the
+// connection closes; when the line arrives with the request head the
+// request never reaches the backend. A line of exactly the bound is
+// served.
+func TestChunkLineBounded(t *testing.T) {
+	t.Parallel()
+	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "got "+strconv.Itoa(len(b)))
+	})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
+	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	const head = "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+	// line returns a chunk-size line for size 3 of n bytes before its CRLF.
+	line := func(n int) string { return "3;x=" + strings.Repeat("a", n-4) + "\r\n" }
+	for _, fe := range h1FrontEnds() {
+		t.Run(fe.name+"/at the bound", func(t *testing.T) {
+			req := strings.Replace(head, "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1) + line(maxChunkLineBytes) + "abc\r\n0\r\n\r\n"
+			resp, body, _, _ := rawExchange(t, fe, f, req)
+			if resp.StatusCode != 200 || body != "got 3" {
+				t.Errorf("chunk-size line of %d bytes: %d %q; want 200 \"got 3\"", maxChunkLineBytes, resp.StatusCode, body)
+			}
+		})
+		for _, tt := range []struct {
+			name, req string
+			reaches   bool // the backend may see the request begin
+		}{
+			{"first line one over", head + line(maxChunkLineBytes+1) + "abc\r\n0\r\n\r\n", false},
+			{"first line 64 KiB", head + line(64<<10) + "abc\r\n0\r\n\r\n", false},
+			{"second line over", head + "3\r\nabc\r\n" + line(2*maxChunkLineBytes) + "abc\r\n0\r\n\r\n", true},
+		} {
+			t.Run(fe.name+"/"+tt.name, func(t *testing.T) {
+				before := s.hits.Load()
+				resp, body, closed, took := rawExchange(t, fe, f, tt.req)
+				if resp.StatusCode != 400 || !closed {
+					t.Errorf("%s: %d %q, closed %v; want 400, closed", tt.name, resp.StatusCode, body, closed)
+				}
+				if took > 5*time.Second {
+					t.Errorf("%s: answered and closed after %v; want at once", tt.name, took)
+				}
+				if n := s.hits.Load() - before; n != 0 && !tt.reaches {
+					t.Errorf("%s: reached the backend %d times; want never", tt.name, n)
+				}
+			})
+		}
+	}
+}
+
 // TestHTTPVersionsRefused: the HTTP/1.1 listener serves HTTP/1.0 and
 // HTTP/1.1 only; any other version gets 505 from the proxy and never
 // reaches a backend (issue 11, RFC 9110 §6.2).
