@@ -246,6 +246,17 @@ func parseServer(s string) (Server, string) {
 	if len(f) == 0 {
 		return Server{}, "empty server; want \"host:port [weight=N] [backup]\""
 	}
+	srv, msg := parseServerFields(f)
+	if msg != "" && s != f[0] {
+		// The message quotes one field: quote the whole value too, so
+		// that "not an addr" is not reported as "not".
+		msg = "server " + strconv.Quote(s) + ": " + msg
+	}
+	return srv, msg
+}
+
+// parseServerFields is parseServer on the value's fields (at least one).
+func parseServerFields(f []string) (Server, string) {
 	srv := Server{Address: f[0], Weight: DefaultWeight}
 	if msg := checkHostPort(srv.Address, false); msg != "" {
 		if strings.Contains(srv.Address, "://") {

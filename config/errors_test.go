@@ -89,6 +89,9 @@ func TestParseErrors(t *testing.T) {
 
 		// Servers.
 		{name: "server without port", src: up("servers: [\"10.0.0.1\"]\n"), pos: "5:19", msg: "missing port"},
+		// The whole value is quoted, not only its first word.
+		{name: "server with spaces", src: up("servers: [\"not an addr\"]\n"), pos: "5:19", msg: `server "not an addr": invalid address "not": missing port`},
+		{name: "server option quotes the value", src: up("servers: [\"10.0.0.1:80  weight=x\"]\n"), pos: "5:19", msg: `server "10.0.0.1:80  weight=x": invalid weight "x"`},
 		{name: "server port zero", src: up("servers: [\"10.0.0.1:0\"]\n"), pos: "5:19", msg: "port 0 is out of range 1-65535"},
 		{name: "server port too big", src: up("servers: [\"10.0.0.1:65536\"]\n"), pos: "5:19", msg: "out of range"},
 		{name: "server port name", src: up("servers: [\"10.0.0.1:http\"]\n"), pos: "5:19", msg: `port "http" is not a number`},
