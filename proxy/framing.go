@@ -504,16 +504,36 @@ const (
 // stop (EOF, lingerTime or lingerBytes), in a goroutine of its own; a
 // connection that cannot be half-closed is closed at once.
 func lingerClose(c net.Conn) error {
-	cw, ok := c.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
+	if !shutWrite(c) {
 		return c.Close()
 	}
-	go func() {
-		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
-		_, _ = io.CopyN(io.Discard, c, lingerBytes)
-		_ = c.Close()
-	}()
+	go drainClose(c)
 	return nil
+}
+
+// closeOrderly is lingerClose on the calling goroutine: the peer gets
+// FIN, not a reset, and closeOrderly returns once c is closed.
+func closeOrderly(c net.Conn) {
+	if !shutWrite(c) {
+		_ = c.Close()
+		return
+	}
+	drainClose(c)
+}
+
+// shutWrite half-closes c (FIN) and reports whether it could.
+func shutWrite(c net.Conn) bool {
+	cw, ok := c.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
+}
+
+// drainClose reads and drops what the peer still sends, until EOF,
+// lingerTime or lingerBytes, then closes c: closing a socket with unread
+// bytes would reset the connection.
+func drainClose(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c, lingerBytes)
+	_ = c.Close()
 }
 
 // CloseWrite half-closes the connection when it can, for tunnels.

@@ -337,7 +337,11 @@ func Serve(ctx context.Context, ln net.Listener, fast *fasthttp.Server, h2 http.
 // balancer (ListenOptions.ProxyProtocolFrom) and returns the connection
 // to serve, or closes raw and reports false when the header is missing,
 // malformed or late. Connections from other peers are returned as they
-// are.
+// are. A refused header gets no answer (there is no protocol to answer
+// in), and an orderly close: FIN, then what the balancer still sends is
+// read and dropped for up to lingerTime, as for a refused HTTP/1.1
+// request (framing.go), since closing with unread bytes would reset the
+// connection.
 func (f *frontends) fromBalancer(raw net.Conn) (net.Conn, bool) {
 	if !f.trustsProxyHeader(raw) {
 		return raw, true
@@ -345,7 +349,7 @@ func (f *frontends) fromBalancer(raw net.Conn) (net.Conn, bool) {
 	c, err := f.readProxyHeader(raw)
 	if err != nil {
 		f.o.Logger.Debug("connection closed", "peer", raw.RemoteAddr().String(), "err", err)
-		raw.Close()
+		closeOrderly(raw) // on this tracked goroutine: a shutdown ends the wait
 		return nil, false
 	}
 	_ = raw.SetReadDeadline(time.Time{})

@@ -287,6 +287,57 @@ func TestProxyProtocolRefused(t *testing.T) {
 	}
 }
 
+// TestProxyProtocolRefusedOrderly: a refused PROXY header from the
+// trusted balancer, with more bytes behind it than the header reader
+// takes, ends in an orderly close (EOF), not a reset, on both listeners;
+// a PROXY header from another peer gets its 400 and then EOF too. A
+// reset could destroy what the peer has not read yet, and tells a
+// balancer nothing.
+func TestProxyProtocolRefusedOrderly(t *testing.T) {
+	t.Parallel()
+	f, s := ppFronts(t, 2*time.Second, nil)
+	// tail is more than the header reader's buffer and the socket's
+	// first read, so that bytes are still unread when the proxy closes.
+	tail := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 32<<10) + "\r\n\r\n"
+	for _, tt := range []struct {
+		name, local string
+		tls         bool
+		send        string
+		want        string // prefix of the answer; "" = none
+	}{
+		{"v2-bad-command", "127.0.0.1", false, string(proxyproto.SIGV2) + "\x2f\x11\x00\x0c" + strings.Repeat("\x00", 12) + tail, ""},
+		{"v2-bad-command-tls", "127.0.0.1", true, string(proxyproto.SIGV2) + "\x2f\x11\x00\x0c" + strings.Repeat("\x00", 12) + tail, ""},
+		{"v1-malformed", "127.0.0.1", false, "PROXY TCP4 300.1.1.1 192.0.2.1 1 2\r\n" + tail, ""},
+		{"missing", "127.0.0.1", false, tail, ""},
+		{"untrusted-v1", "127.0.0.2", false, "PROXY TCP4 203.0.113.7 192.0.2.1 1 2\r\n" + tail, "HTTP/1.1 400"},
+		{"untrusted-v2", "127.0.0.2", false, string(ppHeader(t, 2, "203.0.113.7:1")) + tail, "HTTP/1.1 400"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addr := f.plain
+			if tt.tls {
+				addr = f.tls
+			}
+			c, err := dialFrom(context.Background(), tt.local, addr, []byte(tt.send))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("reading after %q…: %v; want EOF (an orderly close, not a reset)", tt.send[:20], err)
+			}
+			if got := string(b); tt.want == "" && got != "" || !strings.HasPrefix(got, tt.want) {
+				t.Errorf("answer %.40q; want %q", got, tt.want)
+			}
+		})
+	}
+	if n := s.hits.Load(); n != 0 {
+		t.Errorf("backend hits = %d; want 0", n)
+	}
+}
+
 // TestProxyProtocolRateLimit checks that a rate limit keys on the
 // carried client address: two clients behind the same balancer each
 // get their own budget (issue 17).
