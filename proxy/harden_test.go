@@ -294,19 +294,26 @@ func h1FrontEnds() []frontEnd {
 	return out
 }
 
-// TestBareLineFeedRefused: a bare LF (or CR) anywhere in a request head
-// gets 400 and the connection closes at once, including a head that only
-// bare LFs end, which fasthttp alone waits on until the read timeout;
-// bodies holding LF bytes are not affected (issue 11, RFC 9112 §2.2).
-func TestBareLineFeedRefused(t *testing.T) {
-	t.Parallel()
+// bodyLengthFronts serves, for host app.test, a backend that answers
+// "got N" for a request body of N bytes.
+func bodyLengthFronts(t *testing.T) (*fronts, *seen) {
+	t.Helper()
 	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		io.WriteString(w, "got "+strconv.Itoa(len(b)))
 	})
 	cfg := &config.Config{}
 	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
-	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	return startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{}), s
+}
+
+// TestBareLineFeedRefused: a bare LF (or CR) anywhere in a request head
+// gets 400 and the connection closes at once, including a head that only
+// bare LFs end, which fasthttp alone waits on until the read timeout;
+// bodies holding LF bytes are not affected (issue 11, RFC 9112 §2.2).
+func TestBareLineFeedRefused(t *testing.T) {
+	t.Parallel()
+	f, s := bodyLengthFronts(t)
 	refused := []string{
 		"GET / HTTP/1.1\nHost: app.test\r\n\r\n",
 		"GET / HTTP/1.1\nHost: app.test\n\n",
@@ -380,13 +387,7 @@ func TestBareLineFeedRefused(t *testing.T) {
 // served.
 func TestChunkLineBounded(t *testing.T) {
 	t.Parallel()
-	up, s := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		io.WriteString(w, "got "+strconv.Itoa(len(b)))
-	})
-	cfg := &config.Config{}
-	cfg.Upstreams.Hosts = []config.Host{oneRoute("app.test", "/", addrOf(up))}
-	f := startFronts(t, cfg, Options{}, UpstreamOptions{}, ListenOptions{})
+	f, s := bodyLengthFronts(t)
 	const head = "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n"
 	// line returns a chunk-size line for size 3 of n bytes before its CRLF.
 	line := func(n int) string { return "3;x=" + strings.Repeat("a", n-4) + "\r\n" }

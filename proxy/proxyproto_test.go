@@ -205,6 +205,22 @@ func TestProxyProtocolWebSocket(t *testing.T) {
 	}
 }
 
+// dialListener opens a TCP connection from local to f's TLS or
+// cleartext listener, writes send, and closes it when the test ends.
+func dialListener(t *testing.T, f *fronts, local string, tls bool, send string) net.Conn {
+	t.Helper()
+	addr := f.plain
+	if tls {
+		addr = f.tls
+	}
+	c, err := dialFrom(context.Background(), local, addr, []byte(send))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // readAll reads what the proxy sends on c until it closes (or 5 s pass)
 // and reports how long that took.
 func readAll(c net.Conn) (string, time.Duration, error) {
@@ -250,15 +266,7 @@ func TestProxyProtocolRefused(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			addr := f.plain
-			if tt.tls {
-				addr = f.tls
-			}
-			c, err := dialFrom(context.Background(), tt.local, addr, []byte(tt.send))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialListener(t, f, tt.local, tt.tls, tt.send)
 			got, took, err := readAll(c)
 			if err != nil {
 				t.Fatalf("reading: %v after %v; want the proxy to answer or close", err, took)
@@ -314,15 +322,7 @@ func TestProxyProtocolRefusedOrderly(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			addr := f.plain
-			if tt.tls {
-				addr = f.tls
-			}
-			c, err := dialFrom(context.Background(), tt.local, addr, []byte(tt.send))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialListener(t, f, tt.local, tt.tls, tt.send)
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			b, err := io.ReadAll(c)
 			if err != nil {
