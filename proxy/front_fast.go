@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -88,6 +89,14 @@ func NewFastServer(e *Engine, o ServerOptions) *fasthttp.Server {
 		},
 	}
 }
+
+// admitCtx is the context of the pipeline's Admit on HTTP/1.1 (forward
+// auth's request). Not the fasthttp.RequestCtx: fasthttp reports no
+// client disconnect through it (only a shutdown), and a context derived
+// from it (forward auth's timeout) watches it from a goroutine of the
+// context package's that may read it after fasthttp has reset it for the
+// next request (a data race). Forward auth's own timeout bounds the wait.
+var admitCtx = context.Background()
 
 // fastErrorHandler answers requests fasthttp could not parse: 431 for a
 // header block over the read buffer, 408 for a read timeout, else 400
@@ -244,7 +253,7 @@ func (e *Engine) expectFast(ctx *fasthttp.RequestCtx) int {
 		st.dec.Action, st.dec.Status = pipeline.ActRespond, status
 	} else {
 		e.pl.Route(st.snap, &st.req, &st.dec)
-		e.pl.Admit(ctx, &st.req, &st.dec)
+		e.pl.Admit(admitCtx, &st.req, &st.dec)
 	}
 	if st.dec.Action == pipeline.ActRespond {
 		// fasthttp answers with this status and closes, and does not call
@@ -280,7 +289,7 @@ func (e *Engine) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 			st.dec.Action, st.dec.Status = pipeline.ActRespond, status
 		} else {
 			e.pl.Route(st.snap, &st.req, &st.dec)
-			e.pl.Admit(ctx, &st.req, &st.dec)
+			e.pl.Admit(admitCtx, &st.req, &st.dec)
 		}
 	}
 	st.start = start.UnixNano()
