@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http/httputil"
 	"os"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 
@@ -71,15 +73,15 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		werr = err
 	}
 
-	br := hc.AcquireReader(conn)
+	br := acquireUpstreamReader(hc, conn)
 	resp.Header.DisableNormalizing()
 	resp.Header.EnableNormalizing()
-	err = resp.Header.Read(br)
+	err = readResponseHead(hc, &resp.Header, &br, conn)
 	for err == nil && resp.StatusCode() >= 100 && resp.StatusCode() < 200 && resp.StatusCode() != 101 {
-		err = resp.Header.Read(br) // interim responses (RFC 9110 §15.2) are consumed
+		err = readResponseHead(hc, &resp.Header, &br, conn) // interim responses (RFC 9110 §15.2) are consumed
 	}
 	if err != nil {
-		hc.ReleaseReader(br)
+		releaseUpstreamReader(hc, br)
 		hc.CloseConn(cc)
 		if werr != nil {
 			return writeErr(hc, werr, reused, streamed)
@@ -101,7 +103,7 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		resp.ResetBody()
 	case cl > 0 && cl <= bufLimit:
 		if err = resp.ReadBody(br, cl); err != nil {
-			hc.ReleaseReader(br)
+			releaseUpstreamReader(hc, br)
 			hc.CloseConn(cc)
 			return fastErr(err)
 		}
@@ -124,13 +126,78 @@ func roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		resp.SetBodyStream(us, cl)
 		return nil
 	}
-	hc.ReleaseReader(br)
+	releaseUpstreamReader(hc, br)
 	if closeConn {
 		hc.CloseConn(cc)
 	} else {
 		hc.ReleaseConn(cc)
 	}
 	return nil
+}
+
+// upstreamReadBytes is the read buffer an upstream response is read with
+// first. Most response heads fit in it (nginx's proxy_buffer_size is one
+// page too); one that does not moves to a reader of the backend's
+// ReadBufferSize (max_header_bytes), the bytes already read carried over
+// (readResponseHead). Each exchange holds its reader while it waits for
+// the response, so with many requests in flight the small first buffer
+// saves max_header_bytes less 4 KiB per request (bench/RESULTS.md,
+// issue 16).
+const upstreamReadBytes = 4096
+
+// upstreamReaders pools the upstreamReadBytes readers of every backend.
+var upstreamReaders sync.Pool
+
+// acquireUpstreamReader returns a reader of conn for a response from
+// hc's backend: a small one (upstreamReadBytes) when hc's ReadBufferSize
+// is larger, else hc's own.
+func acquireUpstreamReader(hc *fasthttp.HostClient, conn net.Conn) *bufio.Reader {
+	if hc.ReadBufferSize <= upstreamReadBytes {
+		return hc.AcquireReader(conn)
+	}
+	if v := upstreamReaders.Get(); v != nil {
+		br := v.(*bufio.Reader)
+		br.Reset(conn)
+		return br
+	}
+	return bufio.NewReaderSize(conn, upstreamReadBytes)
+}
+
+// releaseUpstreamReader gives back a reader acquireUpstreamReader or
+// readResponseHead returned.
+func releaseUpstreamReader(hc *fasthttp.HostClient, br *bufio.Reader) {
+	if br.Size() == upstreamReadBytes && hc.ReadBufferSize > upstreamReadBytes {
+		br.Reset(nil)
+		upstreamReaders.Put(br)
+		return
+	}
+	hc.ReleaseReader(br)
+}
+
+// readResponseHead reads a response head from *br into h. A head that
+// does not fit a small reader is read again from a reader of hc's
+// ReadBufferSize, which gets the bytes the small one holds first and then
+// conn's; *br is then that reader, and the small one is given back. A
+// head over ReadBufferSize is fasthttp's *ErrSmallBuffer, as before.
+func readResponseHead(hc *fasthttp.HostClient, h *fasthttp.ResponseHeader, br **bufio.Reader, conn net.Conn) error {
+	err := h.Read(*br)
+	if err == nil || (*br).Size() >= hc.ReadBufferSize || !isSmallBuffer(err) {
+		return err
+	}
+	held, _ := (*br).Peek((*br).Buffered())
+	carry := append([]byte(nil), held...) // rare: a head over 4 KiB
+	big := hc.AcquireReader(conn)
+	big.Reset(io.MultiReader(bytes.NewReader(carry), conn))
+	releaseUpstreamReader(hc, *br)
+	*br = big
+	return h.Read(big)
+}
+
+// isSmallBuffer reports whether err is fasthttp's *ErrSmallBuffer (a
+// function of its own: errors.As's target escapes to the heap).
+func isSmallBuffer(err error) bool {
+	var small *fasthttp.ErrSmallBuffer
+	return errors.As(err, &small)
 }
 
 // writeErr classifies an error that ended writing a request upstream:
@@ -232,7 +299,7 @@ func (s *upstreamStream[C]) Close() error {
 		s.lease.Release()
 		s.lease = nil
 	}
-	s.hc.ReleaseReader(s.br)
+	releaseUpstreamReader(s.hc, s.br)
 	if s.eof && !s.closeConn {
 		s.release(s.cc)
 	} else {

@@ -413,3 +413,65 @@ func TestBackendRestartsUnderLoad(t *testing.T) {
 		t.Errorf("%d of %d idempotent requests failed while a backend restarted; last: %v", n, total.Load(), lastErr.Load())
 	}
 }
+
+// TestUpstreamResponseHeadGrows: a response head larger than the small
+// first read buffer (upstreamReadBytes) and within max_header_bytes is
+// relayed whole, headers and body (buffered, streamed and chunked), also
+// after an interim 103 with a large head, on connections that go on
+// carrying small responses; a head over max_header_bytes is a 502.
+func TestUpstreamResponseHeadGrows(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("b", 10<<10)
+	up, _ := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big", "/stream", "/chunked", "/early":
+			if r.URL.Path == "/early" {
+				w.Header().Set("Link", "</"+strings.Repeat("l", 6<<10)+">; rel=preload")
+				w.WriteHeader(http.StatusEarlyHints)
+				w.Header().Del("Link")
+			}
+			w.Header().Set("X-Big", big)
+		case "/huge":
+			w.Header().Set("X-Huge", strings.Repeat("h", 20<<10))
+		}
+		body := "body of " + r.URL.Path
+		if r.URL.Path == "/stream" || r.URL.Path == "/chunked" {
+			body = strings.Repeat("s", 64<<10)
+		}
+		if r.URL.Path != "/chunked" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		io.WriteString(w, body[:len(body)/2])
+		if f, ok := w.(http.Flusher); ok && r.URL.Path == "/chunked" {
+			f.Flush()
+		}
+		io.WriteString(w, body[len(body)/2:])
+	})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	_, addr := startProxy(t, cfg, Options{BodyBufferBytes: 4 << 10}, UpstreamOptions{MaxHeaderBytes: 16 << 10})
+	for round := range 3 {
+		for _, path := range []string{"/small", "/big", "/small", "/stream", "/chunked", "/early", "/small"} {
+			resp, body := get(t, "http://"+addr+path, nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("round %d: GET %s = %d %q; want 200", round, path, resp.StatusCode, body)
+			}
+			wantBody := "body of " + path
+			if path == "/stream" || path == "/chunked" {
+				wantBody = strings.Repeat("s", 64<<10)
+			}
+			if body != wantBody {
+				t.Fatalf("round %d: GET %s body = %d bytes %.40q; want %d bytes %.40q", round, path, len(body), body, len(wantBody), wantBody)
+			}
+			if path != "/small" && resp.Header.Get("X-Big") != big {
+				t.Fatalf("round %d: GET %s: X-Big of %d bytes; want %d", round, path, len(resp.Header.Get("X-Big")), len(big))
+			}
+		}
+	}
+	if resp, body := get(t, "http://"+addr+"/huge", nil); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("GET /huge (a 20 KiB head, max 16 KiB) = %d %q; want 502", resp.StatusCode, body)
+	}
+	if resp, body := get(t, "http://"+addr+"/small", nil); resp.StatusCode != 200 || body != "body of /small" {
+		t.Fatalf("GET /small after the 502 = %d %q; want 200", resp.StatusCode, body)
+	}
+}
