@@ -197,17 +197,34 @@ func TestReadDeadlinesKeepAlive(t *testing.T) {
 		if st, _ := pc.send(t, parkGET); st != 200 {
 			t.Fatalf("release %v: GET after idling = %d; want 200", release, st)
 		}
-		// A trickled head on the same connection is cut.
-		start := time.Now()
-		if _, err := io.WriteString(pc.c, "GET /x HTTP/1.1\r\nHost: app.test\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(pc.br) // 408 and a close, or a close
-		if d := time.Since(start); d > 10*time.Second {
-			t.Fatalf("release %v: a trickled head held the connection %v; want about read_header_timeout (%v)", release, d, header)
-		}
-		if len(b) > 0 && !bytes.HasPrefix(b, []byte("HTTP/1.1 408")) {
-			t.Errorf("release %v: answer %q; want 408 or a close", release, b)
+		// A trickled head on the same connection is cut; so is one after
+		// an empty line that came in a read of its own (RFC 9112 §2.2
+		// lets a client send one before a request line).
+		for _, lead := range []string{"", "\r\n"} {
+			c := pc
+			if lead != "" {
+				c = dialPark(t, ln.Addr().String())
+				if st, _ := c.send(t, parkGET); st != 200 {
+					t.Fatalf("release %v: GET = %d; want 200", release, st)
+				}
+				if _, err := io.WriteString(c.c, lead); err != nil {
+					t.Fatal(err)
+				}
+				// Shapes the input only: were the empty line and the head
+				// read together, this is the case above.
+				time.Sleep(50 * time.Millisecond)
+			}
+			start := time.Now()
+			if _, err := io.WriteString(c.c, "GET /x HTTP/1.1\r\nHost: app.test\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(c.br) // 408 and a close, or a close
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("release %v, lead %q: a trickled head held the connection %v; want about read_header_timeout (%v)", release, lead, d, header)
+			}
+			if len(b) > 0 && !bytes.HasPrefix(b, []byte("HTTP/1.1 408")) {
+				t.Errorf("release %v, lead %q: answer %q; want 408 or a close", release, lead, b)
+			}
 		}
 	}
 }

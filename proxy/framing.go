@@ -435,7 +435,9 @@ func (c *framingConn) SetReadDeadline(t time.Time) error {
 // readsDone reports whether the request being served needs no more reads
 // and the next read, if any, is preceded by a deadline of its own: every
 // byte read so far belongs to requests read whole (the framer follows
-// them), at least one of them has been read, and nothing was written since
+// them; not even an empty line of the next one has come: fasthttp skips
+// it and reads the rest of that head under this deadline), at least one
+// of them has been read, and nothing was written since
 // the last read (after a response, fasthttp asks for the idle deadline of
 // the wait for the next request, which must be set).
 //
@@ -449,7 +451,7 @@ func (c *framingConn) SetReadDeadline(t time.Time) error {
 // happens while the framer is inside a head or body (not readsDone), so
 // no read goes without the deadline it would have had.
 func (c *framingConn) readsDone() bool {
-	return c.f.seq > 0 && c.f.betweenRequests() && !c.wrote.Load() && !c.f.tunnel.Load()
+	return c.f.seq > 0 && c.f.betweenRequests() && !c.f.blank && !c.wrote.Load() && !c.f.tunnel.Load()
 }
 
 // SetWriteDeadline sets the write deadline, coarsely before a tunnel.
