@@ -211,9 +211,14 @@ func writeErr(hc *fasthttp.HostClient, err error, reused, streamed bool) error {
 		return fmt.Errorf("%w: %w", pipeline.ErrStale, err)
 	}
 	var op *net.OpError
-	if streamed && !errors.As(err, &op) && !isTimeout(err) {
-		// Not a network error: reading the client's streamed body
-		// failed (a malformed chunk), which is the client's fault.
+	isOp := errors.As(err, &op)
+	if streamed && (!isOp && !isTimeout(err) || isOp && op.Op == "read") {
+		// Reading the client's streamed body failed: a malformed chunk
+		// (not a network error), or a read of the client's connection
+		// (the only reads while a request is written: the upstream's
+		// are writes) that timed out or broke. The client's fault, never
+		// the backend's (a slow client must not make a healthy backend
+		// look failed to passive health checks).
 		return fmt.Errorf("%w: %w", pipeline.ErrClientBody, err)
 	}
 	return fastErr(err)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -473,5 +474,52 @@ func TestUpstreamResponseHeadGrows(t *testing.T) {
 	}
 	if resp, body := get(t, "http://"+addr+"/small", nil); resp.StatusCode != 200 || body != "body of /small" {
 		t.Fatalf("GET /small after the 502 = %d %q; want 200", resp.StatusCode, body)
+	}
+}
+
+// TestSlowStreamedBodyNotBlamed: a client whose streamed request body
+// stalls past read_timeout gets 408, and the backend it was being
+// forwarded to is not blamed (no failure counted for passive health
+// checks): the read that timed out was the client's.
+func TestSlowStreamedBodyNotBlamed(t *testing.T) {
+	t.Parallel()
+	up, _ := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	})
+	cfg := &config.Config{}
+	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	e, _ := newTestEngine(t, cfg, Options{BodyBufferBytes: 16}, UpstreamOptions{})
+	srv := NewFastServer(e, ServerOptions{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() })
+	for _, head := range []string{
+		"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+		"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n",
+	} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.WriteString(c, head+strings.Repeat("x", 100)); err != nil { // then nothing
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q: reading the answer: %v", head, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("%q: stalled body = %d; want 408", head, resp.StatusCode)
+		}
+	}
+	if st := e.Registry().Backends().Lookup(addrOf(up)).Status(); st.Failures != 0 {
+		t.Errorf("backend blamed for the client's stalled body: %+v", st)
 	}
 }

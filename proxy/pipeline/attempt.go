@@ -23,8 +23,8 @@ var (
 	// the request was written (a pooled connection found closed).
 	ErrUnsent = errors.New("proxy: request not sent")
 	// ErrClientBody marks a request body that could not be read from the
-	// client (malformed chunked encoding, a short body): 400, and the
-	// backend is not blamed.
+	// client (malformed chunked encoding, a short body: 400; a read that
+	// timed out: 408), and the backend is not blamed.
 	ErrClientBody = errors.New("proxy: malformed request body")
 	// ErrBodyTooLarge marks a request body that went over
 	// max_request_body_bytes while it streamed: 413.
@@ -60,7 +60,8 @@ const (
 	FailUpstream
 	// FailPoolFull: upstream_max_conns reached (ErrPoolFull).
 	FailPoolFull
-	// FailClientBody: the client's body was malformed (ErrClientBody).
+	// FailClientBody: the client's body was malformed or stalled
+	// (ErrClientBody): 400, or 408 when reading it timed out.
 	FailClientBody
 	// FailBodyTooLarge: the client's body went over the limit
 	// (ErrBodyTooLarge).
@@ -232,6 +233,9 @@ func (p *Pipeline) Attempt(r *Request, d *Decision, body Body, t Transport) Outc
 		case FailClientBody:
 			p.log.Debug("malformed request body", "request_id", string(d.RequestID), "err", err)
 			out.Status = 400
+			if IsTimeout(err) {
+				out.Status = 408 // the client's body stalled (RFC 9110 §15.5.9)
+			}
 			return out
 		case FailBodyTooLarge:
 			out.Status = 413
