@@ -419,16 +419,25 @@ func TestSlowHeadersCut(t *testing.T) {
 	}
 }
 
-// TestMalformedChunkedBody: a broken chunked request body is the
-// client's fault: 400, not 502, and the backend stays in rotation.
-func TestMalformedChunkedBody(t *testing.T) {
-	t.Parallel()
+// drainingUpstream starts a backend that reads each request body whole
+// and answers "ok", and returns it with a config routing every request
+// to it.
+func drainingUpstream(t *testing.T) (*httptest.Server, *config.Config) {
+	t.Helper()
 	up, _ := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		io.WriteString(w, "ok")
 	})
 	cfg := &config.Config{}
 	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	return up, cfg
+}
+
+// TestMalformedChunkedBody: a broken chunked request body is the
+// client's fault: 400, not 502, and the backend stays in rotation.
+func TestMalformedChunkedBody(t *testing.T) {
+	t.Parallel()
+	up, cfg := drainingUpstream(t)
 	e, addr := startProxy(t, cfg, Options{BodyBufferBytes: 16}, UpstreamOptions{})
 	got := raw(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
 	if !strings.HasPrefix(got, "400 ") {

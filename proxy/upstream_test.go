@@ -483,12 +483,7 @@ func TestUpstreamResponseHeadGrows(t *testing.T) {
 // checks): the read that timed out was the client's.
 func TestSlowStreamedBodyNotBlamed(t *testing.T) {
 	t.Parallel()
-	up, _ := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "ok")
-	})
-	cfg := &config.Config{}
-	cfg.Upstreams.Hosts = []config.Host{oneRoute("DEFAULT", "/", addrOf(up))}
+	up, cfg := drainingUpstream(t)
 	e, _ := newTestEngine(t, cfg, Options{BodyBufferBytes: 16}, UpstreamOptions{})
 	srv := NewFastServer(e, ServerOptions{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8192})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
