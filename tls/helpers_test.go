@@ -1,7 +1,6 @@
 package tls
 
 import (
-	"bytes"
 	"cmp"
 	"crypto"
 	"crypto/ecdsa"
@@ -22,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aralez-go/aralez/internal/syncbuf"
 )
 
 // certSpec describes a test certificate. Every certificate carries CN so
@@ -120,22 +121,7 @@ func writePair(t testing.TB, dir, name string, spec certSpec) {
 }
 
 // logBuffer collects log output from concurrent goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 func newLogger() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}

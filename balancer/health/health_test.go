@@ -1,10 +1,8 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"github.com/aralez-go/aralez/balancer"
 	"io"
 	"log"
 	"log/slog"
@@ -16,31 +14,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aralez-go/aralez/balancer"
+	"github.com/aralez-go/aralez/internal/syncbuf"
 )
 
 // logBuf collects log output for assertions.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type logBuf struct{ syncbuf.Buffer }
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func (l *logBuf) count(s string) int { return strings.Count(l.String(), s) }
 
 // recorder is a backend handler with a settable status that records
 // the last request it saw.

@@ -15,32 +15,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aralez-go/aralez/internal/pebbletest"
+	"github.com/aralez-go/aralez/internal/syncbuf"
 	edgetls "github.com/aralez-go/aralez/tls"
 )
 
 // testLog collects a test's log lines.
-type testLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type testLog struct{ syncbuf.Buffer }
 
 // listeners are the stand-ins for the proxy's listeners in these tests:
 // a cleartext one answering HTTP-01 through Manager.HTTPChallenge, and a
